@@ -1,0 +1,149 @@
+"""The ``warmstart`` command line: demo, datasets, pretrain, finetune, evaluate.
+
+Bad input ends in one line on stderr and exit code 2; an interrupted run says how to resume it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from warmstart.errors import UserError
+
+EPILOG_OVERRIDES = (
+    "Any setting can be given as key=value after the flags (e.g. epochs=5 lr=3e-4 encoder_args.width=64); "
+    "`--config FILE.yaml` supplies a base. Run with --print-config to see every setting and its default."
+)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML file of settings (flags and key=value win over it)")
+    parser.add_argument("--data", metavar="SOURCE", help="data: digits, fashion-mnist, mnist, npz:PATH, idx:DIR, "
+                        "folder:DIR or csv:PATH (see `warmstart datasets`)")
+    parser.add_argument("--data-dir", metavar="DIR", help="extra directory to look for data files in")
+    parser.add_argument("--seed", type=int, help="random seed (default 0)")
+    parser.add_argument("--out", metavar="DIR", help="run directory to write (must be new unless --resume)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="setting overrides")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="warmstart",
+        description="Pretrain on unlabeled data, fine-tune on few labels, evaluate, and see what pretraining bought.",
+        epilog="Start with `warmstart demo`; every subcommand has its own --help.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = sub.add_parser("demo", help="pretrain on digits, fine-tune on 50 labels, compare with scratch",
+                          description="The one-minute tour: on scikit-learn's digits, pretrain once per seed, "
+                          "fine-tune on 5 labels per class with scratch / linear / full, print a table and write "
+                          "results.csv, report.md and a plot.")
+    demo.add_argument("--out", default="runs/demo", metavar="DIR", help="output directory (default runs/demo)")
+    demo.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    demo.add_argument("--quick", action="store_true", help="fewer epochs: a smoke check in seconds")
+
+    datasets = sub.add_parser("datasets", help="list data sources and whether they are available here",
+                              description="List the data sources and where each was found on this machine.")
+    datasets.add_argument("--data-dir", metavar="DIR", help="extra directory to look for data files in")
+
+    pre = sub.add_parser("pretrain", help="self-supervised pretraining on the unlabeled training split",
+                         description="Pretrain an encoder with a self-supervised objective on all training "
+                         "examples (labels are never read). Writes config.yaml, metrics.jsonl, "
+                         "checkpoint.safetensors and encoder.safetensors to --out.",
+                         epilog=EPILOG_OVERRIDES)
+    pre.add_argument("--objective", help="autoencoder, denoising, ... (default autoencoder)")
+    pre.add_argument("--encoder", help="linear, mlp, cnn, resnet (default mlp)")
+    _common(pre)
+
+    fine = sub.add_parser("finetune", help="fine-tune a classifier on a label budget and evaluate it",
+                          description="Fine-tune on a seeded, stratified label budget drawn from the training "
+                          "split, then evaluate on the test split. Writes model.safetensors, "
+                          "test_metrics.json and labeled_indices.json to --out.",
+                          epilog=EPILOG_OVERRIDES)
+    fine.add_argument("--from", dest="pretrained", metavar="DIR", help="a `warmstart pretrain` run directory")
+    fine.add_argument("--strategy", help="scratch, linear or full (default full)")
+    fine.add_argument("--labels", metavar="BUDGET", help="per_class=K, count=N or fraction=F (default per_class=5)")
+    fine.add_argument("--encoder", help="encoder for --strategy scratch without --from (default mlp)")
+    _common(fine)
+
+    ev = sub.add_parser("evaluate", help="test-set metrics of a fine-tuned model",
+                        description="Accuracy, macro-F1 and the confusion matrix of a fine-tuned model on a "
+                        "data source's test split, printed as JSON.")
+    ev.add_argument("--model", required=True, metavar="DIR", help="a `warmstart finetune` run directory")
+    ev.add_argument("--data", required=True, metavar="SOURCE", help="data source to evaluate on")
+    ev.add_argument("--data-dir", metavar="DIR", help="extra directory to look for data files in")
+    ev.add_argument("--out", metavar="FILE", help="also write the metrics JSON to FILE")
+    return parser
+
+
+def _flags(args: argparse.Namespace, names: list[str]) -> dict:
+    return {name: getattr(args, name, None) for name in names}
+
+
+def run(args: argparse.Namespace) -> int:
+    from warmstart import config as cfg
+
+    if args.command == "demo":
+        from warmstart.demo import run_demo
+
+        run_demo(Path(args.out), seeds=args.seeds, quick=args.quick)
+    elif args.command == "datasets":
+        from warmstart.data.sources import describe_sources
+
+        for row in describe_sources(args.data_dir):
+            status = f"available ({row['where']})" if row["available"] else f"not found: {row['where']}"
+            print(f"{row['name']:<15} {row['description']}\n{'':<15} {status}")
+    elif args.command in ("pretrain", "finetune"):
+        from warmstart import pipeline
+
+        model = cfg.PretrainConfig if args.command == "pretrain" else cfg.FinetuneConfig
+        names = ["data", "data_dir", "seed"] + (
+            ["objective", "encoder"] if args.command == "pretrain" else ["pretrained", "strategy", "labels", "encoder"])
+        config = cfg.build_config(model, file=args.config, flags=_flags(args, names), overrides=args.overrides)
+        if args.print_config:
+            print(cfg.to_yaml(config), end="")
+            return 0
+        if not args.out:
+            raise UserError(f"{args.command} needs --out DIR, the run directory to write")
+        if args.command == "pretrain":
+            result = pipeline.pretrain(config, args.out, resume=args.resume)
+            last = result.history[-1] if result.history else {}
+            print(f"pretrained {config.encoder} with {config.objective}: final loss {last.get('loss', float('nan')):.4f}"
+                  f" -> {result.run_dir}")
+        else:
+            result = pipeline.finetune(config, args.out, resume=args.resume)
+            m = result.metrics
+            print(f"{config.strategy} on {m['labels']} labels: test accuracy {m['accuracy']:.4f}, "
+                  f"macro-F1 {m['macro_f1']:.4f} -> {result.run_dir}")
+    elif args.command == "evaluate":
+        from warmstart import pipeline
+
+        metrics = pipeline.evaluate(args.model, args.data, args.data_dir)
+        text = json.dumps(metrics, indent=2)
+        if args.out:
+            from warmstart.checkpoint import atomic_write_text
+
+            atomic_write_text(Path(args.out), text + "\n")
+        print(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except UserError as err:
+        print(f"warmstart: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        hint = f"; rerun the same command with --resume to continue from the last checkpoint in {out}" if out else ""
+        print(f"warmstart: interrupted{hint}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,311 @@
+"""Data sources: a name (``digits``, ``fashion-mnist``, ``mnist``) or ``kind:PATH`` → ``DataBundle``.
+
+Every source yields the same ``DataBundle`` so later stages never care where data came from.
+Test splits that a source does not ship are a *fixed* stratified 80/20 split (``random_state=0``),
+independent of the run seed: the seed varies which examples get labels, never what is tested.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import struct
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from warmstart.data import idx
+from warmstart.data.bundle import DataBundle
+from warmstart.errors import UserError, closest
+from warmstart.registry import Registry
+
+
+@dataclass(frozen=True)
+class Source:
+    """A registered loader. ``load(path, data_dir)``; ``path`` is None for named sources."""
+
+    description: str
+    load: Callable[[str | None, str | None], DataBundle]
+    takes_path: bool = False
+    locate: Callable[[str | None], str | None] | None = None  # where it is on this machine
+
+
+SOURCES: Registry[Source] = Registry("data source")
+
+
+def load_data(spec: str, data_dir: str | None = None) -> DataBundle:
+    """Resolve ``spec`` (a source name or ``kind:PATH``) and load it."""
+    kind, sep, path = spec.partition(":")
+    if kind not in SOURCES:
+        hint = closest(kind, SOURCES) or _path_hint(spec)
+        raise UserError(f"unknown data source '{spec}'{hint}; choose one of: {', '.join(_display_names())}")
+    source = SOURCES.get(kind)
+    if source.takes_path and not path:
+        raise UserError(f"data source '{kind}' needs a path; write it as {kind}:PATH")
+    if not source.takes_path and sep:
+        raise UserError(f"data source '{kind}' takes no path; write just '{kind}' (use --data-dir for its location)")
+    return source.load(path or None, data_dir)
+
+
+def describe_sources(data_dir: str | None = None) -> list[dict]:
+    """One dict per source — name, description, available, location — for ``warmstart datasets``."""
+    rows = []
+    for name in SOURCES:
+        source = SOURCES.get(name)
+        where = source.locate(data_dir) if source.locate else None
+        rows.append({
+            "name": f"{name}:PATH" if source.takes_path else name,
+            "description": source.description,
+            "available": source.takes_path or where is not None,
+            "location": where,
+        })
+    return rows
+
+
+def _display_names() -> list[str]:
+    return [f"{n}:PATH" if SOURCES.get(n).takes_path else n for n in SOURCES]
+
+
+def _path_hint(spec: str) -> str:
+    """A bare existing path probably lacks its ``kind:`` prefix; say which one."""
+    p = Path(spec)
+    if not p.exists():
+        return ""
+    kind = "folder" if p.is_dir() and not idx.find_idx_files(p) else "idx" if p.is_dir() else p.suffix.lstrip(".")
+    return f" (did you mean '{kind}:{spec}'?)" if kind in SOURCES else ""
+
+
+def fixed_split(y: np.ndarray, test_size: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train_idx, test_idx): stratified when every class allows it, always ``random_state=0``."""
+    order = np.arange(len(y))
+    if len(y) < 2:
+        raise UserError(f"need at least 2 examples to make a train/test split, got {len(y)}; add data")
+    try:
+        tr, te = train_test_split(order, test_size=test_size, random_state=0, stratify=y)
+    except ValueError:  # a class with 1 example, or fewer test slots than classes
+        tr, te = train_test_split(order, test_size=test_size, random_state=0)
+    return np.sort(tr), np.sort(te)
+
+
+# --- digits ---------------------------------------------------------------------------------
+
+def _load_digits(path: str | None, data_dir: str | None) -> DataBundle:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = d.data.reshape(-1, 1, 8, 8).astype(np.uint8)  # integer counts 0..16, exact in uint8
+    y = d.target.astype(np.int64)
+    tr, te = fixed_split(y)
+    return DataBundle("digits", x[tr], y[tr], x[te], y[te], "image", [str(i) for i in range(10)], 1 / 16)
+
+
+# --- npz ------------------------------------------------------------------------------------
+
+def _npz_member(path: str, archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+    """Memory-map an uncompressed member in place; compressed ones must be inflated."""
+    info = archive.zip.getinfo(key + ".npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        return archive[key]
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        name_len, extra_len = struct.unpack("<26xHH", f.read(30))
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(f)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = reader(f)
+        if dtype.hasobject:
+            raise ValueError("object arrays are not supported")
+        return np.memmap(path, dtype, "r", f.tell(), shape, "F" if fortran else "C")
+
+
+def _load_npz(path: str, data_dir: str | None) -> DataBundle:
+    name = f"npz:{path}"
+    if not Path(path).is_file():
+        raise UserError(f"{name}: file not found; check the path")
+    try:
+        archive = np.load(path, mmap_mode="r")
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise UserError(f"{name}: holds a single array; save with np.savez(path, x_train=..., y_train=...)")
+        keys = set(archive.files)
+        missing = [k for k in ("x_train", "y_train") if k not in keys]
+        if missing or ("x_test" in keys) != ("y_test" in keys):
+            missing = missing or [k for k in ("x_test", "y_test") if k not in keys]
+            raise UserError(
+                f"{name}: missing array(s) {', '.join(missing)} (found: {', '.join(sorted(keys)) or 'none'}); "
+                "save x_train, y_train and optionally both x_test and y_test"
+            )
+        arrays = {k: _npz_member(path, archive, k) for k in ("x_train", "y_train", "x_test", "y_test") if k in keys}
+        class_names = [str(c) for c in archive["class_names"]] if "class_names" in keys else []
+    except UserError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, struct.error) as e:
+        raise UserError(f"{name}: cannot read ({type(e).__name__}: {e}); the file is truncated or corrupt, re-save it") from None
+    for k, v in arrays.items():
+        if k.startswith("y") and len(arrays["x" + k[1:]]) != len(v):
+            raise UserError(f"{name}: x{k[1:]} has {len(arrays['x' + k[1:]])} rows but {k} has {len(v)}; give one label per example")
+    if "x_test" not in arrays:
+        tr, te = fixed_split(np.asarray(arrays["y_train"]))
+        x, y = arrays["x_train"], arrays["y_train"]
+        arrays = {"x_train": x[tr], "y_train": y[tr], "x_test": x[te], "y_test": y[te]}
+    x = arrays["x_train"]
+    if x.ndim not in (2, 3, 4):
+        raise UserError(f"{name}: x_train has shape {x.shape}; expected (N, D), (N, H, W) or (N, C, H, W)")
+    if x.ndim == 3:
+        arrays = {k: (v[:, None] if k.startswith("x") else v) for k, v in arrays.items()}
+    scale = 1 / 255 if x.dtype == np.uint8 else 1.0
+    modality = "tabular" if x.ndim == 2 else "image"
+    return DataBundle(name, modality=modality, class_names=class_names, scale=scale, **arrays)
+
+
+# --- idx ------------------------------------------------------------------------------------
+
+def _load_idx(path: str, data_dir: str | None) -> DataBundle:
+    name = f"idx:{path}"
+    if not Path(path).is_dir():
+        raise UserError(f"{name}: not a directory; point it at the folder holding the 4 IDX files")
+    npy_dir = Path(path) if os.access(path, os.W_OK) else None
+    arrays = idx.load_idx_dir(path, npy_dir)
+    if arrays is None:
+        files = ", ".join(f"{s}[.gz]" for s in idx.IDX_FILES.values())
+        raise UserError(f"{name}: missing IDX files; the folder must hold {files}")
+    arrays = {k: (v[:, None] if v.ndim == 3 else v) for k, v in arrays.items()}
+    scale = 1 / 255 if arrays["x_train"].dtype == np.uint8 else 1.0
+    return DataBundle(name, modality="image", scale=scale, **arrays)
+
+
+# --- folder ---------------------------------------------------------------------------------
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+def _image_files(root: Path, name: str) -> tuple[list[str], list[tuple[Path, int]]]:
+    """Sorted class folders under ``root`` and the (file, class index) pairs inside them."""
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise UserError(f"{name}: {root} holds no class subfolders; put images in one folder per class")
+    files = []
+    for i, c in enumerate(classes):
+        found = sorted(f for f in (root / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise UserError(f"{name}: class folder '{c}' holds no images; add images or remove the folder")
+        files += [(f, i) for f in found]
+    return classes, files
+
+
+def _load_folder(path: str, data_dir: str | None) -> DataBundle:
+    """Class-per-folder images. One size is required: silently resizing would hide data problems."""
+    from PIL import Image, UnidentifiedImageError
+
+    name, root = f"folder:{path}", Path(path)
+    if not root.is_dir():
+        raise UserError(f"{name}: directory not found; check the path")
+    split = (root / "train").is_dir() and (root / "test").is_dir()
+    classes, files = _image_files(root / "train" if split else root, name)
+    if split:
+        test_classes, test_files = _image_files(root / "test", name)
+        unknown = sorted(set(test_classes) - set(classes))
+        if unknown:
+            raise UserError(f"{name}: test/ has class '{unknown[0]}' that train/ lacks; use the same class folders")
+        files += [(f, classes.index(test_classes[i])) for f, i in test_files]
+    modes, first = set(), None
+    for f, _ in files:  # headers only: cheap, and fails before decoding anything
+        try:
+            with Image.open(f) as im:
+                size, mode = im.size, im.mode
+        except (OSError, UnidentifiedImageError) as e:
+            raise UserError(f"{name}: cannot read image {f} ({e}); fix or remove it") from None
+        first = first or (f, size)
+        if size != first[1]:
+            raise UserError(
+                f"{name}: {f} is {size[0]}x{size[1]} but {first[0]} is {first[1][0]}x{first[1][1]}; "
+                "resize all images to one size"
+            )
+        modes.add(mode)
+    mode = "L" if modes <= _GRAY_MODES else "RGB"
+    x = np.stack([np.asarray(Image.open(f).convert(mode), np.uint8) for f, _ in files])
+    x = x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)
+    y = np.array([i for _, i in files], np.int64)
+    if split:
+        n = len(files) - len(test_files)
+        tr, te = np.arange(n), np.arange(n, len(files))
+    else:
+        tr, te = fixed_split(y)
+    return DataBundle(name, x[tr], y[tr], x[te], y[te], "image", classes, 1 / 255)
+
+
+# --- csv ------------------------------------------------------------------------------------
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _load_csv(path: str, data_dir: str | None) -> DataBundle:
+    """Numeric features plus a label column named ``label`` (else the last column; a header row is
+    optional and detected by being non-numeric). Features are standardised with train statistics."""
+    name = f"csv:{path}"
+    try:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.reader(f) if r]
+    except FileNotFoundError:
+        raise UserError(f"{name}: file not found; check the path") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"{name}: cannot read ({e}); save it as UTF-8 CSV") from None
+    if rows and not all(_is_number(c) for c in rows[0]):
+        header, rows = [c.strip() for c in rows[0]], rows[1:]
+    else:
+        header = [f"column {i + 1}" for i in range(len(rows[0]) if rows else 0)]
+    if len(header) < 2 or len(rows) < 2:
+        raise UserError(f"{name}: need a header, at least one feature column, a label column and 2 rows")
+    label_col = header.index("label") if "label" in header else len(header) - 1
+    for r, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise UserError(f"{name}: line {r} has {len(row)} fields but the header has {len(header)}; fix that line")
+    features = [c for c in range(len(header)) if c != label_col]
+    x = np.empty((len(rows), len(features)), np.float64)
+    for j, c in enumerate(features):
+        for r, row in enumerate(rows):
+            try:
+                x[r, j] = float(row[c])
+            except ValueError:
+                raise UserError(
+                    f"{name}: column '{header[c]}' is not numeric (line {r + 2}: {row[c]!r}); "
+                    "encode it as numbers or drop it"
+                ) from None
+        if np.isnan(x[:, j]).any() or np.isinf(x[:, j]).any():
+            raise UserError(f"{name}: column '{header[c]}' has missing or infinite values; fill or drop them")
+    raw = [row[label_col].strip() for row in rows]
+    numeric = all(_is_number(v) for v in raw)
+    class_names = sorted(set(raw), key=float if numeric else None)
+    index = {c: i for i, c in enumerate(class_names)}
+    y = np.array([index[v] for v in raw], np.int64)
+    tr, te = fixed_split(y)
+    mean, std = x[tr].mean(0), x[tr].std(0)
+    std[std == 0] = 1.0
+    x = ((x - mean) / std).astype(np.float32)
+    return DataBundle(name, x[tr], y[tr], x[te], y[te], "tabular", class_names)
+
+
+# --- registrations --------------------------------------------------------------------------
+
+SOURCES.register("digits")(Source(
+    "8x8 handwritten digits bundled with scikit-learn (1797 images, 10 classes)",
+    _load_digits, locate=lambda data_dir: "bundled with scikit-learn",
+))
+for _name, _what in (("fashion-mnist", "Zalando's 28x28 clothing images"), ("mnist", "28x28 handwritten digits")):
+    SOURCES.register(_name)(Source(
+        f"{_what} (60000 train / 10000 test, 10 classes); downloaded on first use if not found",
+        lambda path, data_dir, _n=_name: idx.load_named(_n, data_dir),
+        locate=lambda data_dir, _n=_name: (str(p) if (p := idx.locate(_n, data_dir)) else None),
+    ))
+SOURCES.register("npz")(Source("NumPy .npz with x_train, y_train [, x_test, y_test, class_names]", _load_npz, True))
+SOURCES.register("idx")(Source("folder with the 4 MNIST-style IDX files (optionally .gz)", _load_idx, True))
+SOURCES.register("folder")(Source("class subfolders of images, optionally under train/ and test/", _load_folder, True))
+SOURCES.register("csv")(Source("CSV of numeric features and a 'label' column (else the last column)", _load_csv, True))

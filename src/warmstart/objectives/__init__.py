@@ -1,0 +1,12 @@
+"""Self-supervised objectives. Adding one: a new file with an ``Objective`` subclass and one line below."""
+from warmstart.objectives.autoencoder import Autoencoder
+from warmstart.objectives.base import Objective
+from warmstart.objectives.denoising import DenoisingAutoencoder
+from warmstart.registry import Registry
+
+OBJECTIVES: Registry[type[Objective]] = Registry("objective")
+
+OBJECTIVES.register("autoencoder")(Autoencoder)
+OBJECTIVES.register("denoising")(DenoisingAutoencoder)
+
+__all__ = ["OBJECTIVES", "Objective"]

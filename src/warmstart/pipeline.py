@@ -1,0 +1,216 @@
+"""The Python API: ``pretrain``, ``finetune`` and ``evaluate``, each writing one run directory.
+
+Everything that can be wrong with the input (config, data, budget, model options) is checked before the
+run directory is created, so a failed start leaves nothing on disk.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from warmstart.checkpoint import atomic_write_text, load_tensors, save_tensors
+from warmstart.config import FinetuneConfig, PretrainConfig, to_yaml
+from warmstart.data import DataBundle
+from warmstart.data.sources import load_data
+from warmstart.data.splits import LabelBudget
+from warmstart.engine import Stream, fit
+from warmstart.errors import UserError
+from warmstart.evaluate import evaluate_model
+from warmstart.models import ENCODERS, Classifier, Encoder
+from warmstart.objectives import OBJECTIVES, Objective
+from warmstart.strategies import STRATEGIES, Strategy
+
+ENCODER_FILE = "encoder.safetensors"
+MODEL_FILE = "model.safetensors"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def prepare_run_dir(out: str | Path | None, resume: bool) -> Path | None:
+    """Create ``out`` (or reuse it with ``resume``); refuse to mix two runs in one directory."""
+    if out is None:
+        return None
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out {path} is a file; give a directory path")
+    if path.is_dir() and any(path.iterdir()) and not resume:
+        raise UserError(f"--out {path} already holds a run; pass --resume to continue it or choose another --out")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_config(run_dir: Path | None, config: Any) -> None:
+    if run_dir is not None:
+        atomic_write_text(run_dir / "config.yaml", to_yaml(config))
+
+
+def build_encoder(name: str, input_shape: tuple[int, ...], options: dict[str, Any], modality: str = "image") -> Encoder:
+    """Build a registered encoder and remember how (``encoder.spec``), so checkpoints can rebuild it."""
+    encoder_cls = ENCODERS.get(name)
+    if encoder_cls.image_only and modality != "image":
+        raise UserError(f"encoder '{name}' needs images but the data is {modality}; use --encoder mlp")
+    if encoder_cls.image_only and len(input_shape) != 3:
+        raise UserError(f"encoder '{name}' needs (C, H, W) images but the inputs have shape {input_shape}")
+    encoder = ENCODERS.build(name, tuple(input_shape), **options)
+    encoder.spec = {"encoder": name, "encoder_args": dict(options), "input_shape": list(input_shape)}
+    return encoder
+
+
+def image_stream(data: DataBundle, index: np.ndarray, batch_size: int, with_labels: bool) -> Stream:
+    """Batches of rows ``index`` of the training split (labels only when ``with_labels``)."""
+    x, y = data.x_train, data.y_train
+    if with_labels:
+        def make(rows: np.ndarray) -> tuple[torch.Tensor, ...]:
+            return data.batch(x, index[rows]), torch.from_numpy(y[index[rows]])
+    else:
+        def make(rows: np.ndarray) -> tuple[torch.Tensor, ...]:
+            return (data.batch(x, index[rows]),)
+    return Stream(len(index), min(batch_size, len(index)), make)
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path | None
+    objective: Objective
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def encoder(self) -> Encoder:
+        return self.objective.encoder
+
+
+def pretrain(
+    config: PretrainConfig, out: str | Path | None = None, *, resume: bool = False, data: DataBundle | None = None,
+    after_step=None,
+) -> PretrainResult:
+    """Pretrain ``config.encoder`` with ``config.objective`` on the training split (labels withheld)."""
+    data = data if data is not None else load_data(config.data, config.data_dir)
+    objective_cls = OBJECTIVES.get(config.objective)
+    if data.modality not in objective_cls.modalities:
+        raise UserError(
+            f"objective '{config.objective}' does not apply to {data.modality} data; "
+            f"it works on: {', '.join(objective_cls.modalities)}"
+        )
+    seed_everything(config.seed)
+    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality)
+    objective = OBJECTIVES.build(config.objective, encoder, **config.objective_args)
+    run_dir = prepare_run_dir(out, resume)
+    _write_config(run_dir, config)
+    stream = image_stream(data, np.arange(len(data.x_train)), config.batch_size, with_labels=False)
+    history = fit(
+        objective, lambda batch: objective.loss(batch[0]), [stream], config, run_dir=run_dir, resume=resume,
+        desc=f"pretrain {config.objective}", config=config.model_dump(mode="json"), after_step=after_step,
+    )
+    if run_dir is not None:
+        meta = {**encoder.spec, "data": config.data, "objective": config.objective}
+        save_tensors(run_dir / ENCODER_FILE, encoder.state_dict(), meta)
+    return PretrainResult(run_dir, objective, history)
+
+
+def load_encoder(run_dir: str | Path) -> tuple[Encoder, dict[str, Any]]:
+    """The pretrained encoder saved by ``pretrain`` in ``run_dir``, with its metadata."""
+    path = Path(run_dir) / ENCODER_FILE
+    if not path.exists():
+        raise UserError(f"{run_dir}: no {ENCODER_FILE}; point --from to a finished `warmstart pretrain` run")
+    tensors, meta = load_tensors(path)
+    encoder = build_encoder(meta["encoder"], tuple(meta["input_shape"]), meta["encoder_args"])
+    encoder.load_state_dict(tensors)
+    return encoder, meta
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path | None
+    model: Classifier
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    labeled: np.ndarray | None = None
+
+
+def finetune(
+    config: FinetuneConfig, out: str | Path | None = None, *, resume: bool = False, data: DataBundle | None = None,
+    encoder: Encoder | None = None,
+) -> FinetuneResult:
+    """Fine-tune a classifier on ``config.labels`` labeled examples and evaluate it on the test split.
+
+    The encoder comes from ``encoder`` (in memory), ``config.pretrained`` (a run directory) or, for
+    ``scratch``, is built fresh from ``config.encoder``.
+    """
+    data = data if data is not None else load_data(config.data, config.data_dir)
+    budget = LabelBudget.parse(config.labels)
+    labeled, _unlabeled = budget.split(data.y_train, config.seed)
+    strategy: Strategy = STRATEGIES.build(config.strategy, **config.strategy_args)
+    if encoder is None and config.pretrained is not None:
+        encoder, _meta = load_encoder(config.pretrained)
+    if encoder is not None and tuple(encoder.input_shape) != data.input_shape:
+        raise UserError(
+            f"the encoder was pretrained on inputs of shape {tuple(encoder.input_shape)} but {data.name} has "
+            f"{data.input_shape}; pretrain on the same kind of data"
+        )
+    if encoder is None and strategy.load_pretrained:
+        raise UserError(
+            f"strategy '{config.strategy}' starts from a pretrained encoder; pass --from RUN_DIR "
+            "(a `warmstart pretrain` run) or use --strategy scratch"
+        )
+    spec = encoder.spec if encoder is not None else {
+        "encoder": config.encoder, "encoder_args": config.encoder_args, "input_shape": list(data.input_shape)}
+    seed_everything(config.seed)
+    # Scratch builds the same architecture afresh; the others start from a copy of the pretrained weights,
+    # so one pretrained encoder can serve many fine-tunes.
+    model_encoder = build_encoder(spec["encoder"], data.input_shape, spec["encoder_args"], data.modality)
+    if strategy.load_pretrained:
+        model_encoder.load_state_dict(encoder.state_dict())
+    model = Classifier(model_encoder, data.num_classes)
+    groups = strategy.param_groups(model)
+    run_dir = prepare_run_dir(out, resume)
+    _write_config(run_dir, config)
+    if run_dir is not None:
+        atomic_write_text(run_dir / "labeled_indices.json", json.dumps(labeled.tolist()))
+    stream = image_stream(data, labeled, config.batch_size, with_labels=True)
+    history = fit(
+        model, lambda batch: strategy.loss(model, batch), [stream], config, param_groups=groups,
+        run_dir=run_dir, resume=resume, desc=f"finetune {config.strategy}", config=config.model_dump(mode="json"),
+    )
+    metrics = evaluate_model(model, data)
+    metrics.update({"labels": int(len(labeled)), "strategy": config.strategy, "seed": config.seed})
+    if run_dir is not None:
+        meta = {**spec, "class_names": data.class_names, "data": config.data, "strategy": config.strategy}
+        save_tensors(run_dir / MODEL_FILE, model.state_dict(), meta)
+        atomic_write_text(run_dir / "test_metrics.json", json.dumps(metrics, indent=2))
+    return FinetuneResult(run_dir, model, metrics, history, labeled)
+
+
+def load_model(run_dir: str | Path) -> tuple[Classifier, dict[str, Any]]:
+    """The fine-tuned classifier saved by ``finetune`` in ``run_dir``."""
+    path = Path(run_dir) / MODEL_FILE
+    if not path.exists():
+        raise UserError(f"{run_dir}: no {MODEL_FILE}; point --model to a finished `warmstart finetune` run")
+    tensors, meta = load_tensors(path)
+    encoder = build_encoder(meta["encoder"], tuple(meta["input_shape"]), meta["encoder_args"])
+    model = Classifier(encoder, len(meta["class_names"]))
+    model.load_state_dict(tensors)
+    return model, meta
+
+
+def evaluate(model_dir: str | Path, data: str | DataBundle, data_dir: str | None = None) -> dict[str, Any]:
+    """Test-split metrics of the fine-tuned model in ``model_dir`` on ``data``."""
+    model, meta = load_model(model_dir)
+    bundle = data if isinstance(data, DataBundle) else load_data(data, data_dir)
+    if tuple(meta["input_shape"]) != bundle.input_shape:
+        raise UserError(
+            f"the model in {model_dir} expects inputs of shape {tuple(meta['input_shape'])} but {bundle.name} "
+            f"has {bundle.input_shape}; evaluate on the data it was trained for"
+        )
+    if len(meta["class_names"]) < bundle.num_classes:
+        raise UserError(f"{bundle.name} has {bundle.num_classes} classes but the model knows {len(meta['class_names'])}")
+    return evaluate_model(model, bundle)
