@@ -24,9 +24,10 @@ from warmstart.errors import UserError
 from warmstart.evaluate import evaluate_model
 from warmstart.models import ENCODERS, Classifier, Encoder
 from warmstart.objectives import OBJECTIVES, Objective
-from warmstart.strategies import STRATEGIES, Strategy
+from warmstart.strategies import STRATEGIES, FinetuneContext, Strategy
 
 ENCODER_FILE = "encoder.safetensors"
+OBJECTIVE_FILE = "objective.safetensors"
 MODEL_FILE = "model.safetensors"
 
 
@@ -104,6 +105,7 @@ def pretrain(
     seed_everything(config.seed)
     encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality)
     objective = OBJECTIVES.build(config.objective, encoder, **config.objective_args)
+    objective.spec = {"objective": config.objective, "objective_args": dict(config.objective_args)}
     run_dir = prepare_run_dir(out, resume)
     _write_config(run_dir, config)
     stream = image_stream(data, np.arange(len(data.x_train)), config.batch_size, with_labels=False)
@@ -114,6 +116,8 @@ def pretrain(
     if run_dir is not None:
         meta = {**encoder.spec, "data": config.data, "objective": config.objective}
         save_tensors(run_dir / ENCODER_FILE, encoder.state_dict(), meta)
+        # The whole objective (encoder + heads) too: `joint` fine-tuning keeps training its loss.
+        save_tensors(run_dir / OBJECTIVE_FILE, objective.state_dict(), {**meta, **objective.spec})
     return PretrainResult(run_dir, objective, history)
 
 
@@ -128,6 +132,32 @@ def load_encoder(run_dir: str | Path) -> tuple[Encoder, dict[str, Any]]:
     return encoder, meta
 
 
+def load_objective(run_dir: str | Path) -> Objective:
+    """The whole pretraining objective (encoder + heads) saved by ``pretrain`` in ``run_dir``."""
+    path = Path(run_dir) / OBJECTIVE_FILE
+    if not path.exists():
+        raise UserError(f"{run_dir}: no {OBJECTIVE_FILE}; rerun `warmstart pretrain` with this version to save it")
+    tensors, meta = load_tensors(path)
+    encoder = build_encoder(meta["encoder"], tuple(meta["input_shape"]), meta["encoder_args"])
+    objective = OBJECTIVES.build(meta["objective"], encoder, **meta["objective_args"])
+    objective.load_state_dict(tensors)
+    objective.spec = {"objective": meta["objective"], "objective_args": meta["objective_args"]}
+    return objective
+
+
+def objective_around(source: Objective, encoder: Encoder) -> Objective:
+    """A copy of ``source``'s objective built around ``encoder``, with ``source``'s pretrained heads.
+
+    Only the encoder's weights may be missing from the copy (they come from ``encoder``), as MAE's
+    fine-tuning asserts for its new head.
+    """
+    objective = OBJECTIVES.build(source.spec["objective"], encoder, **source.spec["objective_args"])
+    heads = {k: v for k, v in source.state_dict().items() if not k.startswith("encoder.")}
+    missing, unexpected = objective.load_state_dict(heads, strict=False)
+    assert not unexpected and all(k.startswith("encoder.") for k in missing), (missing, unexpected)
+    return objective
+
+
 @dataclass
 class FinetuneResult:
     run_dir: Path | None
@@ -139,19 +169,26 @@ class FinetuneResult:
 
 def finetune(
     config: FinetuneConfig, out: str | Path | None = None, *, resume: bool = False, data: DataBundle | None = None,
-    encoder: Encoder | None = None,
+    encoder: Encoder | None = None, objective: Objective | None = None,
 ) -> FinetuneResult:
     """Fine-tune a classifier on ``config.labels`` labeled examples and evaluate it on the test split.
 
     The encoder comes from ``encoder`` (in memory), ``config.pretrained`` (a run directory) or, for
-    ``scratch``, is built fresh from ``config.encoder``.
+    ``scratch``, is built fresh from ``config.encoder``. Strategies that keep training the pretraining
+    loss (``joint``) take the objective from ``objective`` (in memory) or ``config.pretrained``.
     """
     data = data if data is not None else load_data(config.data, config.data_dir)
     budget = LabelBudget.parse(config.labels)
-    labeled, _unlabeled = budget.split(data.y_train, config.seed)
+    labeled, unlabeled = budget.split(data.y_train, config.seed)
     strategy: Strategy = STRATEGIES.build(config.strategy, **config.strategy_args)
     if encoder is None and config.pretrained is not None:
         encoder, _meta = load_encoder(config.pretrained)
+    if strategy.needs_objective and objective is None:
+        if config.pretrained is None:
+            raise UserError(f"strategy '{config.strategy}' keeps training the pretraining objective; "
+                            "pass --from RUN_DIR (a `warmstart pretrain` run)")
+        objective = load_objective(config.pretrained)
+        encoder = encoder if encoder is not None else objective.encoder
     if encoder is not None and tuple(encoder.input_shape) != data.input_shape:
         raise UserError(
             f"the encoder was pretrained on inputs of shape {tuple(encoder.input_shape)} but {data.name} has "
@@ -171,15 +208,17 @@ def finetune(
     if strategy.load_pretrained:
         model_encoder.load_state_dict(encoder.state_dict())
     model = Classifier(model_encoder, data.num_classes)
-    groups = strategy.param_groups(model)
+    ctx = FinetuneContext(config, data, labeled, unlabeled, model,
+                          objective_around(objective, model_encoder) if strategy.needs_objective else None)
     run_dir = prepare_run_dir(out, resume)
     _write_config(run_dir, config)
     if run_dir is not None:
         atomic_write_text(run_dir / "labeled_indices.json", json.dumps(labeled.tolist()))
-    stream = image_stream(data, labeled, config.batch_size, with_labels=True)
+    trained = strategy.setup(ctx)  # e.g. selftrain fits its teacher here, through the same engine
     history = fit(
-        model, lambda batch: strategy.loss(model, batch), [stream], config, param_groups=groups,
-        run_dir=run_dir, resume=resume, desc=f"finetune {config.strategy}", config=config.model_dump(mode="json"),
+        trained, lambda *batches: strategy.loss(model, *batches), strategy.streams(ctx), strategy.settings(config),
+        param_groups=strategy.param_groups(model), run_dir=run_dir, resume=resume,
+        desc=f"finetune {config.strategy}", config=config.model_dump(mode="json"),
     )
     metrics = evaluate_model(model, data)
     metrics.update({"labels": int(len(labeled)), "strategy": config.strategy, "seed": config.seed})
