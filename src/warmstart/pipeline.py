@@ -214,12 +214,7 @@ def finetune(
     _write_config(run_dir, config)
     if run_dir is not None:
         atomic_write_text(run_dir / "labeled_indices.json", json.dumps(labeled.tolist()))
-    trained = strategy.setup(ctx)  # e.g. selftrain fits its teacher here, through the same engine
-    history = fit(
-        trained, lambda *batches: strategy.loss(model, *batches), strategy.streams(ctx), strategy.settings(config),
-        param_groups=strategy.param_groups(model), run_dir=run_dir, resume=resume,
-        desc=f"finetune {config.strategy}", config=config.model_dump(mode="json"),
-    )
+    history = strategy.train(ctx, run_dir=run_dir, resume=resume)
     metrics = evaluate_model(model, data)
     metrics.update({"labels": int(len(labeled)), "strategy": config.strategy, "seed": config.seed})
     if run_dir is not None:

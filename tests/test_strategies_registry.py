@@ -1,0 +1,116 @@
+"""Every registered fine-tune strategy: it trains exactly the parameters it claims, and its loss falls.
+
+Parametrised over ``STRATEGIES`` so a new strategy is covered by adding its registration line. ``joint``
+and ``selftrain`` also run end to end (CLI pretrain → finetune) on digits and must learn.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from warmstart import pipeline
+from warmstart.config import FinetuneConfig, PretrainConfig
+from warmstart.data.sources import load_data
+from warmstart.data.splits import LabelBudget
+from warmstart.errors import UserError
+from warmstart.models import Classifier
+from warmstart.strategies import STRATEGIES, Full, FinetuneContext, layer_ids
+
+# Options that make each strategy's tiny run cheap; everything else is the strategy's default.
+TINY_ARGS = {"joint": {"unlabeled_batch": 64, "epochs": 2}, "selftrain": {"batch": 64, "epochs": 2}}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("digits")
+
+
+@pytest.fixture(scope="module")
+def pretrained(digits):
+    """A small CNN pretrained with the autoencoder for a few epochs (seconds on one thread)."""
+    config = PretrainConfig(objective="autoencoder", encoder="cnn", encoder_args={"width": 8}, epochs=3)
+    return pipeline.pretrain(config, data=digits).objective
+
+
+def _context(strategy_name: str, digits, objective, epochs: int = 6) -> FinetuneContext:
+    config = FinetuneConfig(strategy=strategy_name, labels="per_class=5", epochs=epochs, batch_size=25, lr=3e-3)
+    labeled, unlabeled = LabelBudget.parse(config.labels).split(digits.y_train, 0)
+    torch.manual_seed(0)
+    encoder = pipeline.build_encoder("cnn", digits.input_shape, {"width": 8})
+    strategy = STRATEGIES.build(strategy_name, **TINY_ARGS.get(strategy_name, {}))
+    if strategy.load_pretrained:
+        encoder.load_state_dict(objective.encoder.state_dict())
+    model = Classifier(encoder, digits.num_classes)
+    aux = pipeline.objective_around(objective, encoder) if strategy.needs_objective else None
+    return strategy, FinetuneContext(config, digits, labeled, unlabeled, model, aux)
+
+
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_strategy_trains_what_it_claims_and_loss_falls(name, digits, pretrained):
+    strategy, ctx = _context(name, digits, pretrained)
+    before = {k: v.clone() for k, v in ctx.model.state_dict().items()}
+    pretrained_state = pretrained.encoder.state_dict()
+    if strategy.load_pretrained:
+        assert all(torch.equal(before[f"encoder.{k}"], v) for k, v in pretrained_state.items())
+    else:
+        assert not all(torch.equal(before[f"encoder.{k}"], v) for k, v in pretrained_state.items())
+    history = strategy.train(ctx)
+    after = ctx.model.state_dict()
+    weights = [k for k, _ in ctx.model.named_parameters()]
+    changed = {k for k in weights if not torch.equal(before[k], after[k])}
+    head = {k for k in weights if k.startswith("head.")}
+    encoder = set(weights) - head
+    assert head <= changed, "the classification head must train"
+    if strategy.train_encoder:
+        assert encoder <= changed, f"frozen by mistake: {sorted(encoder - changed)}"
+    else:
+        assert not encoder & changed, f"should be frozen: {sorted(encoder & changed)}"
+        # BatchNorm running statistics of a frozen encoder stay as pretrained too.
+        assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
+    assert history[-1]["loss"] < history[0]["loss"], [h["loss"] for h in history]
+
+
+def test_layer_decay_groups_cover_every_parameter_once_with_growing_scales(digits, pretrained):
+    model = Classifier(pipeline.build_encoder("cnn", digits.input_shape, {"width": 8}), digits.num_classes)
+    groups = Full(layer_decay=0.5).param_groups(model)
+    seen = [id(p) for g in groups for p in g["params"]]
+    assert sorted(seen) == sorted(id(p) for p in model.parameters())
+    scales = [g["lr_scale"] for g in groups]
+    assert scales == sorted(scales) and scales[-1] == 1.0 and scales[0] == 0.5 ** (len(groups) - 1)
+    assert len(set(layer_ids(model.encoder).values())) == 5  # the CNN's five convs
+
+
+@pytest.mark.parametrize("bad", [{"augment": "strong"}, {"layer_decay": 1.5}, {"lam": -1.0}, {"temperature": 0}])
+def test_bad_strategy_options_are_one_line_user_errors(bad, digits):
+    name = "joint" if "lam" in bad else "selftrain" if "temperature" in bad else "full"
+    with pytest.raises(UserError, match="strategy"):
+        pipeline.finetune(FinetuneConfig(strategy=name, strategy_args=bad, epochs=1), data=digits)
+
+
+def test_joint_without_a_pretraining_run_says_how_to_fix_it(digits):
+    with pytest.raises(UserError, match="--from"):
+        pipeline.finetune(FinetuneConfig(strategy="joint", epochs=1), data=digits)
+
+
+def _accuracy(cli, run_dir, *args):
+    done = cli("finetune", "--data", "digits", "--labels", "per_class=5", "--out", str(run_dir), *args)
+    assert done.returncode == 0, done.stderr
+    return json.loads((run_dir / "test_metrics.json").read_text())["accuracy"]
+
+
+def test_joint_and_selftrain_end_to_end_on_digits(cli, tmp_path):
+    """CLI pretrain, then joint and selftrain from that run directory: both learn (chance is 0.10)."""
+    pre = tmp_path / "pre"
+    done = cli("pretrain", "--data", "digits", "--objective", "autoencoder", "--encoder", "mlp", "--out", str(pre),
+               "epochs=10")
+    assert done.returncode == 0, done.stderr
+    assert (pre / "objective.safetensors").exists()
+    joint = _accuracy(cli, tmp_path / "joint", "--from", str(pre), "--strategy", "joint", "epochs=60",
+                      "strategy_args.lam=0.5")
+    selftrain = _accuracy(cli, tmp_path / "selftrain", "--from", str(pre), "--strategy", "selftrain", "epochs=60")
+    assert joint > 0.75 and selftrain > 0.75, (joint, selftrain)
+    log = [json.loads(line) for line in (tmp_path / "joint" / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss_fine", "loss_pre", "lam"} <= set(log[0]) and np.isfinite(log[-1]["loss_pre"])
