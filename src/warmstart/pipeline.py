@@ -139,7 +139,7 @@ class FinetuneResult:
 
 def finetune(
     config: FinetuneConfig, out: str | Path | None = None, *, resume: bool = False, data: DataBundle | None = None,
-    encoder: Encoder | None = None,
+    encoder: Encoder | None = None, after_step=None,
 ) -> FinetuneResult:
     """Fine-tune a classifier on ``config.labels`` labeled examples and evaluate it on the test split.
 
@@ -180,6 +180,7 @@ def finetune(
     history = fit(
         model, lambda batch: strategy.loss(model, batch), [stream], config, param_groups=groups,
         run_dir=run_dir, resume=resume, desc=f"finetune {config.strategy}", config=config.model_dump(mode="json"),
+        after_step=after_step,
     )
     metrics = evaluate_model(model, data)
     metrics.update({"labels": int(len(labeled)), "strategy": config.strategy, "seed": config.seed})
