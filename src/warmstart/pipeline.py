@@ -169,7 +169,7 @@ class FinetuneResult:
 
 def finetune(
     config: FinetuneConfig, out: str | Path | None = None, *, resume: bool = False, data: DataBundle | None = None,
-    encoder: Encoder | None = None, objective: Objective | None = None,
+    encoder: Encoder | None = None, objective: Objective | None = None, after_step=None,
 ) -> FinetuneResult:
     """Fine-tune a classifier on ``config.labels`` labeled examples and evaluate it on the test split.
 
@@ -179,7 +179,7 @@ def finetune(
     """
     data = data if data is not None else load_data(config.data, config.data_dir)
     budget = LabelBudget.parse(config.labels)
-    labeled, unlabeled = budget.split(data.y_train, config.seed)
+    labeled, unlabeled = budget.split(data.y_train, config.seed, class_names=data.class_names)
     strategy: Strategy = STRATEGIES.build(config.strategy, **config.strategy_args)
     if encoder is None and config.pretrained is not None:
         encoder, _meta = load_encoder(config.pretrained)
@@ -214,7 +214,7 @@ def finetune(
     _write_config(run_dir, config)
     if run_dir is not None:
         atomic_write_text(run_dir / "labeled_indices.json", json.dumps(labeled.tolist()))
-    history = strategy.train(ctx, run_dir=run_dir, resume=resume)
+    history = strategy.train(ctx, run_dir=run_dir, resume=resume, after_step=after_step)
     metrics = evaluate_model(model, data)
     metrics.update({"labels": int(len(labeled)), "strategy": config.strategy, "seed": config.seed})
     if run_dir is not None:

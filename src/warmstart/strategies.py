@@ -87,13 +87,13 @@ class Strategy:
             raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
         self.augment = augment
 
-    def train(self, ctx: FinetuneContext, run_dir=None, resume: bool = False) -> list[dict]:
+    def train(self, ctx: FinetuneContext, run_dir=None, resume: bool = False, after_step=None) -> list[dict]:
         """Train ``ctx.model`` in place with the engine; returns its per-epoch metrics."""
         trained = self.setup(ctx)
         return fit(
             trained, lambda *batches: self.loss(ctx.model, *batches), self.streams(ctx), self.settings(ctx.config),
             param_groups=self.param_groups(ctx.model), run_dir=run_dir, resume=resume,
-            desc=f"finetune {ctx.config.strategy}", config=ctx.config.model_dump(mode="json"),
+            desc=f"finetune {ctx.config.strategy}", config=ctx.config.model_dump(mode="json"), after_step=after_step,
         )
 
     def setup(self, ctx: FinetuneContext) -> nn.Module:
