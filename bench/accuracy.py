@@ -1,0 +1,251 @@
+"""Accuracy benchmark (not a test): Fashion-MNIST with 100 and 1000 balanced labels, seeds 0-2.
+
+Every row sees the same labeled indices (``LabelBudget("count=N").split(y_train, seed)``), all 60k
+training images as the unlabeled pool (labels withheld) and the 10k test set. Rows:
+
+- scikit-learn on pixels: LogisticRegression, LabelSpreading and SelfTrainingClassifier (the last two on
+  a 50-d PCA of the pixels, fitted on the unlabeled pool, so a 60k-node kNN graph fits in minutes);
+- ``scratch``: the same CNN from random init, with the same weak augmentation as ``full``;
+- per pretrained objective: ``linear`` (logistic regression on the frozen features), ``labelspread``
+  (LabelSpreading over the L2-normalised learned features), ``full``, ``selftrain`` and ``joint``.
+
+Pretraining runs once per objective into ``bench/cache/`` and is reused across budgets, strategies and
+seeds; each finished cell is appended to ``bench/cache/accuracy[-quick]/cells.jsonl``, so a rerun (or a
+run that was stopped) only computes what is missing. The table (mean ± std over the seeds that finished,
+wall seconds, training images/s) goes to stdout and to the ``accuracy`` section of BENCHMARKS.md.
+
+    python bench/accuracy.py            # the benchmark
+    python bench/accuracy.py --quick    # smoke check: 3k-image pool, 1 seed, 100 labels, seconds of training
+    python bench/accuracy.py --only sklearn-logreg,scratch   # a subset of rows (cells are still cached)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import normalize
+from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
+from threadpoolctl import threadpool_limits
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from warmstart import pipeline  # noqa: E402
+from warmstart.checkpoint import atomic_write_text  # noqa: E402
+from warmstart.config import FinetuneConfig, PretrainConfig, to_yaml  # noqa: E402
+from warmstart.data import DataBundle  # noqa: E402
+from warmstart.data.sources import load_data  # noqa: E402
+from warmstart.data.splits import LabelBudget  # noqa: E402
+from warmstart.evaluate import embed  # noqa: E402
+
+# One thread: on this shared 2-core machine (load ~9 from other jobs) one torch thread trained a CNN
+# 2.6x faster than two (491 vs 188 images/s), and one BLAS thread made scikit-learn's
+# SelfTrainingClassifier 80x faster, since spinning OpenMP threads fight over the cores.
+THREADS = 1
+ENCODER = {"encoder": "cnn", "encoder_args": {"width": 16}}
+# Two SimCLR epochs of the 60k pool at batch 256 (468 steps) with a 35k-parameter CNN: what fits the
+# 15-minute pretraining budget on this shared machine (see the wall time column).
+OBJECTIVES = {
+    "simclr": {"objective": "simclr", "epochs": 2, "batch_size": 256, "lr": 2e-3},
+    "autoencoder": {"objective": "autoencoder", "epochs": 1, "batch_size": 256, "lr": 2e-3},
+}
+# Fine-tuning: same steps for every strategy that trains on labels; (epochs, batch) per budget.
+FINETUNE = {100: {"epochs": 75, "batch_size": 50}, 1000: {"epochs": 30, "batch_size": 100}}
+STRATEGY_ARGS = {
+    "scratch": {"augment": "weak"},
+    "full": {"augment": "weak"},
+    "selftrain": {"augment": "weak", "epochs": 1, "batch": 256},
+    "joint": {"augment": "weak", "lam": 1.0, "schedule": "linear", "epochs": 1, "unlabeled_batch": 256},
+}
+SEEDS = (0, 1, 2)
+BUDGETS = (100, 1000)
+
+
+def sklearn_rows(data: DataBundle, labeled: np.ndarray, cache: dict) -> dict[str, float]:
+    """The three scikit-learn baselines on the same labeled rows; the PCA is computed once."""
+    x_train, x_test = data.batch(data.x_train).flatten(1).numpy(), data.batch(data.x_test).flatten(1).numpy()
+    if "pca" not in cache:
+        pca = PCA(50, random_state=0).fit(x_train)
+        cache["pca"] = (pca.transform(x_train), pca.transform(x_test))
+    p_train, p_test = cache["pca"]
+    y = np.full(len(x_train), -1)
+    y[labeled] = data.y_train[labeled]
+    out = {}
+    logreg = LogisticRegression(max_iter=2000).fit(x_train[labeled], y[labeled])
+    out["sklearn-logreg"] = logreg.score(x_test, data.y_test)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spread = LabelSpreading(kernel="knn", n_neighbors=10, max_iter=100).fit(p_train, y)
+        out["sklearn-labelspreading"] = spread.score(p_test, data.y_test)
+        selftrain = SelfTrainingClassifier(LogisticRegression(max_iter=1000)).fit(p_train, y)
+        out["sklearn-selftraining"] = selftrain.score(p_test, data.y_test)
+    return out
+
+
+def pretrained_run(name: str, data: DataBundle, cache_dir: Path, quick: bool) -> tuple[Path, dict]:
+    """Pretrain ``name`` once into the cache (a finished run is reused; a stopped one resumes)."""
+    settings = {**OBJECTIVES[name], **ENCODER, "data": "fashion-mnist", "threads": THREADS}
+    config = PretrainConfig(**settings)
+    run_dir = cache_dir / f"pretrain-{name}-{ENCODER['encoder']}{ENCODER['encoder_args']['width']}"
+    if (run_dir / "config.yaml").exists() and (run_dir / "config.yaml").read_text() != to_yaml(config):
+        sys.exit(f"{run_dir} was pretrained with other settings; delete it to pretrain again")
+    if (run_dir / pipeline.ENCODER_FILE).exists():
+        print(f"[{name}] reusing cached pretraining {run_dir}", flush=True)
+    else:
+        print(f"[{name}] pretraining -> {run_dir}", flush=True)
+        started = time.perf_counter()
+        pipeline.pretrain(config, run_dir, resume=run_dir.exists(), data=data)
+        (run_dir / "wall_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    wall = (run_dir / "wall_seconds.txt").read_text().strip() if (run_dir / "wall_seconds.txt").exists() else None
+    stats = {"seconds": float(wall) if wall else sum(h["seconds"] for h in history),
+             "images_per_s": float(np.median([h["examples_per_s"] for h in history])), "epochs": len(history),
+             "loss": history[-1]["loss"]}
+    return run_dir, stats
+
+
+def run_cell(row: str, budget: int, seed: int, data: DataBundle, runs: dict, state: dict) -> dict:
+    """One (row, budget, seed) cell → {"accuracy", "seconds", "images_per_s"}."""
+    labeled, _ = LabelBudget.parse(f"count={budget}").split(data.y_train, seed)
+    started = time.perf_counter()
+    if row.startswith("sklearn-"):
+        key = ("sklearn", budget, seed)
+        if key not in state:
+            state[key] = sklearn_rows(data, labeled, state)
+        return {"accuracy": float(state[key][row]), "seconds": None, "images_per_s": None}
+    objective, _, strategy = row.partition("+") if "+" in row else ("none", "", row)
+    if strategy in ("linear", "labelspread"):
+        z_train, z_test = features(objective, data, runs, state)
+        y = np.full(len(z_train), -1)
+        y[labeled] = data.y_train[labeled]
+        if strategy == "linear":
+            model = LogisticRegression(max_iter=3000).fit(z_train[labeled], y[labeled])
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = LabelSpreading(kernel="knn", n_neighbors=10, max_iter=100).fit(z_train, y)
+        return {"accuracy": float(model.score(z_test, data.y_test)), "seconds": time.perf_counter() - started,
+                "images_per_s": None}
+    config = FinetuneConfig(data="fashion-mnist", strategy=strategy, strategy_args=STRATEGY_ARGS.get(strategy, {}),
+                            labels=f"count={budget}", seed=seed, threads=THREADS, **ENCODER,
+                            **FINETUNE[budget] if budget in FINETUNE else FINETUNE[100])
+    pre = None if objective == "none" else runs[objective][0]
+    config = config.model_copy(update={"pretrained": str(pre) if pre else None})
+    result = pipeline.finetune(config, data=data)
+    speed = float(np.median([h["examples_per_s"] for h in result.history]))
+    return {"accuracy": result.metrics["accuracy"], "seconds": time.perf_counter() - started, "images_per_s": speed}
+
+
+def features(objective: str, data: DataBundle, runs: dict, state: dict) -> tuple[np.ndarray, np.ndarray]:
+    if ("z", objective) not in state:
+        encoder, _ = pipeline.load_encoder(runs[objective][0])
+        z_train, z_test = embed(encoder, data, data.x_train), embed(encoder, data, data.x_test)
+        state[("z", objective)] = normalize(z_train), normalize(z_test)
+    return state[("z", objective)]
+
+
+def plan(objectives: list[str]) -> list[tuple[str, int, int]]:
+    """Cells cheapest first, seed 0 before the others, so an interrupted run still fills every row."""
+    cheap = ["sklearn-logreg", "sklearn-labelspreading", "sklearn-selftraining"]
+    cheap += [f"{o}+{s}" for o in objectives for s in ("linear", "labelspread")]
+    trained = ["scratch"] + [f"{o}+full" for o in objectives]
+    # The unlabeled-pool strategies for the main objective (SimCLR): they cost minutes per cell.
+    pool = [f"{objectives[0]}+{s}" for s in ("selftrain", "joint")]
+    cells = [(r, b, s) for r in cheap for b in BUDGETS for s in SEEDS]
+    cells += [(r, b, s) for s in SEEDS for b in BUDGETS for r in trained]
+    cells += [(r, b, s) for s in SEEDS for b in BUDGETS for r in pool]
+    return cells
+
+
+def table(cells: list[dict], rows: list[str], pre_stats: dict) -> str:
+    lines = ["| row | " + " | ".join(f"{b} labels" for b in BUDGETS) + " | s / cell (median) | train images/s |",
+             "|---" * (len(BUDGETS) + 3) + "|"]
+    for row in rows:
+        out = [row]
+        for budget in BUDGETS:
+            acc = [c["accuracy"] for c in cells if c["row"] == row and c["labels"] == budget]
+            out.append(f"{np.mean(acc):.3f} ± {np.std(acc):.3f} (n={len(acc)})" if acc else "not run")
+        secs = [c["seconds"] for c in cells if c["row"] == row and c["seconds"] is not None]
+        speed = [c["images_per_s"] for c in cells if c["row"] == row and c["images_per_s"]]
+        out += [f"{np.median(secs):.0f}" if secs else "–", f"{np.median(speed):.0f}" if speed else "–"]
+        lines.append("| " + " | ".join(out) + " |")
+    lines += ["", "| pretraining | epochs | wall s | images/s (median epoch) | final loss |", "|---|---|---|---|---|"]
+    for name, stats in pre_stats.items():
+        lines.append(f"| {name} | {stats['epochs']} | {stats['seconds']:.0f} | {stats['images_per_s']:.0f} | "
+                     f"{stats['loss']:.4f} |")
+    return "\n".join(lines)
+
+
+def write_section(name: str, body: str, command: str) -> None:
+    """Replace (or append) this script's ``<!-- bench:NAME -->`` section of BENCHMARKS.md."""
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    machine = (f"Machine: {torch.get_num_threads()} torch threads on a 2-core AMD EPYC shared with other jobs, "
+               f"torch {torch.__version__}. Command: `{command}`.")
+    section = f"{start}\n## Accuracy: Fashion-MNIST with 100 and 1000 labels\n\n{machine}\n\n{body}\n{end}"
+    if start in text and end in text:
+        text = text[:text.index(start)] + section + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    atomic_write_text(path, text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke check on a 3k-image pool, 1 seed, 100 labels")
+    parser.add_argument("--only", help="comma-separated rows to run (default: all)")
+    parser.add_argument("--objectives", default=",".join(OBJECTIVES), help="pretraining objectives to include")
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    threadpool_limits(THREADS)
+    global SEEDS, BUDGETS
+    data = load_data("fashion-mnist")
+    cache_dir = ROOT / "bench" / "cache"
+    if args.quick:
+        # A 3k-image pool and a handful of steps: checks every row end to end in a few minutes.
+        data = DataBundle("fashion-mnist[:3000]", data.x_train[:3000], data.y_train[:3000], data.x_test[:2000],
+                          data.y_test[:2000], data.modality, data.class_names, data.scale)
+        cache_dir = cache_dir / "quick"
+        SEEDS, BUDGETS = (0,), (100,)
+        FINETUNE[100] = {"epochs": 10, "batch_size": 50}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    objectives = [o for o in args.objectives.split(",") if o]
+    cells_file = cache_dir / ("accuracy-quick" if args.quick else "accuracy") / "cells.jsonl"
+    cells_file.parent.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(line) for line in cells_file.read_text().splitlines()] if cells_file.exists() else []
+    seen = {(c["row"], c["labels"], c["seed"]) for c in done}
+    only = set(args.only.split(",")) if args.only else None
+    todo = [c for c in plan(objectives) if c not in seen and (only is None or c[0] in only)]
+    started = time.perf_counter()
+    runs: dict = {}
+    if any("+" in row for row, _, _ in todo):
+        for name in objectives:
+            runs[name] = pretrained_run(name, data, cache_dir, args.quick)
+    state: dict = {}
+    for row, budget, seed in todo:
+        t0 = time.perf_counter()
+        cell = {"row": row, "labels": budget, "seed": seed, **run_cell(row, budget, seed, data, runs, state)}
+        done.append(cell)
+        with open(cells_file, "a") as f:
+            f.write(json.dumps(cell) + "\n")
+        print(f"{row:<24} {budget:>5} labels seed {seed}: {cell['accuracy']:.4f} "
+              f"({time.perf_counter() - t0:.0f}s)", flush=True)
+    rows = list(dict.fromkeys(r for r, _, _ in plan(objectives)))
+    pre_stats = {name: stats for name, (_, stats) in runs.items()}
+    text = table(done, rows, pre_stats)
+    print("\n" + text + f"\n\nthis invocation: {time.perf_counter() - started:.0f}s")
+    if not args.quick:
+        write_section("accuracy", text, command="python bench/accuracy.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
