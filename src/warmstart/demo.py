@@ -17,12 +17,15 @@ from warmstart.data.sources import load_data
 from warmstart.errors import UserError
 from warmstart.pipeline import finetune, pretrain, prepare_run_dir
 
-# The recipe: defaults that fit the demo's ~1-minute budget on 2 cores.
+# The recipe: defaults that fit the demo's ~2-minute budget on 2 cores. `selftrain` with label spreading
+# over the fine-tuned teacher's features is what makes pretraining pay here: measured on digits, 50 labels,
+# seeds 0-2 (one thread): scratch 0.855, full 0.871, selftrain (teacher targets) 0.881,
+# selftrain (targets=propagate) 0.906; scikit-learn's LabelSpreading on pixels 0.92.
 DEMO_DATA = "digits"
 DEMO_LABELS = "per_class=5"
 PRETRAIN = {"objective": "denoising", "encoder": "mlp", "epochs": 60, "batch_size": 128, "lr": 2e-3}
 FINETUNE = {"epochs": 100, "batch_size": 50, "lr": 1e-3}
-STRATEGIES = ("scratch", "linear", "full")
+STRATEGIES = {"scratch": {}, "linear": {}, "full": {}, "selftrain": {"targets": "propagate"}}
 FIELDS = ["objective", "strategy", "labels", "seed", "accuracy", "macro_f1", "seconds"]
 
 
@@ -38,7 +41,7 @@ def label_spreading_accuracy(data, labeled: np.ndarray) -> float:
     with warnings.catch_warnings():  # a kNN graph leaves some rows unreached; sklearn warns, result is fine
         warnings.simplefilter("ignore", RuntimeWarning)
         model = LabelSpreading(kernel="knn", n_neighbors=7, max_iter=100).fit(x_train, y)
-    return float(model.score(data.batch(data.x_test).flatten(1).numpy(), data.y_test))
+        return float(model.score(data.batch(data.x_test).flatten(1).numpy(), data.y_test))
 
 
 def run_demo(out: Path, seeds: int = 3, quick: bool = False) -> list[dict]:
@@ -56,10 +59,10 @@ def run_demo(out: Path, seeds: int = 3, quick: bool = False) -> list[dict]:
                        data=data, resume=True)
         print(f"seed {seed}: pretrained {pre_settings['encoder']} with {pre_settings['objective']} "
               f"in {time.perf_counter() - t0:.1f}s (loss {pre.history[-1]['loss']:.4f})")
-        for strategy in STRATEGIES:
+        for strategy, strategy_args in STRATEGIES.items():
             t0 = time.perf_counter()
-            config = FinetuneConfig(data=DEMO_DATA, strategy=strategy, labels=DEMO_LABELS, seed=seed,
-                                    encoder=pre_settings["encoder"], **fine_settings)
+            config = FinetuneConfig(data=DEMO_DATA, strategy=strategy, strategy_args=strategy_args, labels=DEMO_LABELS,
+                                    seed=seed, encoder=pre_settings["encoder"], **fine_settings)
             result = finetune(config, data=data, encoder=None if strategy == "scratch" else pre.encoder)
             rows.append({"objective": "none" if strategy == "scratch" else pre_settings["objective"],
                          "strategy": strategy, "labels": result.metrics["labels"], "seed": seed,

@@ -12,6 +12,7 @@ few-label fine-tuning; give ``scratch`` the same when comparing).
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from warmstart.augment import Augment
 from warmstart.config import FinetuneConfig
 from warmstart.data import DataBundle
 from warmstart.engine import Stream, fit
+from warmstart.evaluate import embed
 from warmstart.models.heads import Classifier
 from warmstart.registry import Registry
 
@@ -255,6 +257,25 @@ class Joint(Strategy):
                                   "lam": torch.tensor(lam)}
 
 
+TARGETS = ("teacher", "propagate", "both")
+
+
+def propagate(features: np.ndarray, ctx: FinetuneContext, neighbors: int) -> torch.Tensor:
+    """Label spreading (Zhou et al., 2004; scikit-learn's kNN kernel) over L2-normalised ``(N, F)``
+    features of the training split, seeded with the labeled rows → ``(N, classes)`` label distributions."""
+    from sklearn.preprocessing import normalize
+    from sklearn.semi_supervised import LabelSpreading
+
+    y = np.full(len(features), -1)
+    y[ctx.labeled] = ctx.data.y_train[ctx.labeled]
+    with warnings.catch_warnings():  # rows the kNN graph never reaches get a uniform distribution
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread = LabelSpreading(kernel="knn", n_neighbors=neighbors, max_iter=100).fit(normalize(features), y)
+    dist = torch.from_numpy(np.nan_to_num(spread.label_distributions_, nan=0.0)).float()
+    dist[dist.sum(1) == 0] = 1.0 / dist.shape[1]
+    return dist / dist.sum(1, keepdim=True)
+
+
 @STRATEGIES.register("selftrain")
 class SelfTrain(Strategy):
     """Distil a fine-tuned teacher into a student over the whole unlabeled pool (SimCLRv2's third step,
@@ -276,14 +297,16 @@ class SelfTrain(Strategy):
 
     def __init__(
         self, augment: str = "none", temperature: float = 1.0, epochs: int | None = None, batch: int = 256,
-        layer_decay: float | None = None,
+        layer_decay: float | None = None, targets: str = "teacher", neighbors: int = 10,
     ) -> None:
         super().__init__(augment)
-        if temperature <= 0 or (epochs is not None and epochs < 1) or batch < 1:
-            raise ValueError("temperature must be > 0, epochs >= 1 and batch >= 1")
+        if temperature <= 0 or (epochs is not None and epochs < 1) or batch < 1 or neighbors < 1:
+            raise ValueError("temperature must be > 0, epochs >= 1, batch >= 1 and neighbors >= 1")
+        if targets not in TARGETS:
+            raise ValueError(f"targets must be one of {', '.join(TARGETS)}, got {targets!r}")
         self.temperature, self.epochs, self.batch = temperature, epochs, batch
+        self.targets_from, self.neighbors = targets, neighbors
         self.teacher_strategy = Full(augment, layer_decay)
-        self.teacher_accuracy: float | None = None
 
     def setup(self, ctx: FinetuneContext) -> nn.Module:
         teacher = copy.deepcopy(ctx.model)
@@ -298,6 +321,9 @@ class SelfTrain(Strategy):
                 x = ctx.data.batch(ctx.data.x_train, self.pool[start:start + 1024])
                 targets.append(F.softmax(teacher(x) / self.temperature, dim=1))
         self.targets = torch.cat(targets)
+        if self.targets_from != "teacher":
+            spread = propagate(embed(teacher.encoder, ctx.data, ctx.data.x_train), ctx, self.neighbors)
+            self.targets = spread if self.targets_from == "propagate" else (self.targets + spread) / 2
         self.targets[ctx.labeled] = F.one_hot(torch.from_numpy(ctx.data.y_train[ctx.labeled]),
                                               self.targets.shape[1]).float()
         return ctx.model
