@@ -17,7 +17,7 @@ from warmstart.data.sources import load_data
 from warmstart.data.splits import LabelBudget
 from warmstart.errors import UserError
 from warmstart.models import Classifier
-from warmstart.strategies import STRATEGIES, Full, FinetuneContext, layer_ids
+from warmstart.strategies import STRATEGIES, FinetuneContext, Full, layer_ids, propagate
 
 # Options that make each strategy's tiny run cheap; everything else is the strategy's default.
 TINY_ARGS = {"joint": {"unlabeled_batch": 64, "epochs": 2}, "selftrain": {"batch": 64, "epochs": 2}}
@@ -114,3 +114,15 @@ def test_joint_and_selftrain_end_to_end_on_digits(cli, tmp_path):
     assert joint > 0.75 and selftrain > 0.75, (joint, selftrain)
     log = [json.loads(line) for line in (tmp_path / "joint" / "metrics.jsonl").read_text().splitlines()]
     assert {"loss_fine", "loss_pre", "lam"} <= set(log[0]) and np.isfinite(log[-1]["loss_pre"])
+
+
+def test_label_spreading_targets_are_distributions_that_recover_labels(digits):
+    """`selftrain(targets=propagate)`'s targets: on digits pixels, 5 labels per class spread to the pool."""
+    labeled, unlabeled = LabelBudget.parse("per_class=5").split(digits.y_train, 0)
+    model = Classifier(pipeline.build_encoder("mlp", digits.input_shape, {}), digits.num_classes)
+    ctx = FinetuneContext(FinetuneConfig(), digits, labeled, unlabeled, model)
+    targets = propagate(digits.batch(digits.x_train).flatten(1).numpy(), ctx, neighbors=10)
+    assert targets.shape == (len(digits.x_train), digits.num_classes)
+    assert torch.allclose(targets.sum(1), torch.ones(len(targets)), atol=1e-5)
+    recovered = (targets[unlabeled].argmax(1).numpy() == digits.y_train[unlabeled]).mean()
+    assert recovered > 0.85, recovered

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "test_metrics.json and labeled_indices.json to --out.",
                           epilog=EPILOG_OVERRIDES)
     fine.add_argument("--from", dest="pretrained", metavar="DIR", help="a `warmstart pretrain` run directory")
-    fine.add_argument("--strategy", help="scratch, linear or full (default full)")
+    fine.add_argument("--strategy", help="scratch, linear, full, joint or selftrain (default full)")
     fine.add_argument("--labels", metavar="BUDGET", help="per_class=K, count=N or fraction=F (default per_class=5)")
     fine.add_argument("--encoder", help="encoder for --strategy scratch without --from (default mlp)")
     _common(fine)
