@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         model = cfg.PretrainConfig if args.command == "pretrain" else cfg.FinetuneConfig
         names = ["data", "data_dir", "seed"] + (
             ["objective", "encoder"] if args.command == "pretrain" else ["pretrained", "strategy", "labels", "encoder"])
-        config = cfg.build_config(model, file=args.config, flags=_flags(args, names), overrides=args.overrides)
+        config = cfg.build_config(model, file=args.config, flags=_flags(args, names), overrides=args.overrides,
+                                  section=args.command)
         if args.print_config:
             print(cfg.to_yaml(config), end="")
             return 0
