@@ -111,12 +111,25 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
+SECTIONS = ("pretrain", "finetune", "study")
+
+
+def select_section(values: dict[str, Any], section: str | None) -> dict[str, Any]:
+    """One YAML file can serve several commands: top-level keys are shared, ``pretrain:`` / ``finetune:``
+    sections belong to one command each."""
+    shared = {k: v for k, v in values.items() if k not in SECTIONS}
+    own = values.get(section) if section else None
+    if own is not None and not isinstance(own, dict):
+        raise UserError(f"config section '{section}' must be a mapping of key: value settings")
+    return _merge(shared, own or {})
+
+
 def build_config(
     cls: type[C], *, file: str | Path | None = None, flags: dict[str, Any] | None = None,
-    overrides: list[str] | None = None,
+    overrides: list[str] | None = None, section: str | None = None,
 ) -> C:
     """Merge defaults < YAML file < flags < overrides and validate; any problem is one ``UserError`` line."""
-    values: dict[str, Any] = read_yaml(file) if file else {}
+    values: dict[str, Any] = select_section(read_yaml(file), section) if file else {}
     values = _merge(values, {k: v for k, v in (flags or {}).items() if v is not None})
     values = _merge(values, parse_overrides(overrides or []))
     fields = list(cls.model_fields)
