@@ -183,3 +183,30 @@ def test_gan_single_loss_gives_each_player_its_own_gradient():
     total, reference = total_grads(), reference_grads()
     for a, b in zip(total, reference):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_cli_refuses_an_incompatible_pair_in_one_line(cli, tmp_path):
+    result = cli("pretrain", "--objective", "gan", "--encoder", "linear", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "linear" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("objective", ["simclr", "masked"])
+def test_resumed_stochastic_pretraining_is_bit_identical(objective, tmp_path):
+    """Views and masks come from torch's global RNG, which the engine checkpoints: a killed and resumed
+    run must end with exactly the weights of an uninterrupted one."""
+    data = bundle("image")
+    config = PretrainConfig(objective=objective, encoder="mlp", encoder_args=ENCODER_ARGS["mlp"], epochs=3,
+                            batch_size=8, checkpoint_every=3, health_samples=0)
+
+    def kill(step: int) -> None:
+        if step == 7:
+            raise KeyboardInterrupt
+
+    whole = pretrain(config, tmp_path / "whole", data=data)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(config, tmp_path / "resumed", data=data, after_step=kill)
+    resumed = pretrain(config, tmp_path / "resumed", data=data, resume=True)
+    for key, value in whole.encoder.state_dict().items():
+        assert torch.equal(value, resumed.encoder.state_dict()[key]), key
