@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import normalize
@@ -40,7 +41,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from warmstart import pipeline  # noqa: E402
 from warmstart.checkpoint import atomic_write_text  # noqa: E402
-from warmstart.config import FinetuneConfig, PretrainConfig, to_yaml  # noqa: E402
+from warmstart.config import FinetuneConfig, PretrainConfig  # noqa: E402
 from warmstart.data import DataBundle  # noqa: E402
 from warmstart.data.sources import load_data  # noqa: E402
 from warmstart.data.splits import LabelBudget  # noqa: E402
@@ -95,7 +96,8 @@ def pretrained_run(name: str, data: DataBundle, cache_dir: Path, quick: bool) ->
     settings = {**OBJECTIVES[name], **ENCODER, "data": "fashion-mnist", "threads": THREADS}
     config = PretrainConfig(**settings)
     run_dir = cache_dir / f"pretrain-{name}-{ENCODER['encoder']}{ENCODER['encoder_args']['width']}"
-    if (run_dir / "config.yaml").exists() and (run_dir / "config.yaml").read_text() != to_yaml(config):
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else None
+    if saved is not None and any(saved.get(k) != v for k, v in config.model_dump(mode="json").items() if k in settings):
         sys.exit(f"{run_dir} was pretrained with other settings; delete it to pretrain again")
     if (run_dir / pipeline.ENCODER_FILE).exists():
         print(f"[{name}] reusing cached pretraining {run_dir}", flush=True)
