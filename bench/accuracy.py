@@ -17,6 +17,7 @@ wall seconds, training images/s) goes to stdout and to the ``accuracy`` section 
     python bench/accuracy.py            # the benchmark
     python bench/accuracy.py --quick    # smoke check: 3k-image pool, 1 seed, 100 labels, seconds of training
     python bench/accuracy.py --only sklearn-logreg,scratch   # a subset of rows (cells are still cached)
+    python bench/accuracy.py --table    # write the table of what the cache holds (after a stopped run)
 """
 from __future__ import annotations
 
@@ -155,15 +156,15 @@ def features(objective: str, data: DataBundle, runs: dict, state: dict) -> tuple
 
 
 def plan(objectives: list[str]) -> list[tuple[str, int, int]]:
-    """Cells cheapest first, seed 0 before the others, so an interrupted run still fills every row."""
+    """Cells cheapest first, then every trained row for seed 0 before seeds 1 and 2, so a run stopped early
+    (``--table`` then writes what finished) still has every row."""
     cheap = ["sklearn-logreg", "sklearn-labelspreading", "sklearn-selftraining"]
     cheap += [f"{o}+{s}" for o in objectives for s in ("linear", "labelspread")]
     trained = ["scratch"] + [f"{o}+full" for o in objectives]
     # The unlabeled-pool strategies for the main objective (SimCLR): they cost minutes per cell.
     pool = [f"{objectives[0]}+{s}" for s in ("selftrain", "joint")]
     cells = [(r, b, s) for r in cheap for b in BUDGETS for s in SEEDS]
-    cells += [(r, b, s) for s in SEEDS for b in BUDGETS for r in trained]
-    cells += [(r, b, s) for s in SEEDS for b in BUDGETS for r in pool]
+    cells += [(r, b, s) for s in SEEDS for b in BUDGETS for r in trained + pool]
     return cells
 
 
@@ -205,6 +206,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke check on a 3k-image pool, 1 seed, 100 labels")
     parser.add_argument("--only", help="comma-separated rows to run (default: all)")
+    parser.add_argument("--note", default="", help="a line to print under the table (e.g. what was cut and why)")
+    parser.add_argument("--table", action="store_true", help="run nothing: write the table of the cached cells")
     parser.add_argument("--objectives", default=",".join(OBJECTIVES), help="pretraining objectives to include")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
@@ -229,8 +232,12 @@ def main() -> None:
     todo = [c for c in plan(objectives) if c not in seen and (only is None or c[0] in only)]
     started = time.perf_counter()
     runs: dict = {}
-    if any("+" in row for row, _, _ in todo):
-        for name in objectives:
+    if args.table:
+        todo = []
+    for name in objectives:
+        cached = (cache_dir / f"pretrain-{name}-{ENCODER['encoder']}{ENCODER['encoder_args']['width']}"
+                  / pipeline.ENCODER_FILE).exists()
+        if cached or any("+" in row for row, _, _ in todo):
             runs[name] = pretrained_run(name, data, cache_dir, args.quick)
     state: dict = {}
     for row, budget, seed in todo:
@@ -243,10 +250,11 @@ def main() -> None:
               f"({time.perf_counter() - t0:.0f}s)", flush=True)
     rows = list(dict.fromkeys(r for r, _, _ in plan(objectives)))
     pre_stats = {name: stats for name, (_, stats) in runs.items()}
-    text = table(done, rows, pre_stats)
+    text = table(done, rows, pre_stats) + (f"\n\n{args.note}" if args.note else "")
     print("\n" + text + f"\n\nthis invocation: {time.perf_counter() - started:.0f}s")
     if not args.quick:
-        write_section("accuracy", text, command="python bench/accuracy.py " + " ".join(sys.argv[1:]))
+        flags = [a for a in ("--only " + args.only if args.only else "", "--table" if args.table else "") if a]
+        write_section("accuracy", text, command=" ".join(["python bench/accuracy.py", *flags]))
 
 
 if __name__ == "__main__":
