@@ -61,11 +61,13 @@ OBJECTIVES = {
 }
 # Fine-tuning: same steps for every strategy that trains on labels; (epochs, batch) per budget.
 FINETUNE = {100: {"epochs": 75, "batch_size": 50}, 1000: {"epochs": 30, "batch_size": 100}}
-STRATEGY_ARGS = {
-    "scratch": {"augment": "weak"},
-    "full": {"augment": "weak"},
-    "selftrain": {"augment": "weak", "epochs": 1, "batch": 256},
-    "joint": {"augment": "weak", "lam": 1.0, "schedule": "linear", "epochs": 1, "unlabeled_batch": 256},
+# Row label -> (strategy, strategy_args).
+STRATEGY_ROWS = {
+    "scratch": ("scratch", {"augment": "weak"}),
+    "full": ("full", {"augment": "weak"}),
+    "selftrain": ("selftrain", {"augment": "weak", "epochs": 1, "batch": 256}),
+    "selftrain-propagate": ("selftrain", {"augment": "weak", "epochs": 1, "batch": 256, "targets": "propagate"}),
+    "joint": ("joint", {"augment": "weak", "lam": 1.0, "schedule": "linear", "epochs": 1, "unlabeled_batch": 256}),
 }
 SEEDS = (0, 1, 2)
 BUDGETS = (100, 1000)
@@ -137,7 +139,8 @@ def run_cell(row: str, budget: int, seed: int, data: DataBundle, runs: dict, sta
                 model = LabelSpreading(kernel="knn", n_neighbors=10, max_iter=100).fit(z_train, y)
         return {"accuracy": float(model.score(z_test, data.y_test)), "seconds": time.perf_counter() - started,
                 "images_per_s": None}
-    config = FinetuneConfig(data="fashion-mnist", strategy=strategy, strategy_args=STRATEGY_ARGS.get(strategy, {}),
+    strategy, strategy_args = STRATEGY_ROWS[strategy]
+    config = FinetuneConfig(data="fashion-mnist", strategy=strategy, strategy_args=strategy_args,
                             labels=f"count={budget}", seed=seed, threads=THREADS, **ENCODER,
                             **FINETUNE[budget] if budget in FINETUNE else FINETUNE[100])
     pre = None if objective == "none" else runs[objective][0]
@@ -156,15 +159,20 @@ def features(objective: str, data: DataBundle, runs: dict, state: dict) -> tuple
 
 
 def plan(objectives: list[str]) -> list[tuple[str, int, int]]:
-    """Cells cheapest first, then every trained row for seed 0 before seeds 1 and 2, so a run stopped early
-    (``--table`` then writes what finished) still has every row."""
+    """Cells cheapest first, then budget by budget scratch and full (all seeds) and the unlabeled-pool
+    strategies for seed 0, then their other seeds; a run stopped early (``--table`` writes what finished)
+    still has every row."""
     cheap = ["sklearn-logreg", "sklearn-labelspreading", "sklearn-selftraining"]
     cheap += [f"{o}+{s}" for o in objectives for s in ("linear", "labelspread")]
-    trained = ["scratch"] + [f"{o}+full" for o in objectives]
-    # The unlabeled-pool strategies for the main objective (SimCLR): they cost minutes per cell.
-    pool = [f"{objectives[0]}+{s}" for s in ("selftrain", "joint")]
+    main = objectives[0]  # the unlabeled-pool strategies (minutes per cell) run for the main objective only
+    trained = ["scratch", f"{main}+full"]
+    pool = [f"{main}+{s}" for s in ("selftrain", "selftrain-propagate", "joint")]
+    others = [f"{o}+full" for o in objectives[1:]]
     cells = [(r, b, s) for r in cheap for b in BUDGETS for s in SEEDS]
-    cells += [(r, b, s) for s in SEEDS for b in BUDGETS for r in trained + pool]
+    for budget in BUDGETS:
+        cells += [(r, budget, s) for s in SEEDS for r in trained] + [(r, budget, SEEDS[0]) for r in pool]
+    cells += [(r, b, s) for s in SEEDS[1:] for b in BUDGETS for r in pool]
+    cells += [(r, b, s) for b in BUDGETS for s in SEEDS for r in others]
     return cells
 
 
