@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -54,8 +55,10 @@ def labeled_stream(ctx: FinetuneContext, batch_size: int | None = None) -> Strea
     return Stream(len(index), min(batch_size or ctx.config.batch_size, len(index)), make)
 
 
-def pool_stream(ctx: FinetuneContext, index: np.ndarray, batch_size: int, targets: torch.Tensor | None = None) -> Stream:
-    """Batches of training rows ``index`` (labels withheld); with ``targets``, each batch carries its rows' targets."""
+def pool_stream(
+    ctx: FinetuneContext, index: np.ndarray, batch_size: int, targets: torch.Tensor | None = None
+) -> Stream:
+    """Batches of training rows ``index`` (labels withheld); with ``targets`` each batch carries its rows' targets."""
     data = ctx.data
 
     def make(rows: np.ndarray) -> tuple[torch.Tensor, ...]:
