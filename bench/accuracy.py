@@ -131,9 +131,10 @@ def run_cell(row: str, budget: int, seed: int, data: DataBundle, runs: dict, sta
         z_train, z_test = features(objective, data, runs, state)
         y = np.full(len(z_train), -1)
         y[labeled] = data.y_train[labeled]
-        if strategy == "linear":
+        if strategy == "linear":  # on the raw features, as a linear head sees them
             model = LogisticRegression(max_iter=3000).fit(z_train[labeled], y[labeled])
-        else:
+        else:  # cosine neighbours: the geometry the contrastive loss shapes
+            z_train, z_test = normalize(z_train), normalize(z_test)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model = LabelSpreading(kernel="knn", n_neighbors=10, max_iter=100).fit(z_train, y)
@@ -154,7 +155,7 @@ def features(objective: str, data: DataBundle, runs: dict, state: dict) -> tuple
     if ("z", objective) not in state:
         encoder, _ = pipeline.load_encoder(runs[objective][0])
         z_train, z_test = embed(encoder, data, data.x_train), embed(encoder, data, data.x_test)
-        state[("z", objective)] = normalize(z_train), normalize(z_test)
+        state[("z", objective)] = z_train, z_test
     return state[("z", objective)]
 
 
