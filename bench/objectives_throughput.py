@@ -102,7 +102,8 @@ def main() -> None:
     for name in names:
         rates = objective_rate(name, data, args.steps, args.repeats, args.batch, args.threads)
         rows.append((name, statistics.median(rates), min(rates), max(rates)))
-        print(f"{name:12s} {statistics.median(rates):8.0f} images/s  (segments: {', '.join(f'{r:.0f}' for r in rates)})",
+        segments = ", ".join(f"{r:.0f}" for r in rates)
+        print(f"{name:12s} {statistics.median(rates):8.0f} images/s  (segments: {segments})",
               flush=True)
     x = data.batch(data.x_train[:args.batch])
     aug = {}
