@@ -210,3 +210,13 @@ def test_resumed_stochastic_pretraining_is_bit_identical(objective, tmp_path):
     resumed = pretrain(config, tmp_path / "resumed", data=data, resume=True)
     for key, value in whole.encoder.state_dict().items():
         assert torch.equal(value, resumed.encoder.state_dict()[key]), key
+
+
+def test_docstring_examples_run():
+    import doctest
+    import importlib
+
+    for name in ["warmstart.augment", "warmstart.health", *(
+            f"warmstart.objectives.{m}" for m in ("ntxent_loss", "simclr", "masked", "vae", "gan"))]:
+        failed, _ = doctest.testmod(importlib.import_module(name))
+        assert failed == 0, name

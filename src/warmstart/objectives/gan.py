@@ -57,7 +57,9 @@ class GAN(Objective):
 
     Needs image data (the generator draws images); any non-linear encoder can be the trunk (MLP as in the
     original GAN, CNN/ResNet as in DCGAN). A linear encoder is refused: a linear discriminator only matches
-    the data mean and its "features" learn nothing.
+    the data mean and its "features" learn nothing. Measured on 8×8 digits (``tests/test_objectives_learn.py``):
+    an MLP discriminator's features beat random MLP features under a 50-label linear probe (0.86 vs 0.80);
+    a CNN discriminator, global-average-pooled over a 2×2 map, did not beat random CNN features there.
 
     Args:
         noise_dim: size of the generator's input noise (DCGAN: 100; 64 suffices for 28×28).

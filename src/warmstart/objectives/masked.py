@@ -73,7 +73,8 @@ class MaskedAutoencoder(Objective):
             patch_size = 1
             self.fill = nn.Parameter(torch.zeros(shape))
         self.patch_size, self.mask_ratio = patch_size, mask_ratio
-        self.decoder = Decoder(encoder.feature_dim, shape, decoder_hidden, self.is_image if sigmoid is None else sigmoid)
+        sigmoid = self.is_image if sigmoid is None else sigmoid
+        self.decoder = Decoder(encoder.feature_dim, shape, decoder_hidden, sigmoid)
 
     def mask(self, x: torch.Tensor) -> torch.Tensor:
         """A boolean mask of ``x``'s shape, True where hidden; exactly ``round(ratio · positions)`` per example."""
