@@ -190,8 +190,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse flags, letting key=value overrides sit anywhere on the line (argparse alone can't)."""
+    args, extras = parser.parse_known_args(argv)
+    stray = [e for e in extras if "=" not in e or e.startswith("-")]
+    if stray or (extras and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extras)}")
+    if extras:
+        args.overrides = [*args.overrides, *extras]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     try:
         return run(args)
     except UserError as err:

@@ -63,10 +63,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise UserError(f"override '{pair}' is not key=value; write it like epochs=5")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
+        value = _parse_value(raw)
         node = tree
         *parents, leaf = key.split(".")
         for part in parents:
@@ -75,6 +72,20 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
                 raise UserError(f"override '{pair}': '{part}' is not a group of settings")
         node[leaf] = value
     return tree
+
+
+def _parse_value(raw: str) -> Any:
+    """YAML scalars, plus the floats YAML 1.1 leaves as strings (``3e-4``)."""
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
