@@ -23,6 +23,8 @@ def _png(fig) -> bytes:
 
 
 def curve_png(summary: "Summary") -> bytes:
+    if len(summary.budgets) == 1:
+        return _bars_png(summary)
     fig = _figure(7.5, 4.6)
     ax = fig.add_subplot()
     x = np.array([summary.labels[b] for b in summary.budgets], dtype=float)
@@ -42,6 +44,24 @@ def curve_png(summary: "Summary") -> bytes:
     ax.set_title("Label efficiency (mean over seeds, 95% CI bands)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    return _png(fig)
+
+
+def _bars_png(summary: "Summary") -> bytes:
+    """One budget: no curve to draw, so one bar per method with its 95% CI."""
+    budget = summary.budgets[0]
+    methods = [m for m in summary.methods if (m, budget) in summary.stat]
+    stats = [summary.stat[m, budget] for m in methods]
+    fig = _figure(7.0, 0.9 + 0.38 * len(methods))
+    ax = fig.add_subplot()
+    colours = {"scratch": "#8c8c8c", "pretrained": "#4c72b0", "baseline": "#dd8452"}
+    ax.barh(methods, [s.mean for s in stats], xerr=np.nan_to_num([s.ci for s in stats]), capsize=3,
+            color=[colours.get(summary.kind[m], "#4c72b0") for m in methods])
+    ax.set_xlim(max(0.0, min(s.mean for s in stats) - 0.15), 1.0)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"test {summary.metric} (mean over seeds, 95% CI)")
+    ax.set_title(f"{summary.labels[budget]} labels ({budget})")
+    ax.grid(axis="x", alpha=0.3)
     return _png(fig)
 
 

@@ -232,7 +232,8 @@ def build_blocks(run_dir: Path) -> tuple[list[tuple], dict[str, bytes]]:
 
     pngs["curve.png"] = curve_png(summary)
     blocks += [("h2", "Label-efficiency curve"),
-               ("img", "curve.png", "accuracy versus labels, one line per method, 95% CI bands")]
+               ("img", "curve.png", "accuracy versus labels, one line per method, 95% CI bands"
+                if len(summary.budgets) > 1 else "one budget: accuracy per method, 95% CI")]
     header = ["method"] + [f"{summary.labels[b]} labels" for b in summary.budgets]
     table = [[m] + [summary.cell_text(m, b) for b in summary.budgets] for m in summary.methods]
     bold = {(i, j + 1) for i, m in enumerate(summary.methods) for j, b in enumerate(summary.budgets)
