@@ -179,3 +179,28 @@ def test_report_reads_results_written_by_hand(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "ae+full" in md and "No confusion matrices found" in md
     assert len(read_results(tmp_path)) == 4
+
+
+def test_yaml_config_flags_and_overrides_merge_with_defaults_in_one_place(tmp_path, capsys):
+    (tmp_path / "study.yaml").write_text("labels: [20, per_class=3]\nseeds: 2\npretrain:\n  epochs: 7\n"
+                                         "finetune: {lr: 0.01}\n")
+    args = ["study", "--config", str(tmp_path / "study.yaml"), "--seeds", "4", "finetune.epochs=9", "--print-config"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    config = resolve_study(file=tmp_path / "study.yaml", flags={"seeds": 4}, overrides=["finetune.epochs=9"])
+    assert config.labels == ["count=20", "per_class=3"] and config.seeds == 4
+    assert config.pretrain["epochs"] == 7 and config.pretrain["batch_size"] == 128  # PretrainConfig's default
+    assert config.finetune["epochs"] == 9 and config.finetune["lr"] == 0.01
+    assert "per_class=3" in printed and "epochs: 9" in printed
+
+
+def test_demo_is_a_study_preset_with_the_demo_outputs(tmp_path, capsys):
+    from warmstart.demo import run_demo
+
+    rows = run_demo(tmp_path / "demo", seeds=1, quick=True)
+    printed = capsys.readouterr().out
+    assert {r["method"] for r in rows} >= {"scratch", "denoising+linear", "denoising+full", "label_spreading"}
+    header = (tmp_path / "demo" / "results.csv").read_text().splitlines()[0].split(",")
+    assert {"objective", "strategy", "labels", "seed", "accuracy"} <= set(header)
+    assert (tmp_path / "demo" / "report.md").exists() and (tmp_path / "demo" / "curve.png").exists()
+    assert "mean ± std over seeds" in printed and "vs scratch" in printed

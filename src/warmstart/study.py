@@ -147,8 +147,8 @@ def _throughput(history: list[dict[str, Any]]) -> float:
 class StudyRunner:
     """Runs the cells of one plan into ``out``; pretrained encoders are built once and kept in memory."""
 
-    def __init__(self, plan: StudyPlan, out: Path) -> None:
-        self.plan, self.out, self.config, self.data = plan, out, plan.config, plan.data
+    def __init__(self, plan: StudyPlan, out: Path, echo: Callable[[str], None] = print) -> None:
+        self.plan, self.out, self.config, self.data, self.echo = plan, out, plan.config, plan.data, echo
         self.encoders: dict[str, torch.nn.Module] = {}
         self._flat: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -161,6 +161,8 @@ class StudyRunner:
         name, seed = self.pretrain_name(cell)
         if name not in self.encoders:
             run_dir = self.out / "pretrain" / name
+            cached = (run_dir / PRETRAIN_INFO).exists()
+            self.echo(f"{'loading' if cached else 'pretraining'} {name} encoder in {run_dir}")
             started = time.perf_counter()
             result = pretrain(self.config.pretrain_config(cell.objective, seed), run_dir, resume=True, data=self.data)
             info = run_dir / PRETRAIN_INFO
@@ -241,14 +243,14 @@ def run_study(
     atomic_write_text(out / "study_info.json", json.dumps({
         "data": d.name, "modality": d.modality, "input_shape": list(d.input_shape), "class_names": d.class_names,
         "n_train": int(len(d.y_train)), "n_test": int(len(d.y_test)), "budgets": plan.sizes}))
-    runner = StudyRunner(plan, out)
+    interactive = sys.stderr.isatty()
+    runner = StudyRunner(plan, out, tqdm.write if interactive else echo)
     rows: dict[str, dict[str, Any]] = {}
     for cell in plan.cells:
         path = out / "cells" / f"{cell.key}.json"
         if path.exists():
             rows[cell.key] = json.loads(path.read_text())
     total, started, fresh = len(plan.cells), time.perf_counter(), 0
-    interactive = sys.stderr.isatty()
     bar = tqdm(total=total, initial=len(rows), desc="study", unit="cell", disable=not interactive, position=0)
     if rows:
         echo(f"resuming {out}: {len(rows)}/{total} cells already done")
