@@ -81,8 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         "finetune.epochs=100 finetune.lr=3e-3 encoder_args.width=128; a --config YAML file may hold the same "
         "keys (pretrain: {epochs: 20}). Run with --print-config to see every setting and its default. Example: "
         "warmstart study --data digits --objectives autoencoder --strategies linear,full --labels 20,50,100 "
-        "--seeds 3 --out runs/study",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "--seeds 3 --out runs/study")
     study.add_argument("--config", metavar="FILE", help="YAML file of study settings (flags and key=value win)")
     study.add_argument("--data", metavar="SOURCE", help="data source (default digits; see `warmstart datasets`)")
     study.add_argument("--data-dir", metavar="DIR", help="extra directory to look for data files in")
