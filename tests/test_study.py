@@ -204,3 +204,16 @@ def test_demo_is_a_study_preset_with_the_demo_outputs(tmp_path, capsys):
     assert {"objective", "strategy", "labels", "seed", "accuracy"} <= set(header)
     assert (tmp_path / "demo" / "report.md").exists() and (tmp_path / "demo" / "curve.png").exists()
     assert "mean ± std over seeds" in printed and "vs scratch" in printed
+
+
+def test_one_yaml_file_serves_pretrain_finetune_and_study(capsys):
+    """examples/classic_autoencoder.yaml (shared keys + pretrain:/finetune: sections) read as a study."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "classic_autoencoder.yaml"
+    config = resolve_study(file=example, flags={"labels": "100,1000"})
+    assert (config.data, config.encoder, config.encoder_args) == ("fashion-mnist", "linear", {"feature_dim": 10})
+    assert config.objectives == ["autoencoder"] and config.strategies == ["full"]
+    assert config.labels == ["count=100", "count=1000"]  # the flag wins over the file's per_class=10
+    assert config.pretrain["objective_args"] == {"decoder_hidden": 0} and config.pretrain["lr"] == 0.003
+    assert config.finetune["lr"] == 0.03 and config.finetune["batch_size"] == 10
+    assert main(["study", "--config", str(example), "--print-config"]) == 0
+    assert "per_class=10" in capsys.readouterr().out

@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
         model = cfg.PretrainConfig if args.command == "pretrain" else cfg.FinetuneConfig
         names = ["data", "data_dir", "seed"] + (
             ["objective", "encoder"] if args.command == "pretrain" else ["pretrained", "strategy", "labels", "encoder"])
-        config = cfg.build_config(model, file=args.config, flags=_flags(args, names), overrides=args.overrides)
+        config = cfg.build_config(model, file=args.config, flags=_flags(args, names), overrides=args.overrides,
+                                  section=args.command)
         if args.print_config:
             print(cfg.to_yaml(config), end="")
             return 0
@@ -207,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"warmstart: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `warmstart evaluate ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
         hint = f"; rerun the same command with --resume to continue from the last checkpoint in {out}" if out else ""

@@ -111,12 +111,25 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
+SECTIONS = ("pretrain", "finetune", "study")
+
+
+def select_section(values: dict[str, Any], section: str | None) -> dict[str, Any]:
+    """One YAML file can serve several commands: top-level keys are shared, ``pretrain:`` / ``finetune:``
+    sections belong to one command each."""
+    shared = {k: v for k, v in values.items() if k not in SECTIONS}
+    own = values.get(section) if section else None
+    if own is not None and not isinstance(own, dict):
+        raise UserError(f"config section '{section}' must be a mapping of key: value settings")
+    return _merge(shared, own or {})
+
+
 def build_config(
     cls: type[C], *, file: str | Path | None = None, flags: dict[str, Any] | None = None,
-    overrides: list[str] | None = None,
+    overrides: list[str] | None = None, section: str | None = None,
 ) -> C:
     """Merge defaults < YAML file < flags < overrides and validate; any problem is one ``UserError`` line."""
-    values: dict[str, Any] = read_yaml(file) if file else {}
+    values: dict[str, Any] = select_section(read_yaml(file), section) if file else {}
     values = _merge(values, {k: v for k, v in (flags or {}).items() if v is not None})
     values = _merge(values, parse_overrides(overrides or []))
     fields = list(cls.model_fields)
@@ -189,6 +202,49 @@ def _split_list(value: Any) -> Any:
     return value
 
 
+#: A pretrain/finetune section's per-run choice that becomes a (one-entry) study grid axis.
+_SECTION_AXES = {"pretrain": {"objective": "objectives"}, "finetune": {"strategy": "strategies", "labels": "labels"}}
+
+
+def study_values_from_file(raw: dict[str, Any]) -> dict[str, Any]:
+    """Read a YAML file shared with ``pretrain``/``finetune`` (see ``select_section``) as study settings.
+
+    Top-level study keys stay; shared training settings (``epochs``, ``lr``, ...) go to both stages; a
+    ``pretrain:``/``finetune:`` section becomes that stage's settings, its ``objective`` / ``strategy`` /
+    ``labels`` the study's one-entry axes; a ``study:`` section wins over everything. ``seed`` and
+    ``pretrained`` are dropped: a study draws its own seeds and pretrains itself.
+    """
+    values: dict[str, Any] = {}
+    study_fields, shared_fields = StudyConfig.model_fields, TrainSettings.model_fields
+    for key, value in raw.items():
+        if key in SECTIONS or key == "seed":
+            continue
+        if key in study_fields:
+            values[key] = value
+        elif key in shared_fields:
+            for stage in ("pretrain", "finetune"):
+                values.setdefault(stage, {})[key] = value
+        else:
+            known = [*study_fields, *shared_fields]
+            raise UserError(f"unknown setting '{key}'{closest(key, known)} in the config file; "
+                            f"valid study settings: {', '.join(study_fields)}")
+    for stage, axes in _SECTION_AXES.items():
+        section = raw.get(stage) or {}
+        if not isinstance(section, dict):
+            raise UserError(f"config section '{stage}' must be a mapping of key: value settings")
+        for key, value in section.items():
+            if key in axes:
+                values[axes[key]] = value if isinstance(value, list) else [value]
+            elif key in ("data", "data_dir", "encoder", "encoder_args"):
+                values[key] = value
+            elif key not in ("seed", "pretrained"):
+                values.setdefault(stage, {})[key] = value
+    study = raw.get("study") or {}
+    if not isinstance(study, dict):
+        raise UserError("config section 'study' must be a mapping of key: value settings")
+    return _merge(values, study)
+
+
 def resolve_study(
     *, file: str | Path | None = None, flags: dict[str, Any] | None = None, overrides: list[str] | None = None,
 ) -> StudyConfig:
@@ -197,7 +253,7 @@ def resolve_study(
     Unknown nested keys get the closest name; keys the study sets per cell are refused with the flag to
     use instead. The result carries every pretrain/finetune default, so ``study.yaml`` is complete.
     """
-    values: dict[str, Any] = read_yaml(file) if file else {}
+    values: dict[str, Any] = study_values_from_file(read_yaml(file)) if file else {}
     values = _merge(values, {k: v for k, v in (flags or {}).items() if v is not None})
     values = _merge(values, parse_overrides(overrides or []))
     for key in ("objectives", "strategies", "baselines", "labels"):
