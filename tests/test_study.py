@@ -125,12 +125,12 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, args
     assert not out.exists()
 
 
-def test_cli_study_then_report(tmp_path, cli, capsys):
+def test_cli_study_then_report(tmp_path, capsys):
     out = tmp_path / "cli"
-    done = cli("study", "--labels", "20", "--seeds", "1", "--strategies", "linear", "--baselines",
-               "logistic_regression", "--out", str(out), *TINY)
-    assert done.returncode == 0, done.stderr
-    assert "[3/3] autoencoder+linear" in done.stdout and "20 labels" in done.stdout
+    assert main(["study", "--labels", "20", "--seeds", "1", "--strategies", "linear", "--baselines",
+                 "logistic_regression", "--out", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "[3/3] autoencoder+linear" in printed and "20 labels" in printed
     (out / "report.md").unlink()
     assert main(["report", str(out)]) == 0 and (out / "report.md").exists()
     assert "autoencoder+linear" in capsys.readouterr().out
