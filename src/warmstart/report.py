@@ -262,7 +262,7 @@ def build_blocks(run_dir: Path) -> tuple[list[tuple], dict[str, bytes]]:
         total = np.sum(matrices, axis=0)
         names = class_names if len(class_names) == len(total) else [str(i) for i in range(len(total))]
         pngs["confusion.png"] = confusion_png(total, names, f"{top}, {summary.labels[smallest]} labels, "
-                                              f"summed over {len(matrices)} seeds")
+                                              f"summed over {len(matrices)} seed{'s' if len(matrices) != 1 else ''}")
         blocks.append(("img", "confusion.png", f"confusion matrix of {top}, the best method at the smallest budget "
                        f"({summary.labels[smallest]} labels), test predictions summed over seeds"))
     else:
