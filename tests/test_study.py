@@ -16,7 +16,8 @@ from warmstart.errors import UserError
 from warmstart.report import Summary, read_results, t_interval, write_report
 from warmstart.study import TIMING_COLUMNS, plan_study, run_study
 
-TINY = ["pretrain.epochs=5", "finetune.epochs=30", "finetune.lr=0.01", "encoder_args.width=32", "encoder_args.feature_dim=16"]
+TINY = ["pretrain.epochs=5", "finetune.epochs=30", "finetune.lr=0.01", "encoder_args.width=32",
+        "encoder_args.feature_dim=16"]
 
 
 def tiny_config(**flags):
@@ -217,3 +218,15 @@ def test_one_yaml_file_serves_pretrain_finetune_and_study(capsys):
     assert config.finetune["lr"] == 0.03 and config.finetune["batch_size"] == 10
     assert main(["study", "--config", str(example), "--print-config"]) == 0
     assert "per_class=10" in capsys.readouterr().out
+
+
+def test_every_registered_objective_and_strategy_can_be_planned(digits):
+    """New objectives/strategies join studies through their registries, with no study code to change."""
+    from warmstart.objectives import OBJECTIVES
+    from warmstart.strategies import STRATEGIES
+
+    everything = {"objectives": ",".join(OBJECTIVES.names()), "strategies": ",".join(STRATEGIES.names())}
+    config = resolve_study(flags={**everything, "encoder": "cnn", "seeds": 1}, overrides=["encoder_args.width=8"])
+    methods = {cell.method for cell in plan_study(config, digits).cells}
+    pretrained = [s for s in STRATEGIES.names() if STRATEGIES.get(s).load_pretrained]
+    assert {f"{o}+{s}" for o in OBJECTIVES.names() for s in pretrained} <= methods

@@ -281,8 +281,8 @@ def build_blocks(run_dir: Path) -> tuple[list[tuple], dict[str, bytes]]:
         tensors, meta = embedding
         variance = meta.get("explained_variance", [])
         names = meta.get("class_names") or class_names
-        pngs["embedding.png"] = embedding_png(tensors["xy"].numpy(), tensors["y"].numpy(), names,
-                                              f"{objective} encoder (best pretrained: {best_pre}), PCA of test features")
+        title = f"{objective} encoder (best pretrained: {best_pre}), PCA of test features"
+        pngs["embedding.png"] = embedding_png(tensors["xy"].numpy(), tensors["y"].numpy(), names, title)
         blocks.append(("img", "embedding.png", f"PCA of the {objective} encoder's test-set features before "
                        f"fine-tuning, coloured by true class (variance explained: "
                        + ", ".join(f"PC{i + 1} {v:.1%}" for i, v in enumerate(variance)) + ")"))

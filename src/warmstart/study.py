@@ -93,6 +93,8 @@ def plan_study(config: StudyConfig, data: DataBundle | None = None) -> StudyPlan
         if data.modality not in cls.modalities:
             raise UserError(f"objective '{objective}' does not apply to {data.modality} data; "
                             f"it works on: {', '.join(cls.modalities)}")
+        if cls.requires_image_encoder and not type(encoder).image_only:
+            raise UserError(f"objective '{objective}' needs an image encoder; use --encoder cnn or resnet")
         OBJECTIVES.build(objective, encoder, **config.pretrain_config(objective, 0).objective_args)
     random_init, pretrained = ["scratch"], []
     for strategy in config.strategies:
