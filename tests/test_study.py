@@ -230,3 +230,4 @@ def test_every_registered_objective_and_strategy_can_be_planned(digits):
     methods = {cell.method for cell in plan_study(config, digits).cells}
     pretrained = [s for s in STRATEGIES.names() if STRATEGIES.get(s).load_pretrained]
     assert {f"{o}+{s}" for o in OBJECTIVES.names() for s in pretrained} <= methods
+
