@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from warmstart import runtime
 from warmstart.checkpoint import atomic_write_text, load_tensors, save_tensors
 from warmstart.config import FinetuneConfig, PretrainConfig, to_yaml
 from warmstart.data import DataBundle
@@ -37,20 +38,28 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare_run_dir(out: str | Path | None, resume: bool) -> Path | None:
-    """Create ``out`` (or reuse it with ``resume``); refuse to mix two runs in one directory."""
+    """Create ``out`` (or reuse it with ``resume``); refuse to mix two runs in one directory.
+
+    Under ``torchrun`` rank 0 checks and creates it while the other ranks wait, then all share the path.
+    """
+    runtime.init_from_env()
     if out is None:
         return None
     path = Path(out)
+    if not runtime.is_main():
+        runtime.barrier()
+        return path
     if path.exists() and not path.is_dir():
         raise UserError(f"--out {path} is a file; give a directory path")
     if path.is_dir() and any(path.iterdir()) and not resume:
         raise UserError(f"--out {path} already holds a run; pass --resume to continue it or choose another --out")
     path.mkdir(parents=True, exist_ok=True)
+    runtime.barrier()
     return path
 
 
 def _write_config(run_dir: Path | None, config: Any) -> None:
-    if run_dir is not None:
+    if run_dir is not None and runtime.is_main():
         atomic_write_text(run_dir / "config.yaml", to_yaml(config))
 
 
@@ -104,6 +113,7 @@ def pretrain(
     seed_everything(config.seed)
     encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality)
     objective = OBJECTIVES.build(config.objective, encoder, **config.objective_args)
+    runtime.resolve_device(config.device, config.amp)
     run_dir = prepare_run_dir(out, resume)
     _write_config(run_dir, config)
     stream = image_stream(data, np.arange(len(data.x_train)), config.batch_size, with_labels=False)
@@ -111,7 +121,7 @@ def pretrain(
         objective, lambda batch: objective.loss(batch[0]), [stream], config, run_dir=run_dir, resume=resume,
         desc=f"pretrain {config.objective}", config=config.model_dump(mode="json"), after_step=after_step,
     )
-    if run_dir is not None:
+    if run_dir is not None and runtime.is_main():
         meta = {**encoder.spec, "data": config.data, "objective": config.objective}
         save_tensors(run_dir / ENCODER_FILE, encoder.state_dict(), meta)
     return PretrainResult(run_dir, objective, history)
@@ -172,9 +182,10 @@ def finetune(
         model_encoder.load_state_dict(encoder.state_dict())
     model = Classifier(model_encoder, data.num_classes)
     groups = strategy.param_groups(model)
+    runtime.resolve_device(config.device, config.amp)
     run_dir = prepare_run_dir(out, resume)
     _write_config(run_dir, config)
-    if run_dir is not None:
+    if run_dir is not None and runtime.is_main():
         atomic_write_text(run_dir / "labeled_indices.json", json.dumps(labeled.tolist()))
     stream = image_stream(data, labeled, config.batch_size, with_labels=True)
     history = fit(
@@ -184,7 +195,7 @@ def finetune(
     )
     metrics = evaluate_model(model, data)
     metrics.update({"labels": int(len(labeled)), "strategy": config.strategy, "seed": config.seed})
-    if run_dir is not None:
+    if run_dir is not None and runtime.is_main():
         meta = {**spec, "class_names": data.class_names, "data": config.data, "strategy": config.strategy}
         save_tensors(run_dir / MODEL_FILE, model.state_dict(), meta)
         atomic_write_text(run_dir / "test_metrics.json", json.dumps(metrics, indent=2))
