@@ -2,11 +2,13 @@
 from warmstart.objectives.autoencoder import Autoencoder
 from warmstart.objectives.base import Objective
 from warmstart.objectives.denoising import DenoisingAutoencoder
+from warmstart.objectives.simclr import SimCLR
 from warmstart.registry import Registry
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")
 
 OBJECTIVES.register("autoencoder")(Autoencoder)
 OBJECTIVES.register("denoising")(DenoisingAutoencoder)
+OBJECTIVES.register("simclr")(SimCLR)
 
 __all__ = ["OBJECTIVES", "Objective"]
