@@ -158,7 +158,7 @@ def finetune(
     """
     data = data if data is not None else load_data(config.data, config.data_dir)
     budget = LabelBudget.parse(config.labels)
-    labeled, _unlabeled = budget.split(data.y_train, config.seed)
+    labeled, _unlabeled = budget.split(data.y_train, config.seed, class_names=data.class_names)
     strategy: Strategy = STRATEGIES.build(config.strategy, **config.strategy_args)
     if encoder is None and config.pretrained is not None:
         encoder, _meta = load_encoder(config.pretrained)
