@@ -125,8 +125,9 @@ def main() -> None:
     print(text)
     if 600_000 in results and 60_000 in results:
         big, mid = results[600_000], results[60_000]
-        summary = (f"600k vs 60k: time per image x{(big['seconds'] / big['images']) / (mid['seconds'] / mid['images']):.2f}, "
-                   f"peak RSS x{big['vmhwm_mb'] / mid['vmhwm_mb']:.2f}, peak private memory x{big['anon_mb'] / mid['anon_mb']:.2f}.")
+        per_image = (big["seconds"] / big["images"]) / (mid["seconds"] / mid["images"])
+        summary = (f"600k vs 60k: time per image x{per_image:.2f}, peak RSS x{big['vmhwm_mb'] / mid['vmhwm_mb']:.2f}, "
+                   f"peak private memory x{big['anon_mb'] / mid['anon_mb']:.2f}.")
         print(summary)
     else:
         summary = ""

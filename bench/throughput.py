@@ -117,6 +117,7 @@ def main() -> None:
                         help="wall: elapsed time; cpu: this process's CPU time (with --threads 1 it is immune to "
                         "other jobs on a shared machine)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    parser.add_argument("--section", default="throughput", help="BENCHMARKS.md section to (re)write")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = load_data("fashion-mnist")
@@ -132,7 +133,7 @@ def main() -> None:
     aug = bench_augment(data, args)
     simclr = next((r for r in results if r["row"] == "simclr"), None)
     consumed = 2 * simclr["engine"] if simclr else float("nan")
-    print(f"augment      {aug:8.1f} views/s = {aug / consumed:.1f}x the {consumed:.1f} views/s SimCLR training consumes")
+    print(f"augment      {aug:8.1f} views/s = {aug / consumed:.1f}x the {consumed:.1f} views/s SimCLR trains on")
 
     rows = [[r["row"], f"{r['engine']:.1f}", f"{r['plain']:.1f}", f"{r['ratio']:.3f}",
              " ".join(f"{x:.3f}" for x in r["ratios"])] for r in results]
@@ -140,9 +141,10 @@ def main() -> None:
     print(text)
     if not args.no_write:
         cmd = (f"python bench/throughput.py --encoder {args.encoder} --batch-size {args.batch_size} "
-               f"--steps {args.steps} --repeats {args.repeats} --threads {args.threads} --clock {args.clock}")
-        common.write_section("throughput", "\n".join([
-            "## Throughput: warmstart's engine vs a hand-written loop",
+               f"--steps {args.steps} --repeats {args.repeats} --threads {args.threads} --clock {args.clock}"
+               + (f" --rows {' '.join(args.rows)} --section {args.section}" if args.section != "throughput" else ""))
+        common.write_section(args.section, "\n".join([
+            f"## Throughput: warmstart's engine vs a hand-written loop ({args.encoder} encoder)",
             "",
             f"`{cmd}` on Fashion-MNIST 28x28, encoder `{args.encoder}`, batch {args.batch_size}, "
             f"{args.steps} steps per timed run, A/B alternated {args.repeats} times in one process "

@@ -115,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
             result = pipeline.pretrain(config, args.out, resume=args.resume)
             last = result.history[-1] if result.history else {}
             if runtime.is_main():  # under torchrun, one line for the run rather than one per process
-                print(f"pretrained {config.encoder} with {config.objective}: final loss {last.get('loss', float('nan')):.4f}"
-                      f" -> {result.run_dir}")
+                loss = last.get("loss", float("nan"))
+                print(f"pretrained {config.encoder} with {config.objective}: final loss {loss:.4f} -> {result.run_dir}")
         else:
             result = pipeline.finetune(config, args.out, resume=args.resume)
             m = result.metrics

@@ -127,10 +127,10 @@ def fit(
         factor = lr_factor(step, total, warmup_steps)
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * factor * group.get("lr_scale", 1.0)
-        batches = [
-            tuple(t.to(device, non_blocking=True) for t in s.make_batch(s.indices_at(step, settings.seed, i)[rank::world]))
-            for i, s in enumerate(streams)
-        ]
+        batches = []
+        for i, s in enumerate(streams):
+            rows = s.indices_at(step, settings.seed, i)[rank::world]  # this rank's shard of the global batch
+            batches.append(tuple(t.to(device, non_blocking=True) for t in s.make_batch(rows)))
         with runtime.autocast(settings.amp, device):
             loss, logs = forward(*batches)
         optimizer.zero_grad(set_to_none=True)
