@@ -116,8 +116,8 @@ def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if rank_world()[1] == 1 or not values:
         return values
     keys = sorted(values)
-    # CPU tensors: gloo carries them even when CUDA tensors go through NCCL.
-    stacked = torch.stack([torch.as_tensor(values[k], dtype=torch.float64) for k in keys])
+    # On the CPU (once per epoch): gloo carries CPU tensors even when CUDA tensors go through NCCL.
+    stacked = torch.stack([torch.as_tensor(values[k]).detach().cpu().double() for k in keys])
     dist.all_reduce(stacked)
     stacked /= rank_world()[1]
     return {k: stacked[i] for i, k in enumerate(keys)}
