@@ -157,7 +157,8 @@ def fit(
                 record.update(on_epoch_end(epoch))
                 model.train()
             history.append(record)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("loss", "accuracy", "rankme")})
+            shown = ("loss", "accuracy", "rankme", "knn_accuracy")
+            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in shown})
             if writes is not None:
                 with open(writes / METRICS, "a") as f:
                     f.write(json.dumps(record) + "\n")
