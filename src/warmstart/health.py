@@ -103,7 +103,7 @@ class HealthMonitor:
     @torch.no_grad()
     def embed(self, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
         self.encoder.eval()
-        device = next(self.encoder.parameters()).device  # on the GPU while the engine trains there
+        device = next(self.encoder.parameters(), torch.empty(0)).device  # the GPU while training there
         return torch.cat([self.encoder(x[i:i + chunk].to(device)).cpu() for i in range(0, len(x), chunk)]).float()
 
     def __call__(self, epoch: int) -> dict[str, Any]:
