@@ -49,14 +49,19 @@ def digits():
     return load_data("digits")
 
 
-@pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory):
-    """``torchrun``-style launch of the real CLI with 2 processes."""
-    out = tmp_path_factory.mktemp("ddp") / "run"
+def torchrun(*args: str) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node=2 -m warmstart ARGS`` with this checkout's sources."""
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-           "-m", "warmstart", "pretrain", "--out", str(out), *ARGS]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+           "-m", "warmstart", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    """The real CLI under ``torchrun`` with 2 processes."""
+    out = tmp_path_factory.mktemp("ddp") / "run"
+    done = torchrun("pretrain", "--out", str(out), *ARGS)
     assert done.returncode == 0, done.stderr[-2000:]
     return out, done.stdout
 
@@ -75,6 +80,11 @@ def test_torchrun_writes_one_run_from_rank_zero(ddp_run):
     assert records[1]["loss"] < 0.8 * records[0]["loss"]
     tensors, meta = load_tensors(out / CHECKPOINT)
     assert meta["world_size"] == 2 and "rng.rank1" in tensors
+
+    # Bad input stops every rank with the same one line, not rank 1 stuck or dying with a traceback.
+    again = torchrun("pretrain", "--out", str(out), *ARGS)
+    assert again.returncode != 0
+    assert again.stderr.count("warmstart: error: --out") == 2 and "[rank1]: Traceback" not in again.stderr
 
 
 def test_ddp_matches_one_process_with_the_same_global_batch(ddp_run, digits):

@@ -41,20 +41,19 @@ def seed_everything(seed: int) -> None:
 def prepare_run_dir(out: str | Path | None, resume: bool) -> Path | None:
     """Create ``out`` (or reuse it with ``resume``); refuse to mix two runs in one directory.
 
-    Under ``torchrun`` rank 0 checks and creates it while the other ranks wait, then all share the path.
+    Under ``torchrun`` every rank checks (so all stop with the same one-line error), then rank 0 creates
+    the directory while the others wait at the barrier, and all share the path.
     """
     runtime.init_from_env()
     if out is None:
         return None
     path = Path(out)
-    if not runtime.is_main():
-        runtime.barrier()
-        return path
     if path.exists() and not path.is_dir():
         raise UserError(f"--out {path} is a file; give a directory path")
     if path.is_dir() and any(path.iterdir()) and not resume:
         raise UserError(f"--out {path} already holds a run; pass --resume to continue it or choose another --out")
-    path.mkdir(parents=True, exist_ok=True)
+    if runtime.is_main():
+        path.mkdir(parents=True, exist_ok=True)  # empty until every rank has passed the check above
     runtime.barrier()
     return path
 
