@@ -28,7 +28,8 @@ def test_pretraining_memory_does_not_grow_with_a_memory_mapped_pool(tmp_path):
     assert isinstance(load_data(sources[6_000]).x_train, np.memmap)  # an uncompressed member is mapped in place
 
     def peak(rows: int) -> int:
-        config = PretrainConfig(data=sources[rows], epochs=1, batch_size=256, encoder="linear", encoder_args={"feature_dim": 8})
+        config = PretrainConfig(data=sources[rows], epochs=1, batch_size=256, encoder="linear",
+                                encoder_args={"feature_dim": 8})
         tracemalloc.start()
         history = pretrain(config).history
         _, top = tracemalloc.get_traced_memory()
