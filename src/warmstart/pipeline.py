@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from warmstart import runtime
 from warmstart.checkpoint import atomic_write_text, load_tensors, save_tensors
 from warmstart.config import FinetuneConfig, PretrainConfig, to_yaml
 from warmstart.data import DataBundle
@@ -39,7 +40,12 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare_run_dir(out: str | Path | None, resume: bool) -> Path | None:
-    """Create ``out`` (or reuse it with ``resume``); refuse to mix two runs in one directory."""
+    """Create ``out`` (or reuse it with ``resume``); refuse to mix two runs in one directory.
+
+    Under ``torchrun`` every rank checks (so all stop with the same one-line error), then rank 0 creates
+    the directory while the others wait at the barrier, and all share the path.
+    """
+    runtime.init_from_env()
     if out is None:
         return None
     path = Path(out)
@@ -47,12 +53,14 @@ def prepare_run_dir(out: str | Path | None, resume: bool) -> Path | None:
         raise UserError(f"--out {path} is a file; give a directory path")
     if path.is_dir() and any(path.iterdir()) and not resume:
         raise UserError(f"--out {path} already holds a run; pass --resume to continue it or choose another --out")
-    path.mkdir(parents=True, exist_ok=True)
+    if runtime.is_main():
+        path.mkdir(parents=True, exist_ok=True)  # empty until every rank has passed the check above
+    runtime.barrier()
     return path
 
 
 def _write_config(run_dir: Path | None, config: Any) -> None:
-    if run_dir is not None:
+    if run_dir is not None and runtime.is_main():
         atomic_write_text(run_dir / "config.yaml", to_yaml(config))
 
 
@@ -110,6 +118,7 @@ def pretrain(
     objective = OBJECTIVES.build(config.objective, encoder, **config.objective_args)
     objective.spec = {"objective": config.objective, "objective_args": dict(config.objective_args)}
     monitor = HealthMonitor.from_bundle(encoder, data, config.health_samples, config.probe_labels, config.seed)
+    runtime.resolve_device(config.device, config.amp)
     run_dir = prepare_run_dir(out, resume)
     _write_config(run_dir, config)
     stream = image_stream(data, np.arange(len(data.x_train)), config.batch_size, with_labels=False)
@@ -118,7 +127,7 @@ def pretrain(
         desc=f"pretrain {config.objective}", config=config.model_dump(mode="json"), after_step=after_step,
         on_epoch_end=monitor,
     )
-    if run_dir is not None:
+    if run_dir is not None and runtime.is_main():
         meta = {**encoder.spec, "data": config.data, "objective": config.objective}
         save_tensors(run_dir / ENCODER_FILE, encoder.state_dict(), meta)
         # The whole objective (encoder + heads) too: `joint` fine-tuning keeps training its loss.
@@ -215,14 +224,15 @@ def finetune(
     model = Classifier(model_encoder, data.num_classes)
     ctx = FinetuneContext(config, data, labeled, unlabeled, model,
                           objective_around(objective, model_encoder) if strategy.needs_objective else None)
+    runtime.resolve_device(config.device, config.amp)
     run_dir = prepare_run_dir(out, resume)
     _write_config(run_dir, config)
-    if run_dir is not None:
+    if run_dir is not None and runtime.is_main():
         atomic_write_text(run_dir / "labeled_indices.json", json.dumps(labeled.tolist()))
     history = strategy.train(ctx, run_dir=run_dir, resume=resume, after_step=after_step)
     metrics = evaluate_model(model, data)
     metrics.update({"labels": int(len(labeled)), "strategy": config.strategy, "seed": config.seed})
-    if run_dir is not None:
+    if run_dir is not None and runtime.is_main():
         meta = {**spec, "class_names": data.class_names, "data": config.data, "strategy": config.strategy}
         save_tensors(run_dir / MODEL_FILE, model.state_dict(), meta)
         atomic_write_text(run_dir / "test_metrics.json", json.dumps(metrics, indent=2))

@@ -73,4 +73,7 @@ class DataBundle:
     def batch(self, x: np.ndarray, index: np.ndarray | None = None) -> torch.Tensor:
         """Rows ``index`` of ``x`` (all rows when None) as a float32 tensor in model units."""
         rows = x if index is None else x[index]
-        return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).mul_(self.scale)
+        batch = np.ascontiguousarray(rows, dtype=np.float32)
+        if np.may_share_memory(batch, x):  # float32 rows come back as a view: scaling in place would write
+            batch = batch.copy()  # into the data set (a segfault on a read-only memory map)
+        return torch.from_numpy(batch).mul_(self.scale)
