@@ -65,7 +65,7 @@ FINETUNE = {100: {"epochs": 75, "batch_size": 50}, 1000: {"epochs": 30, "batch_s
 STRATEGY_ROWS = {
     "scratch": ("scratch", {"augment": "weak"}),
     "full": ("full", {"augment": "weak"}),
-    "selftrain": ("selftrain", {"augment": "weak", "epochs": 1, "batch": 256}),
+    "selftrain": ("selftrain", {"augment": "weak", "epochs": 1, "batch": 256, "targets": "teacher"}),
     "selftrain-propagate": ("selftrain", {"augment": "weak", "epochs": 1, "batch": 256, "targets": "propagate"}),
     "joint": ("joint", {"augment": "weak", "lam": 1.0, "schedule": "linear", "epochs": 1, "unlabeled_batch": 256}),
 }
