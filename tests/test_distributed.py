@@ -74,7 +74,7 @@ def test_torchrun_writes_one_run_from_rank_zero(ddp_run):
     out, stdout = ddp_run
     assert stdout.count("pretrained mlp with autoencoder") == 1  # rank 1 stays quiet
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.safetensors", "config.yaml", "encoder.safetensors",
-                                                     "metrics.jsonl"]
+                                                     "metrics.jsonl", "objective.safetensors"]
     records = [json.loads(line) for line in (out / METRICS).read_text().splitlines()]
     assert [r["step"] for r in records] == [22, 44]  # 1437 rows // global batch 64 = 22 steps per epoch
     assert records[1]["loss"] < 0.8 * records[0]["loss"]
