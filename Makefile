@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test classic clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,3 +24,10 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# The textbook autoencoder experiment on Fashion-MNIST (apt-get install dataset-fashion-mnist).
+classic: $(STAMP)
+	rm -rf runs/classic
+	$(BIN)/warmstart pretrain --config examples/classic_autoencoder.yaml --out runs/classic/pretrain
+	$(BIN)/warmstart finetune --config examples/classic_autoencoder.yaml --from runs/classic/pretrain --out runs/classic/full
+	$(BIN)/warmstart finetune --config examples/classic_autoencoder.yaml --strategy scratch --out runs/classic/scratch

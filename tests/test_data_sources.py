@@ -89,8 +89,9 @@ def test_describe_sources_reports_availability(tmp_path):
     make_idx_set(tmp_path / "system" / "fashion-mnist", 1)
     rows = {r["name"]: r for r in describe_sources()}
     assert rows["digits"]["available"] and rows["npz:PATH"]["available"]
-    assert rows["fashion-mnist"]["location"] == str(tmp_path / "system" / "fashion-mnist")
-    assert rows["mnist"] == {**rows["mnist"], "available": False, "location": None}
+    assert rows["fashion-mnist"]["where"] == str(tmp_path / "system" / "fashion-mnist")
+    assert not rows["mnist"]["available"]
+    assert str(tmp_path / "system" / "mnist") in rows["mnist"]["where"] and "downloads from" in rows["mnist"]["where"]
 
 
 # --- npz --------------------------------------------------------------------------------------
@@ -234,10 +235,13 @@ def test_idx_source_caches_npy_and_memory_maps(tmp_path):
     arrays = make_idx_set(tmp_path / "set", 3, gz=False)
     first = load_data(f"idx:{tmp_path / 'set'}")
     assert first.x_train.shape == (20, 1, 4, 5) and first.scale == 1 / 255
-    assert (tmp_path / "set" / "train-images-idx3-ubyte.npy").is_file()
+    assert len(list((tmp_path / "set").glob("train-images-idx3-ubyte.*.npy"))) == 1
     second = load_data(f"idx:{tmp_path / 'set'}")
     assert isinstance(second.x_train.base, np.memmap)
     assert np.array_equal(second.x_train[:, 0], arrays["x_train"])
+    make_idx_set(tmp_path / "set", 4, gz=False)  # replaced files must not reuse the old cache
+    assert load_data(f"idx:{tmp_path / 'set'}").y_train[0] == 4
+    assert len(list((tmp_path / "set").glob("train-labels-idx1-ubyte.*.npy"))) == 1
     with pytest.raises(UserError, match="missing IDX files"):
         load_data(f"idx:{tmp_path}")
 
@@ -249,7 +253,7 @@ def test_lookup_order(tmp_path, monkeypatch):
     make_idx_set(tmp_path / "system" / name, 1)
     assert load_data(name).y_train[0] == 1
     assert not list((tmp_path / "system" / name).glob("*.npy")), "never write into the system dir"
-    assert (tmp_path / "xdg" / "warmstart" / name / "train-images-idx3-ubyte.npy").is_file()
+    assert list((tmp_path / "xdg" / "warmstart" / name).glob("train-images-idx3-ubyte.*.npy"))
     make_idx_set(tmp_path / "xdg" / "warmstart" / name, 2)
     assert load_data(name).y_train[0] == 2
     monkeypatch.setenv("WARMSTART_DATA", str(tmp_path / "wd"))

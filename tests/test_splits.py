@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from warmstart.data.splits import LabelBudget
 from warmstart.errors import UserError
 
-settings.register_profile("data", max_examples=60, deadline=None)
-settings.load_profile("data")
+# Per-test settings, not a global profile: other test modules keep their own.
+fast = settings(max_examples=60, deadline=None)
 
 class_sizes = st.lists(st.integers(1, 40), min_size=1, max_size=8)
 
@@ -36,6 +36,7 @@ def check_partition(y, labeled, unlabeled):
     assert np.array_equal(np.union1d(labeled, unlabeled), np.arange(len(y)))
 
 
+@fast
 @given(st.data(), class_sizes, st.integers(0, 2**32 - 1))
 def test_split_is_a_deterministic_partition_of_the_promised_size(data, sizes, seed):
     y = labels(sizes)
@@ -48,6 +49,7 @@ def test_split_is_a_deterministic_partition_of_the_promised_size(data, sizes, se
     assert set(y[labeled]) == set(y), "every class keeps at least one label"
 
 
+@fast
 @given(class_sizes, st.integers(1, 40), st.integers(0, 1000))
 def test_per_class_gives_exactly_k_of_every_class(sizes, k, seed):
     y = labels(sizes)
@@ -60,6 +62,7 @@ def test_per_class_gives_exactly_k_of_every_class(sizes, k, seed):
     assert np.array_equal(np.bincount(y[labeled], minlength=len(sizes)), np.full(len(sizes), k))
 
 
+@fast
 @given(st.data(), class_sizes, st.integers(0, 1000))
 def test_count_is_balanced_within_one_where_class_sizes_allow(data, sizes, seed):
     y = labels(sizes)
@@ -72,6 +75,7 @@ def test_count_is_balanced_within_one_where_class_sizes_allow(data, sizes, seed)
         assert got.max() - uncapped.min() <= 1
 
 
+@fast
 @given(st.data(), st.integers(0, 1000))
 def test_fraction_follows_class_proportions(data, seed):
     sizes = data.draw(st.lists(st.integers(10, 60), min_size=2, max_size=6))

@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         model = cfg.PretrainConfig if args.command == "pretrain" else cfg.FinetuneConfig
         names = ["data", "data_dir", "seed"] + (
             ["objective", "encoder"] if args.command == "pretrain" else ["pretrained", "strategy", "labels", "encoder"])
-        config = cfg.build_config(model, file=args.config, flags=_flags(args, names), overrides=args.overrides)
+        config = cfg.build_config(model, file=args.config, flags=_flags(args, names), overrides=args.overrides,
+                                  section=args.command)
         if args.print_config:
             print(cfg.to_yaml(config), end="")
             return 0
@@ -131,8 +132,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse flags, letting key=value overrides sit anywhere on the line (argparse alone can't)."""
+    args, extras = parser.parse_known_args(argv)
+    stray = [e for e in extras if "=" not in e or e.startswith("-")]
+    if stray or (extras and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extras)}")
+    if extras:
+        args.overrides = [*args.overrides, *extras]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     try:
         return run(args)
     except UserError as err:

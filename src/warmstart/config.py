@@ -63,10 +63,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise UserError(f"override '{pair}' is not key=value; write it like epochs=5")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
+        value = _parse_value(raw)
         node = tree
         *parents, leaf = key.split(".")
         for part in parents:
@@ -75,6 +72,20 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
                 raise UserError(f"override '{pair}': '{part}' is not a group of settings")
         node[leaf] = value
     return tree
+
+
+def _parse_value(raw: str) -> Any:
+    """YAML scalars, plus the floats YAML 1.1 leaves as strings (``3e-4``)."""
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -100,12 +111,25 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
+SECTIONS = ("pretrain", "finetune", "study")
+
+
+def select_section(values: dict[str, Any], section: str | None) -> dict[str, Any]:
+    """One YAML file can serve several commands: top-level keys are shared, ``pretrain:`` / ``finetune:``
+    sections belong to one command each."""
+    shared = {k: v for k, v in values.items() if k not in SECTIONS}
+    own = values.get(section) if section else None
+    if own is not None and not isinstance(own, dict):
+        raise UserError(f"config section '{section}' must be a mapping of key: value settings")
+    return _merge(shared, own or {})
+
+
 def build_config(
     cls: type[C], *, file: str | Path | None = None, flags: dict[str, Any] | None = None,
-    overrides: list[str] | None = None,
+    overrides: list[str] | None = None, section: str | None = None,
 ) -> C:
     """Merge defaults < YAML file < flags < overrides and validate; any problem is one ``UserError`` line."""
-    values: dict[str, Any] = read_yaml(file) if file else {}
+    values: dict[str, Any] = select_section(read_yaml(file), section) if file else {}
     values = _merge(values, {k: v for k, v in (flags or {}).items() if v is not None})
     values = _merge(values, parse_overrides(overrides or []))
     fields = list(cls.model_fields)

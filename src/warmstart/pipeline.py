@@ -151,7 +151,7 @@ class FinetuneResult:
 
 def finetune(
     config: FinetuneConfig, out: str | Path | None = None, *, resume: bool = False, data: DataBundle | None = None,
-    encoder: Encoder | None = None,
+    encoder: Encoder | None = None, after_step=None,
 ) -> FinetuneResult:
     """Fine-tune a classifier on ``config.labels`` labeled examples and evaluate it on the test split.
 
@@ -160,7 +160,7 @@ def finetune(
     """
     data = data if data is not None else load_data(config.data, config.data_dir)
     budget = LabelBudget.parse(config.labels)
-    labeled, _unlabeled = budget.split(data.y_train, config.seed)
+    labeled, _unlabeled = budget.split(data.y_train, config.seed, class_names=data.class_names)
     strategy: Strategy = STRATEGIES.build(config.strategy, **config.strategy_args)
     if encoder is None and config.pretrained is not None:
         encoder, _meta = load_encoder(config.pretrained)
@@ -195,6 +195,7 @@ def finetune(
     history = fit(
         model, lambda batch: strategy.loss(model, batch), [stream], config, param_groups=groups,
         run_dir=run_dir, resume=resume, desc=f"finetune {config.strategy}", config=config.model_dump(mode="json"),
+        after_step=after_step,
     )
     metrics = evaluate_fn(model, data)
     metrics.update({"labels": int(len(labeled)), "strategy": config.strategy, "seed": config.seed})

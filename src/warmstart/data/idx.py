@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import io
 import os
 import secrets
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from warmstart.data.bundle import DataBundle
 from warmstart.errors import UserError
 
 # IDX type byte → big-endian dtype, as in the format's definition.
@@ -130,11 +132,18 @@ def find_idx_files(directory: str | os.PathLike) -> dict[str, Path] | None:
 
 
 def read_idx_cached(path: Path, npy_dir: Path | None) -> np.ndarray:
-    """``read_idx`` through a ``.npy`` cache in ``npy_dir`` that later runs memory-map."""
+    """``read_idx`` through a ``.npy`` cache in ``npy_dir`` that later runs memory-map.
+
+    The cache name carries a key of the source's path, size and mtime, so a replaced or different
+    source file never picks up a stale cache; older caches of the same file are removed.
+    """
     if npy_dir is None:
         return read_idx(path)
-    npy = npy_dir / (path.name.removesuffix(".gz") + ".npy")
-    if npy.is_file() and npy.stat().st_mtime >= path.stat().st_mtime:
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    stem = path.name.removesuffix(".gz")
+    npy = npy_dir / f"{stem}.{key}.npy"
+    if npy.is_file():
         try:
             return np.load(npy, mmap_mode="r")
         except (OSError, ValueError):
@@ -143,6 +152,9 @@ def read_idx_cached(path: Path, npy_dir: Path | None) -> np.ndarray:
     try:
         npy_dir.mkdir(parents=True, exist_ok=True)
         _write_atomic(npy, _npy_bytes(array))
+        for old in npy_dir.glob(f"{stem}.*.npy"):
+            if old != npy:
+                old.unlink(missing_ok=True)
         return np.load(npy, mmap_mode="r")
     except OSError:
         return array  # caching is an optimisation; a read-only disk must not break loading
@@ -182,14 +194,19 @@ def locate(name: str, data_dir: str | None = None) -> Path | None:
     return next((d for d in candidate_dirs(name, data_dir) if find_idx_files(d)), None)
 
 
-def download(name: str) -> Path:
-    """Fetch the 4 ``.gz`` files of ``name`` into the cache; all verified before any is kept."""
+def base_url(name: str) -> str:
+    """``$WARMSTART_MIRROR/<name>/`` when that is set, else the official location."""
     mirror = os.environ.get("WARMSTART_MIRROR")
-    base = mirror.rstrip("/") + f"/{name}/" if mirror else URLS[name]
+    return mirror.rstrip("/") + f"/{name}/" if mirror else URLS[name]
+
+
+def download(name: str, data_dir: str | None = None) -> Path:
+    """Fetch the 4 ``.gz`` files of ``name`` into the cache; all verified before any is kept."""
+    base = base_url(name)
     target = cache_root() / name
-    target.mkdir(parents=True, exist_ok=True)
     parts: dict[str, Path] = {}
     try:
+        target.mkdir(parents=True, exist_ok=True)
         for file, expected in CHECKSUMS[name].items():
             parts[file] = _part_path(target / file)
             digest = hashlib.sha256()
@@ -199,41 +216,39 @@ def download(name: str) -> Path:
                     out.write(chunk)
             if digest.hexdigest() != expected:
                 raise UserError(
-                    f"{name}: {base + file} has SHA-256 {digest.hexdigest()[:12]}…, expected "
-                    f"{expected[:12]}…; the download is corrupt, try again or set WARMSTART_MIRROR"
+                    f"{name}: {base + file} has SHA-256 {digest.hexdigest()[:12]}..., expected "
+                    f"{expected[:12]}...; the download is corrupt, try again or set WARMSTART_MIRROR"
                 )
         for file, tmp in parts.items():
             os.replace(tmp, target / file)
         parts.clear()
-    except OSError as e:  # URLError, timeouts and refused connections are all OSErrors
+    except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, refusals, cut-off replies
         reason = getattr(e, "reason", None) or e
-        raise UserError(offline_message(name, f"download from {base} failed: {reason}")) from None
+        raise UserError(offline_message(name, f"download from {base} failed: {reason}", data_dir)) from None
     finally:
         for tmp in parts.values():
             tmp.unlink(missing_ok=True)
-        if not any(target.iterdir()):
+        if target.is_dir() and not any(target.iterdir()):
             target.rmdir()
     return target
 
 
-def offline_message(name: str, why: str) -> str:
+def offline_message(name: str, why: str, data_dir: str | None = None) -> str:
     """One line telling the user exactly which files to put where."""
     files = ", ".join(f"{stem}[.gz]" for stem in IDX_FILES.values())
-    where = ", ".join(str(d) for d in candidate_dirs(name))
+    where = ", ".join(str(d) for d in candidate_dirs(name, data_dir))
     hint = "; `apt-get install dataset-fashion-mnist` provides Fashion-MNIST" if name == "fashion-mnist" else ""
-    return f"{name}: not found locally and {why}; put {files} in one of: {where}{hint}"
+    return f"{name}: not found locally and {why}; put {files} in one of: {where} (or set $WARMSTART_DATA){hint}"
 
 
-def load_named(name: str, data_dir: str | None = None):
+def load_named(name: str, data_dir: str | None = None) -> DataBundle:
     """The ``fashion-mnist`` / ``mnist`` source: find (or download) the files, then load them."""
-    from warmstart.data.bundle import DataBundle
-
-    directory = locate(name, data_dir) or download(name)
+    directory = locate(name, data_dir) or download(name, data_dir)
     # Cache parsed arrays next to the user's files, but never inside the system's /usr/share.
     system = directory.resolve().is_relative_to(SYSTEM_DIR.resolve())
     npy_dir = directory if os.access(directory, os.W_OK) and not system else cache_root() / name
     arrays = load_idx_dir(directory, npy_dir)
     if arrays is None:  # files vanished between locate and load
-        raise UserError(offline_message(name, f"{directory} is incomplete"))
+        raise UserError(offline_message(name, f"{directory} is incomplete", data_dir))
     arrays = {k: (v[:, None] if k.startswith("x") and v.ndim == 3 else v) for k, v in arrays.items()}
     return DataBundle(name=name, modality="image", class_names=list(CLASS_NAMES[name]), scale=1 / 255, **arrays)

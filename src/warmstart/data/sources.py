@@ -51,16 +51,24 @@ def load_data(spec: str, data_dir: str | None = None) -> DataBundle:
 
 
 def describe_sources(data_dir: str | None = None) -> list[dict]:
-    """One dict per source — name, description, available, location — for ``warmstart datasets``."""
+    """One dict per source for ``warmstart datasets``: ``name``, ``description``, ``available`` and
+    ``where`` (its location when available, else where it is looked for and fetched from)."""
     rows = []
     for name in SOURCES:
         source = SOURCES.get(name)
-        where = source.locate(data_dir) if source.locate else None
+        found = source.locate(data_dir) if source.locate else None
+        if source.takes_path:
+            where = "the PATH you give"
+        elif found is None and name in idx.URLS:
+            where = (f"looked in {', '.join(map(str, idx.candidate_dirs(name, data_dir)))}; "
+                     f"downloads from {idx.base_url(name)} on first use")
+        else:
+            where = found
         rows.append({
             "name": f"{name}:PATH" if source.takes_path else name,
             "description": source.description,
-            "available": source.takes_path or where is not None,
-            "location": where,
+            "available": source.takes_path or found is not None,
+            "where": where,
         })
     return rows
 
@@ -118,7 +126,23 @@ def _npz_member(path: str, archive: np.lib.npyio.NpzFile, key: str) -> np.ndarra
         shape, fortran, dtype = reader(f)
         if dtype.hasobject:
             raise ValueError("object arrays are not supported")
+        if 0 in shape:  # mmap cannot map zero bytes
+            return np.empty(shape, dtype)
         return np.memmap(path, dtype, "r", f.tell(), shape, "F" if fortran else "C")
+
+
+def _npz_arrays(name: str, path: str, archive) -> tuple[dict[str, np.ndarray], list[str]]:
+    keys = set(archive.files)
+    missing = [k for k in ("x_train", "y_train") if k not in keys]
+    if missing or ("x_test" in keys) != ("y_test" in keys):
+        missing = missing or [k for k in ("x_test", "y_test") if k not in keys]
+        raise UserError(
+            f"{name}: missing array(s) {', '.join(missing)} (found: {', '.join(sorted(keys)) or 'none'}); "
+            "save x_train, y_train and optionally both x_test and y_test"
+        )
+    arrays = {k: _npz_member(path, archive, k) for k in ("x_train", "y_train", "x_test", "y_test") if k in keys}
+    class_names = [str(c) for c in archive["class_names"]] if "class_names" in keys else []
+    return arrays, class_names
 
 
 def _load_npz(path: str, data_dir: str | None) -> DataBundle:
@@ -126,26 +150,22 @@ def _load_npz(path: str, data_dir: str | None) -> DataBundle:
     if not Path(path).is_file():
         raise UserError(f"{name}: file not found; check the path")
     try:
-        archive = np.load(path, mmap_mode="r")
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise UserError(f"{name}: holds a single array; save with np.savez(path, x_train=..., y_train=...)")
-        keys = set(archive.files)
-        missing = [k for k in ("x_train", "y_train") if k not in keys]
-        if missing or ("x_test" in keys) != ("y_test" in keys):
-            missing = missing or [k for k in ("x_test", "y_test") if k not in keys]
-            raise UserError(
-                f"{name}: missing array(s) {', '.join(missing)} (found: {', '.join(sorted(keys)) or 'none'}); "
-                "save x_train, y_train and optionally both x_test and y_test"
-            )
-        arrays = {k: _npz_member(path, archive, k) for k in ("x_train", "y_train", "x_test", "y_test") if k in keys}
-        class_names = [str(c) for c in archive["class_names"]] if "class_names" in keys else []
+        with open(path, "rb") as fh:
+            if fh.read(6) == b"\x93NUMPY":
+                raise UserError(f"{name}: holds a single array; save with np.savez(path, x_train=..., y_train=...)")
+            fh.seek(0)
+            with np.load(fh) as archive:  # members are memory-mapped by _npz_member, not read here
+                arrays, class_names = _npz_arrays(name, path, archive)
     except UserError:
         raise
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, struct.error) as e:
-        raise UserError(f"{name}: cannot read ({type(e).__name__}: {e}); the file is truncated or corrupt, re-save it") from None
-    for k, v in arrays.items():
-        if k.startswith("y") and len(arrays["x" + k[1:]]) != len(v):
-            raise UserError(f"{name}: x{k[1:]} has {len(arrays['x' + k[1:]])} rows but {k} has {len(v)}; give one label per example")
+        raise UserError(
+            f"{name}: cannot read ({type(e).__name__}: {e}); the file is truncated or corrupt, re-save it"
+        ) from None
+    for split in [s for s in ("_train", "_test") if "x" + s in arrays]:
+        nx, ny = len(arrays["x" + split]), len(arrays["y" + split])
+        if nx != ny:
+            raise UserError(f"{name}: x{split} has {nx} rows but y{split} has {ny}; give one label per example")
     if "x_test" not in arrays:
         tr, te = fixed_split(np.asarray(arrays["y_train"]))
         x, y = arrays["x_train"], arrays["y_train"]
@@ -196,6 +216,13 @@ def _image_files(root: Path, name: str) -> tuple[list[str], list[tuple[Path, int
     return classes, files
 
 
+def _read_image(path: Path, mode: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert(mode), np.uint8)
+
+
 def _load_folder(path: str, data_dir: str | None) -> DataBundle:
     """Class-per-folder images. One size is required: silently resizing would hide data problems."""
     from PIL import Image, UnidentifiedImageError
@@ -226,7 +253,7 @@ def _load_folder(path: str, data_dir: str | None) -> DataBundle:
             )
         modes.add(mode)
     mode = "L" if modes <= _GRAY_MODES else "RGB"
-    x = np.stack([np.asarray(Image.open(f).convert(mode), np.uint8) for f, _ in files])
+    x = np.stack([_read_image(f, mode) for f, _ in files])
     x = x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)
     y = np.array([i for _, i in files], np.int64)
     if split:
@@ -275,14 +302,14 @@ def _load_csv(path: str, data_dir: str | None) -> DataBundle:
     features = [c for c in range(len(header)) if c != label_col]
     x = np.empty((len(rows), len(features)), np.float64)
     for j, c in enumerate(features):
-        for r, row in enumerate(rows):
-            try:
-                x[r, j] = float(row[c])
-            except ValueError:
-                raise UserError(
-                    f"{name}: column '{header[c]}' is not numeric (line {r + 2}: {row[c]!r}); "
-                    "encode it as numbers or drop it"
-                ) from None
+        try:
+            x[:, j] = np.array([row[c] for row in rows], np.float64)
+        except ValueError:
+            r = next(r for r, row in enumerate(rows) if not _is_number(row[c]))
+            raise UserError(
+                f"{name}: column '{header[c]}' is not numeric (line {r + 2}: {rows[r][c]!r}); "
+                "encode it as numbers or drop it"
+            ) from None
         if np.isnan(x[:, j]).any() or np.isinf(x[:, j]).any():
             raise UserError(f"{name}: column '{header[c]}' has missing or infinite values; fill or drop them")
     raw = [row[label_col].strip() for row in rows]

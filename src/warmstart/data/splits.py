@@ -98,7 +98,9 @@ class LabelBudget:
         if self.kind == "count":
             n = self.value
             if n > len(y):
-                raise UserError(f"label budget {self} exceeds the {len(y)} training examples; use count={len(y)} or less")
+                raise UserError(
+                    f"label budget {self} exceeds the {len(y)} training examples; use count={len(y)} or less"
+                )
             if n < n_classes:
                 raise UserError(
                     f"label budget {self} is below the {n_classes} classes; give at least one label per class"
