@@ -57,14 +57,15 @@ def _write_config(run_dir: Path | None, config: Any) -> None:
 
 def build_encoder(
     name: str, input_shape: tuple[int, ...], options: dict[str, Any], modality: str = "image", *,
-    tokenizer: Any = None, corpus: np.ndarray | None = None,
+    tokenizer: Any = None, corpus: np.ndarray | None = None, weights: bool = True,
 ) -> Encoder:
     """Build a registered encoder and remember how (``encoder.spec``), so checkpoints can rebuild it.
 
-    Text encoders take a ``tokenizer`` (from a checkpoint spec) or train one on ``corpus``.
+    Text encoders take a ``tokenizer`` (from a checkpoint spec) or train one on ``corpus``; ``weights=False``
+    initialises an ``hf:PATH`` model at random (the scratch baseline of that architecture).
     """
     if modality == "text" or is_text_encoder(name):
-        return text_encoder(name, options, modality, tokenizer, corpus)
+        return text_encoder(name, options, modality, tokenizer, corpus, weights)
     encoder_cls = ENCODERS.get(name)
     if encoder_cls.image_only and modality != "image":
         raise UserError(f"encoder '{name}' needs images but the data is {modality}; use --encoder mlp")
@@ -169,6 +170,9 @@ def finetune(
             f"the encoder was pretrained on inputs of shape {tuple(encoder.input_shape)} but {data.name} has "
             f"{data.input_shape}; pretrain on the same kind of data"
         )
+    if encoder is None and strategy.load_pretrained and config.encoder.startswith("hf:"):
+        # A Hugging Face model directory's own weights are the pretrained encoder.
+        encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality)
     if encoder is None and strategy.load_pretrained:
         raise UserError(
             f"strategy '{config.strategy}' starts from a pretrained encoder; pass --from RUN_DIR "
@@ -180,7 +184,7 @@ def finetune(
     # Scratch builds the same architecture afresh; the others start from a copy of the pretrained weights,
     # so one pretrained encoder can serve many fine-tunes.
     model_encoder = build_encoder(spec["encoder"], data.input_shape, spec["encoder_args"], data.modality,
-                                  tokenizer=spec.get("tokenizer"), corpus=data.x_train)
+                                  tokenizer=spec.get("tokenizer"), corpus=data.x_train, weights=strategy.load_pretrained)
     if strategy.load_pretrained:
         model_encoder.load_state_dict(encoder.state_dict())
     data = text_ready(data, model_encoder)

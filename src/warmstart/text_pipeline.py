@@ -15,13 +15,15 @@ from warmstart.models.text import TextEncoder, TokenClassifier, build_text_encod
 __all__ = ["is_text_encoder", "save_text", "tagging_parts", "text_encoder", "text_ready"]
 
 
-def text_encoder(name: str, options: dict[str, Any], modality: str, tokenizer: Any, corpus: Any) -> TextEncoder:
+def text_encoder(
+    name: str, options: dict[str, Any], modality: str, tokenizer: Any, corpus: Any, weights: bool = True,
+) -> TextEncoder:
     if not is_text_encoder(name):
         raise UserError(f"encoder '{name}' does not read text; use --encoder transformer, gpt or hf:PATH")
     if modality != "text":
         raise UserError(f"encoder '{name}' reads text but the data is {modality}; use a text source "
                         "(wordnet, text:PATH, jsonl:PATH) or an image encoder (mlp, cnn, resnet)")
-    encoder = build_text_encoder(name, options, tokenizer, corpus)
+    encoder = build_text_encoder(name, options, tokenizer, corpus, weights)
     encoder.spec["modality"] = "text"
     return encoder
 

@@ -117,7 +117,7 @@ class GPTEncoder(TextEncoder):
 class HFEncoder(TextEncoder):
     """``hf:PATH``: any local Hugging Face model directory (config.json, weights, tokenizer), loaded offline."""
 
-    def __init__(self, input_shape: tuple[int, ...], path: str, max_length: int = 128) -> None:
+    def __init__(self, input_shape: tuple[int, ...], path: str, max_length: int = 128, weights: bool = True) -> None:
         super().__init__(input_shape)
         from transformers import AutoConfig, AutoModel
 
@@ -125,7 +125,7 @@ class HFEncoder(TextEncoder):
             raise UserError(f"hf:{path}: no config.json there; point hf:PATH at a Hugging Face model directory")
         try:
             config = AutoConfig.from_pretrained(path, local_files_only=True)
-            model = AutoModel.from_pretrained(path, local_files_only=True)
+            model = AutoModel.from_pretrained(path, local_files_only=True) if weights else AutoModel.from_config(config)
         except (OSError, ValueError, KeyError) as err:
             raise UserError(f"hf:{path}: cannot load the model ({str(err).splitlines()[0]}); "
                             "it must hold config.json and model.safetensors (or pytorch_model.bin)") from err
@@ -141,7 +141,7 @@ def is_text_encoder(name: str) -> bool:
     return name.startswith("hf:") or name in TEXT_ENCODERS
 
 
-def build_text_encoder(name: str, options: dict[str, Any], tokenizer=None, corpus=None) -> TextEncoder:
+def build_text_encoder(name: str, options: dict[str, Any], tokenizer=None, corpus=None, weights=True) -> TextEncoder:
     """Build ``name`` with user ``options``. Our own encoders take ``tokenizer`` (a Tokenizer or its JSON)
     or train one on ``corpus``; ``hf:PATH`` brings its own. ``encoder.spec`` records how to rebuild it."""
     require_text_extra()
@@ -149,7 +149,7 @@ def build_text_encoder(name: str, options: dict[str, Any], tokenizer=None, corpu
         unknown = sorted(set(options) - {"max_length"})
         if unknown:
             raise UserError(f"encoder 'hf:PATH' has no option '{unknown[0]}'; its options are: max_length")
-        encoder = HFEncoder((), name[3:], **options)
+        encoder = HFEncoder((), name[3:], weights=weights, **options)
         encoder.spec = {"encoder": name, "encoder_args": dict(options), "input_shape": []}
         return encoder
     if tokenizer is None:
