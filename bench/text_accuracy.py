@@ -120,7 +120,8 @@ def table(rows: list[dict], budgets: list[int], pretrain_info: dict | None) -> s
         lines.append("")
         lines.append(f"MLM pretraining: {pretrain_info['steps']} steps of 128 glosses ({pretrain_info['glosses']} "
                      f"training glosses, labels unused) in {pretrain_info['seconds'] / 60:.1f} min; final MLM "
-                     f"loss {pretrain_info['final_loss']:.2f}, masked-token accuracy {pretrain_info['mlm_accuracy']:.3f}.")
+                     f"loss {pretrain_info['final_loss']:.2f}, masked-token accuracy "
+                     f"{pretrain_info['mlm_accuracy']:.3f}.")
     return "\n".join(lines)
 
 
@@ -150,11 +151,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
     rows = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
-    budgets = [int(b) for b in args.budgets.split(",")]
+    order = [int(b) for b in args.budgets.split(",")]  # run order (e.g. 1000,100: the key budget first)
+    budgets = sorted(order)
     if not args.report:
         data = bench_data(cfg["test_size"])
         for method in args.methods.split(","):
-            for n in budgets:
+            for n in order:
                 for seed in (int(s) for s in args.seeds.split(",")):
                     if any(r["method"] == method and r["labels"] == n and r["seed"] == seed for r in rows):
                         continue

@@ -184,7 +184,8 @@ def finetune(
     # Scratch builds the same architecture afresh; the others start from a copy of the pretrained weights,
     # so one pretrained encoder can serve many fine-tunes.
     model_encoder = build_encoder(spec["encoder"], data.input_shape, spec["encoder_args"], data.modality,
-                                  tokenizer=spec.get("tokenizer"), corpus=data.x_train, weights=strategy.load_pretrained)
+                                  tokenizer=spec.get("tokenizer"), corpus=data.x_train,
+                                  weights=strategy.load_pretrained)
     if strategy.load_pretrained:
         model_encoder.load_state_dict(encoder.state_dict())
     data = text_ready(data, model_encoder)

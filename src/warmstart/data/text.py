@@ -61,7 +61,7 @@ def train_tokenizer(corpus, vocab_size: int = 8000, min_frequency: int = 2):
     learned = sorted(set(tok.get_vocab()) - set(SPECIAL_TOKENS))
     tok.model = models.WordPiece({t: i for i, t in enumerate(SPECIAL_TOKENS + learned)}, unk_token="[UNK]")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+        single="[CLS] $A [SEP]", special_tokens=[(t, tok.token_to_id(t)) for t in ("[CLS]", "[SEP]")])
     return tok
 
 

@@ -14,6 +14,7 @@ the tagging test sentences come from synsets never seen in training.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -53,6 +54,7 @@ def _require(data_dir: str | None) -> Path:
     return root
 
 
+@functools.lru_cache(maxsize=2)  # ~96k lines: both WordNet sources (and a study's many cells) parse them once
 def read_synsets(root: Path) -> list[tuple[list[str], int, str]]:
     """``(lemmas, supersense index, gloss)`` for every noun and verb synset, in file order."""
     synsets = []
