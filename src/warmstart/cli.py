@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"warmstart: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `warmstart evaluate ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
         hint = f"; rerun the same command with --resume to continue from the last checkpoint in {out}" if out else ""
