@@ -203,6 +203,17 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def test_missing_wordnet_says_how_to_install_it(monkeypatch, capsys, tmp_path):
+    from warmstart.data import wordnet
+
+    monkeypatch.setattr(wordnet, "SEARCH", [])
+    monkeypatch.delenv("WNHOME", raising=False)
+    code, _, err = run_main(capsys, "pretrain", "--data", "wordnet", "--objective", "mlm", "--encoder", "transformer",
+                            "--out", str(tmp_path / "run"))
+    assert code == 2 and "apt-get install wordnet-base" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_text_sources_and_bad_input(tmp_path, capsys):
     (tmp_path / "docs.txt").write_text("the cat sat\n\nthe dog ran\n")
     pair = '{"body": "a cat", "topic": "pets"}\n{"body": "a saw", "topic": "tools"}\n'

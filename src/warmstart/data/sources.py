@@ -31,6 +31,7 @@ class Source:
     load: Callable[[str | None, str | None], DataBundle]
     takes_path: bool = False
     locate: Callable[[str | None], str | None] | None = None  # where it is on this machine
+    missing: str = ""  # what `warmstart datasets` says when ``locate`` finds nothing
 
 
 SOURCES: Registry[Source] = Registry("data source")
@@ -63,7 +64,7 @@ def describe_sources(data_dir: str | None = None) -> list[dict]:
             where = (f"looked in {', '.join(map(str, idx.candidate_dirs(name, data_dir)))}; "
                      f"downloads from {idx.base_url(name)} on first use")
         else:
-            where = found
+            where = found if found is not None else source.missing
         rows.append({
             "name": f"{name}:PATH" if source.takes_path else name,
             "description": source.description,
@@ -351,9 +352,10 @@ SOURCES.register("jsonl")(Source("JSON lines with a 'text' and optional 'label' 
                                  _text.load_jsonl, True))
 SOURCES.register("wordnet")(Source(
     "WordNet glosses labelled with their 41 noun/verb supersenses (Debian wordnet-base)", _wordnet.load_wordnet,
-    locate=lambda data_dir: (str(p) if (p := _wordnet.locate(data_dir)) else None),
+    locate=lambda data_dir: (str(p) if (p := _wordnet.locate(data_dir)) else None), missing=_wordnet.MISSING,
 ))
 SOURCES.register("wordnet-tags")(Source(
     "WordNet example sentences with the synset's lemma BIO-tagged by supersense (token classification)",
     _wordnet.load_wordnet_tags, locate=lambda data_dir: (str(p) if (p := _wordnet.locate(data_dir)) else None),
+    missing=_wordnet.MISSING,
 ))

@@ -39,18 +39,23 @@ SPLIT_SEED = 0
 WORD = re.compile(r"\w+(?:['-]\w+)*|[^\w\s]")
 
 
+SEARCH = ["/usr/share/wordnet"]  # Debian's wordnet-base; $WNHOME and --data-dir are tried first
+
+
 def locate(data_dir: str | None = None) -> Path | None:
-    for d in ([data_dir] if data_dir else []) + [os.environ.get("WNHOME", ""), "/usr/share/wordnet"]:
+    for d in ([data_dir] if data_dir else []) + [os.environ.get("WNHOME", "")] + SEARCH:
         if d and (Path(d) / "data.noun").is_file() and (Path(d) / "data.verb").is_file():
             return Path(d)
     return None
 
 
+MISSING = "/usr/share/wordnet/data.noun; install it with `apt-get install wordnet-base`"
+
+
 def _require(data_dir: str | None) -> Path:
     root = locate(data_dir)
     if root is None:
-        raise UserError("wordnet: /usr/share/wordnet/data.noun not found; install it with "
-                        "`apt-get install wordnet-base` (or point --data-dir at a folder holding data.noun/data.verb)")
+        raise UserError(f"wordnet: no {MISSING} (or point --data-dir at a folder holding data.noun and data.verb)")
     return root
 
 
