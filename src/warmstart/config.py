@@ -41,6 +41,10 @@ class PretrainConfig(TrainSettings):
     objective_args: dict[str, Any] = Field(default_factory=dict, description="objective options")
     encoder: str = Field("mlp", description="encoder architecture")
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
+    health_samples: int = Field(
+        1024, ge=0, description="training inputs embedded each epoch for the RankMe/feature-std health checks; 0 = off")
+    probe_labels: int = Field(
+        0, ge=0, description="labeled training examples used ONLY for the kNN-accuracy health check; 0 = off")
 
 
 class FinetuneConfig(TrainSettings):

@@ -128,7 +128,8 @@ def fit(
                 record.update(on_epoch_end(epoch))
                 model.train()
             history.append(record)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("loss", "accuracy", "rankme")})
+            shown = ("loss", "accuracy", "rankme", "knn_accuracy")
+            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in shown})
             if run_dir is not None:
                 with open(run_dir / METRICS, "a") as f:
                     f.write(json.dumps(record) + "\n")

@@ -22,6 +22,7 @@ from warmstart.data.splits import LabelBudget
 from warmstart.engine import Stream, fit
 from warmstart.errors import UserError
 from warmstart.evaluate import evaluate_model
+from warmstart.health import HealthMonitor
 from warmstart.models import ENCODERS, Classifier, Encoder
 from warmstart.objectives import OBJECTIVES, Objective
 from warmstart.strategies import STRATEGIES, Strategy
@@ -111,16 +112,20 @@ def pretrain(
             f"objective '{config.objective}' does not apply to {data.modality} data; "
             f"it works on: {', '.join(objective_cls.modalities)}"
         )
+    if objective_cls.requires_image_encoder and not ENCODERS.get(config.encoder).image_only:
+        raise UserError(f"objective '{config.objective}' needs an image encoder; use --encoder cnn or resnet")
     seed_everything(config.seed)
     encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train)
     objective = OBJECTIVES.build(config.objective, encoder, **config.objective_args)
     data = text_ready(data, encoder, labels_needed=False)
+    monitor = HealthMonitor.from_bundle(encoder, data, config.health_samples, config.probe_labels, config.seed)
     run_dir = prepare_run_dir(out, resume)
     _write_config(run_dir, config)
     stream = image_stream(data, np.arange(len(data.x_train)), config.batch_size, with_labels=False)
     history = fit(
         objective, lambda batch: objective.loss(batch[0]), [stream], config, run_dir=run_dir, resume=resume,
         desc=f"pretrain {config.objective}", config=config.model_dump(mode="json"), after_step=after_step,
+        on_epoch_end=monitor,
     )
     if run_dir is not None:
         meta = {**encoder.spec, "data": config.data, "objective": config.objective}

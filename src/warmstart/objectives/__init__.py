@@ -3,14 +3,22 @@ from warmstart.objectives.autoencoder import Autoencoder
 from warmstart.objectives.base import Objective
 from warmstart.objectives.clm import CausalLM
 from warmstart.objectives.denoising import DenoisingAutoencoder
+from warmstart.objectives.gan import GAN
+from warmstart.objectives.masked import MaskedAutoencoder
 from warmstart.objectives.mlm import MaskedLM
+from warmstart.objectives.simclr import SimCLR
 from warmstart.objectives.simcse import SimCSE
+from warmstart.objectives.vae import VAE
 from warmstart.registry import Registry
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")
 
 OBJECTIVES.register("autoencoder")(Autoencoder)
 OBJECTIVES.register("denoising")(DenoisingAutoencoder)
+OBJECTIVES.register("gan")(GAN)
+OBJECTIVES.register("masked")(MaskedAutoencoder)
+OBJECTIVES.register("simclr")(SimCLR)
+OBJECTIVES.register("vae")(VAE)
 OBJECTIVES.register("mlm")(MaskedLM)
 OBJECTIVES.register("clm")(CausalLM)
 OBJECTIVES.register("simcse")(SimCSE)
