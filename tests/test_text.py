@@ -99,7 +99,7 @@ def test_text_objectives_learn_on_a_tiny_corpus(objective, encoder, tmp_path):
     assert (tmp_path / "pre" / "hf" / "config.json").is_file()
 
 
-def test_hf_format_round_trip_and_tagging(tmp_path):
+def test_hf_format_round_trip(tmp_path):
     from transformers import AutoModel, AutoTokenizer
 
     data = bundle(120)
@@ -139,6 +139,7 @@ def test_entity_f1_is_exact_span_and_type():
     assert entity_f1(true, true)["entity_f1"] == 1.0
     scores = entity_f1(true, [["O", "B-x", "O"], ["B-y", "O"]])  # a short boundary is a miss
     assert scores["entity_precision"] == 0.5 and scores["entity_recall"] == 0.5
+    assert scores["entity_macro_f1"] == 0.5  # x: F1 0, y: F1 1
 
 
 def test_tagging_learns_entities(tmp_path):
