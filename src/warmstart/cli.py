@@ -111,16 +111,20 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if not args.out:
             raise UserError(f"{args.command} needs --out DIR, the run directory to write")
+        from warmstart import runtime
+
         if args.command == "pretrain":
             result = pipeline.pretrain(config, args.out, resume=args.resume)
             last = result.history[-1] if result.history else {}
-            print(f"pretrained {config.encoder} with {config.objective}: final loss {last.get('loss', float('nan')):.4f}"
-                  f" -> {result.run_dir}")
+            if runtime.is_main():  # under torchrun, one line for the run rather than one per process
+                loss = last.get("loss", float("nan"))
+                print(f"pretrained {config.encoder} with {config.objective}: final loss {loss:.4f} -> {result.run_dir}")
         else:
             result = pipeline.finetune(config, args.out, resume=args.resume)
             m = result.metrics
-            print(f"{config.strategy} on {m['labels']} labels: test accuracy {m['accuracy']:.4f}, "
-                  f"macro-F1 {m['macro_f1']:.4f} -> {result.run_dir}")
+            if runtime.is_main():
+                print(f"{config.strategy} on {m['labels']} labels: test accuracy {m['accuracy']:.4f}, "
+                      f"macro-F1 {m['macro_f1']:.4f} -> {result.run_dir}")
     elif args.command == "evaluate":
         from warmstart import pipeline
 
@@ -160,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         hint = f"; rerun the same command with --resume to continue from the last checkpoint in {out}" if out else ""
         print(f"warmstart: interrupted{hint}", file=sys.stderr)
         return 130
+    finally:
+        if "torch.distributed" in sys.modules:  # leave the torchrun process group cleanly
+            from warmstart import runtime
+
+            runtime.shutdown()
 
 
 if __name__ == "__main__":

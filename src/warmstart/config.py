@@ -7,7 +7,7 @@ are parsed as YAML so ``epochs=5`` is an int and ``norm=group`` a string).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,6 +32,9 @@ class TrainSettings(BaseModel):
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = each epoch")
     seed: int = Field(0, ge=0, description="seed for initialisation, data order and augmentation")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default")
+    device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+    amp: Literal["none", "bf16", "fp16"] = Field(
+        "none", description="mixed-precision autocast: none, bf16 (GPU; CPU works but is slow) or fp16 (GPU only)")
 
 
 class PretrainConfig(TrainSettings):

@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from warmstart import runtime
 from warmstart.checkpoint import load_tensors, optimizer_from_tensors, optimizer_to_tensors, save_tensors
 from warmstart.config import TrainSettings
+from warmstart.errors import UserError
 
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.jsonl"
@@ -39,18 +41,25 @@ class Stream:
     size: int
     batch_size: int
     make_batch: Callable[[np.ndarray], tuple[torch.Tensor, ...]]
+    # The current epoch's permutation: drawing it afresh each step would cost O(size) per step.
+    _order: tuple[int, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def steps_per_epoch(self) -> int:
         return max(1, self.size // self.batch_size)
 
-    def batch_at(self, step: int, seed: int, stream_id: int) -> tuple[torch.Tensor, ...]:
+    def indices_at(self, step: int, seed: int, stream_id: int) -> np.ndarray:
+        """The sorted rows of batch ``step``: a pure function of (seed, stream, step, size, batch size)."""
         epoch, position = divmod(step, self.steps_per_epoch)
-        stream_seed = int(np.random.SeedSequence([seed, stream_id, epoch]).generate_state(1)[0])
-        generator = torch.Generator().manual_seed(stream_seed)
-        order = torch.randperm(self.size, generator=generator).numpy()
-        index = order[position * self.batch_size:(position + 1) * self.batch_size]
-        return self.make_batch(np.sort(index))  # sorted rows read memory-mapped data in order
+        if self._order is None or self._order[0] != epoch:
+            stream_seed = int(np.random.SeedSequence([seed, stream_id, epoch]).generate_state(1)[0])
+            generator = torch.Generator().manual_seed(stream_seed)
+            self._order = (epoch, torch.randperm(self.size, generator=generator).numpy())
+        index = self._order[1][position * self.batch_size:(position + 1) * self.batch_size]
+        return np.sort(index)  # sorted rows read memory-mapped data in order
+
+    def batch_at(self, step: int, seed: int, stream_id: int) -> tuple[torch.Tensor, ...]:
+        return self.make_batch(self.indices_at(step, seed, stream_id))
 
 
 def lr_factor(step: int, total: int, warmup_steps: int) -> float:
@@ -83,44 +92,64 @@ def fit(
     ``param_groups`` default to every parameter that requires grad; a group may carry ``lr_scale``.
     ``on_epoch_end(epoch)`` returns extra metrics to log (evaluations, health checks).
     ``after_step(step)`` is a hook for tests (e.g. to simulate a kill).
+
+    Training runs on ``settings.device`` under ``settings.amp`` autocast; the model is handed back on
+    the CPU, where evaluation and saving expect it. Under ``torchrun`` each of the N ranks takes every
+    N-th row of each global batch of ``N * batch_size`` rows; only rank 0 writes to ``run_dir``.
     """
+    device = runtime.resolve_device(settings.device, settings.amp)
+    rank, world = runtime.rank_world()
     if settings.threads:
         torch.set_num_threads(settings.threads)
+    if world > 1:  # ranks draw different noise/augmentations; DDP makes their weights equal below
+        torch.manual_seed(int(np.random.SeedSequence([settings.seed, rank]).generate_state(1)[0]))
+    model.to(device)
     groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
     optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")  # bf16 needs no loss scaling
+    streams = [replace(s, batch_size=s.batch_size * world) for s in streams]  # global batches
     steps_per_epoch = streams[0].steps_per_epoch
     total = settings.epochs * steps_per_epoch
     warmup_steps = max(1, round(settings.warmup * total))
     every = settings.checkpoint_every or steps_per_epoch
+    writes = run_dir if rank == 0 else None
 
     start, sums, history = 0, {}, []
     if resume and run_dir is not None and (run_dir / CHECKPOINT).exists():
-        start, sums, history = _restore(run_dir, model, optimizer)
+        start, sums, history = _restore(run_dir, model, optimizer, scaler, device, writes is not None)
+    forward = runtime.distributed_loss(model, loss_fn, device)
 
-    bar = tqdm(total=total, initial=start, desc=desc, disable=not sys.stderr.isatty(), leave=False, unit="step")
+    bar = tqdm(total=total, initial=start, desc=desc, disable=rank > 0 or not sys.stderr.isatty(), leave=False,
+               unit="step")
     epoch_started, images = time.perf_counter(), 0
     model.train()
     for step in range(start, total):
         factor = lr_factor(step, total, warmup_steps)
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * factor * group.get("lr_scale", 1.0)
-        batches = [s.batch_at(step, settings.seed, i) for i, s in enumerate(streams)]
-        loss, logs = loss_fn(*batches)
+        batches = []
+        for i, s in enumerate(streams):
+            rows = s.indices_at(step, settings.seed, i)[rank::world]  # this rank's shard of the global batch
+            batches.append(tuple(t.to(device, non_blocking=True) for t in s.make_batch(rows)))
+        with runtime.autocast(settings.amp, device):
+            loss, logs = forward(*batches)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         # Accumulate detached tensors; converting to Python floats only at epoch end avoids a host
-        # sync per step.
-        for key, value in {"loss": loss.detach(), **logs}.items():
-            sums[key] = sums.get(key, 0.0) + value.detach().float()
-        sums["_steps"] = sums.get("_steps", 0.0) + torch.tensor(1.0)
-        images += len(batches[0][0])
+        # sync per step. (One add per log: the profile showed per-step tensor ops are the engine's cost.)
+        for key, value in {"loss": loss, **logs}.items():
+            sums[key] = sums[key] + value.detach() if key in sums else value.detach().float()
+        sums["_steps"] = sums.get("_steps", 0.0) + 1.0
+        images += len(batches[0][0]) * world
         bar.update(1)
         done = step + 1
         if done % steps_per_epoch == 0:
             epoch = done // steps_per_epoch
             seconds = time.perf_counter() - epoch_started
             record = {"epoch": epoch, "step": done, "lr": optimizer.param_groups[0]["lr"]}
+            sums = runtime.mean_over_ranks(sums)  # the global batch's mean, as one process would log it
             count = float(sums.pop("_steps"))
             record.update({k: float(v) / count for k, v in sums.items()})
             record.update({"seconds": round(seconds, 3), "examples_per_s": round(images / max(seconds, 1e-9), 1)})
@@ -130,42 +159,71 @@ def fit(
             history.append(record)
             shown = ("loss", "accuracy", "rankme", "knn_accuracy")
             bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in shown})
-            if run_dir is not None:
-                with open(run_dir / METRICS, "a") as f:
+            if writes is not None:
+                with open(writes / METRICS, "a") as f:
                     f.write(json.dumps(record) + "\n")
             sums, images, epoch_started = {}, 0, time.perf_counter()
         if run_dir is not None and (done % every == 0 or done == total):
-            _save(run_dir, model, optimizer, done, sums, history, config)
+            sums = runtime.mean_over_ranks(sums)  # a mid-epoch checkpoint keeps every rank's share
+            _save(writes, model, optimizer, scaler, device, done, sums, history, config)
         if after_step is not None:
             after_step(done)
     bar.close()
+    model.to("cpu")
     model.eval()
     return history
 
 
-def _save(run_dir: Path, model: nn.Module, optimizer, step: int, sums: dict, history: list, config) -> None:
+def _rng_state(device: torch.device) -> torch.Tensor:
+    state = torch.get_rng_state()
+    return torch.cat([state, torch.cuda.get_rng_state(device)]) if device.type == "cuda" else state
+
+
+def _set_rng_state(state: torch.Tensor, device: torch.device) -> None:
+    cpu = torch.get_rng_state().numel()
+    torch.set_rng_state(state[:cpu].clone())
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state[cpu:].clone(), device)
+
+
+def _save(run_dir: Path | None, model: nn.Module, optimizer, scaler, device, step: int, sums: dict, history: list,
+          config) -> None:
+    """Called on every rank (they exchange RNG states); only rank 0, which has ``run_dir``, writes."""
+    states = runtime.gather(_rng_state(device))
+    if run_dir is None:
+        return
     optim_tensors, groups = optimizer_to_tensors(optimizer)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"optim.{k}": v for k, v in optim_tensors.items()})
     tensors.update({f"sums.{k}": torch.as_tensor(v) for k, v in sums.items()})
-    tensors["rng.torch"] = torch.get_rng_state()
-    meta = {"step": step, "param_groups": groups, "history": history, "config": config or {}}
+    tensors["rng.torch"] = states[0]
+    tensors.update({f"rng.rank{r}": state for r, state in enumerate(states[1:], start=1)})
+    meta = {"step": step, "param_groups": groups, "history": history, "config": config or {},
+            "world_size": len(states), "scaler": scaler.state_dict()}
     save_tensors(run_dir / CHECKPOINT, tensors, meta)
 
 
-def _restore(run_dir: Path, model: nn.Module, optimizer) -> tuple[int, dict, list]:
+def _restore(run_dir: Path, model: nn.Module, optimizer, scaler, device, main: bool) -> tuple[int, dict, list]:
     tensors, meta = load_tensors(run_dir / CHECKPOINT)
+    rank, world = runtime.rank_world()
+    if meta.get("world_size", 1) != world:
+        raise UserError(
+            f"{run_dir} was checkpointed by {meta.get('world_size', 1)} process(es) but this resume runs {world}; "
+            f"resume with the same number (the global batch is batch_size x processes)"
+        )
     sections: dict[str, dict[str, torch.Tensor]] = {"model": {}, "optim": {}, "sums": {}, "rng": {}}
     for key, value in tensors.items():
         section, name = key.split(".", 1)
         sections[section][name] = value
     model.load_state_dict(sections["model"])
     optimizer_from_tensors(optimizer, sections["optim"], meta["param_groups"])
-    torch.set_rng_state(sections["rng"]["torch"])
+    if meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
+    _set_rng_state(sections["rng"]["torch" if rank == 0 else f"rank{rank}"], device)
     step = int(meta["step"])
     # Drop log lines written after the checkpoint so the log matches an uninterrupted run.
     metrics = run_dir / METRICS
-    if metrics.exists():
+    if main and metrics.exists():
         kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["step"] <= step]
         metrics.write_text("".join(line + "\n" for line in kept))
     return step, dict(sections["sums"]), list(meta["history"])

@@ -15,7 +15,8 @@ from warmstart.data import DataBundle
 def predict_logits(model: nn.Module, data: DataBundle, x: np.ndarray, batch_size: int = 1024) -> torch.Tensor:
     """Logits for every row of ``x``, computed in eval mode in chunks."""
     model.eval()
-    chunks = [model(data.batch(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
+    device = next(model.parameters(), torch.empty(0)).device  # a model still on the GPU mid-training is fine
+    chunks = [model(data.batch(x[i:i + batch_size]).to(device)).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(chunks)
 
 
@@ -23,7 +24,9 @@ def predict_logits(model: nn.Module, data: DataBundle, x: np.ndarray, batch_size
 def embed(encoder: nn.Module, data: DataBundle, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """Encoder features ``(N, feature_dim)`` for every row of ``x``."""
     encoder.eval()
-    return torch.cat([encoder(data.batch(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]).numpy()
+    device = next(encoder.parameters(), torch.empty(0)).device
+    return torch.cat([encoder(data.batch(x[i:i + batch_size]).to(device)).cpu()
+                      for i in range(0, len(x), batch_size)]).numpy()
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:

@@ -103,7 +103,8 @@ class HealthMonitor:
     @torch.no_grad()
     def embed(self, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
         self.encoder.eval()
-        return torch.cat([self.encoder(x[i:i + chunk]) for i in range(0, len(x), chunk)]).float()
+        device = next(self.encoder.parameters(), torch.empty(0)).device  # the GPU while training there
+        return torch.cat([self.encoder(x[i:i + chunk].to(device)).cpu() for i in range(0, len(x), chunk)]).float()
 
     def __call__(self, epoch: int) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from warmstart import runtime
 from warmstart.checkpoint import atomic_write_text, load_tensors, save_tensors
 from warmstart.config import FinetuneConfig, PretrainConfig, to_yaml
 from warmstart.data import DataBundle
@@ -39,7 +40,12 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare_run_dir(out: str | Path | None, resume: bool) -> Path | None:
-    """Create ``out`` (or reuse it with ``resume``); refuse to mix two runs in one directory."""
+    """Create ``out`` (or reuse it with ``resume``); refuse to mix two runs in one directory.
+
+    Under ``torchrun`` every rank checks (so all stop with the same one-line error), then rank 0 creates
+    the directory while the others wait at the barrier, and all share the path.
+    """
+    runtime.init_from_env()
     if out is None:
         return None
     path = Path(out)
@@ -47,12 +53,14 @@ def prepare_run_dir(out: str | Path | None, resume: bool) -> Path | None:
         raise UserError(f"--out {path} is a file; give a directory path")
     if path.is_dir() and any(path.iterdir()) and not resume:
         raise UserError(f"--out {path} already holds a run; pass --resume to continue it or choose another --out")
-    path.mkdir(parents=True, exist_ok=True)
+    if runtime.is_main():
+        path.mkdir(parents=True, exist_ok=True)  # empty until every rank has passed the check above
+    runtime.barrier()
     return path
 
 
 def _write_config(run_dir: Path | None, config: Any) -> None:
-    if run_dir is not None:
+    if run_dir is not None and runtime.is_main():
         atomic_write_text(run_dir / "config.yaml", to_yaml(config))
 
 
@@ -119,6 +127,7 @@ def pretrain(
     objective = OBJECTIVES.build(config.objective, encoder, **config.objective_args)
     data = text_ready(data, encoder, labels_needed=False)
     monitor = HealthMonitor.from_bundle(encoder, data, config.health_samples, config.probe_labels, config.seed)
+    runtime.resolve_device(config.device, config.amp)
     run_dir = prepare_run_dir(out, resume)
     _write_config(run_dir, config)
     stream = image_stream(data, np.arange(len(data.x_train)), config.batch_size, with_labels=False)
@@ -127,7 +136,7 @@ def pretrain(
         desc=f"pretrain {config.objective}", config=config.model_dump(mode="json"), after_step=after_step,
         on_epoch_end=monitor,
     )
-    if run_dir is not None:
+    if run_dir is not None and runtime.is_main():
         meta = {**encoder.spec, "data": config.data, "objective": config.objective}
         save_tensors(run_dir / ENCODER_FILE, encoder.state_dict(), meta)
         save_text(run_dir, encoder)
@@ -197,9 +206,10 @@ def finetune(
     make_model, make_stream, evaluate_fn = tagging_parts(data, image_stream, evaluate_model)
     model = make_model(model_encoder, data.num_classes)
     groups = strategy.param_groups(model)
+    runtime.resolve_device(config.device, config.amp)
     run_dir = prepare_run_dir(out, resume)
     _write_config(run_dir, config)
-    if run_dir is not None:
+    if run_dir is not None and runtime.is_main():
         atomic_write_text(run_dir / "labeled_indices.json", json.dumps(labeled.tolist()))
     stream = make_stream(data, labeled, config.batch_size, with_labels=True)
     history = fit(
@@ -209,9 +219,9 @@ def finetune(
     )
     metrics = evaluate_fn(model, data)
     metrics.update({"labels": int(len(labeled)), "strategy": config.strategy, "seed": config.seed})
-    if run_dir is not None:
-        meta = {**model_encoder.spec, "class_names": data.class_names, "data": config.data, "strategy": config.strategy,
-                "task": data.task}
+    if run_dir is not None and runtime.is_main():
+        meta = {**model_encoder.spec, "class_names": data.class_names, "data": config.data,
+                "strategy": config.strategy, "task": data.task}
         save_tensors(run_dir / MODEL_FILE, model.state_dict(), meta)
         save_text(run_dir, model.encoder)
         atomic_write_text(run_dir / "test_metrics.json", json.dumps(metrics, indent=2))

@@ -1,0 +1,132 @@
+"""Where training runs: the device, the process group under ``torchrun``, and mixed precision.
+
+One process on a CPU needs none of this: ``rank_world()`` is ``(0, 1)`` and ``fit`` takes its plain path.
+Under ``torchrun --nproc_per_node=N`` the environment carries ``RANK``/``WORLD_SIZE``/``MASTER_ADDR``;
+``init_from_env`` joins the process group (gloo for CPU tensors, NCCL for CUDA ones) and ``fit`` wraps
+the model in PyTorch's own ``DistributedDataParallel``. No home-made distribution layer.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from warmstart.errors import UserError
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def init_from_env() -> None:
+    """Join the process group ``torchrun`` describes in the environment; a no-op for one process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return
+    if not dist.is_available():
+        raise UserError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed; run one process")
+    # One backend per device type: gloo moves CPU tensors (and the CPU-side RNG states), NCCL CUDA ones.
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+
+
+def rank_world() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process; ``(0, 1)`` outside ``torchrun``."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main() -> bool:
+    """Only rank 0 writes run directories, logs and checkpoints."""
+    return rank_world()[0] == 0
+
+
+def barrier() -> None:
+    if rank_world()[1] > 1:
+        dist.barrier()
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def resolve_device(device: str, amp: str = "none") -> torch.device:
+    """The ``torch.device`` for the ``device`` setting, checked together with ``amp`` before any work.
+
+    ``auto`` is CUDA when present (rank ``r`` of a node takes ``cuda:LOCAL_RANK``), else the CPU.
+    """
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={device} but no CUDA GPU is visible to PyTorch; use device=cpu or device=auto")
+    if device == "cuda":
+        device = f"cuda:{local_rank % torch.cuda.device_count()}"
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"device={device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise UserError(f"device={device!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if amp == "fp16" and resolved.type != "cuda":
+        raise UserError("amp=fp16 needs a CUDA GPU (fp16 autocast with loss scaling); on CPU use amp=bf16 or amp=none")
+    if amp == "bf16" and resolved.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError(f"amp=bf16: GPU {torch.cuda.get_device_name(resolved)} has no bfloat16; use amp=fp16")
+    if resolved.type == "cuda":
+        torch.cuda.set_device(resolved)
+    return resolved
+
+
+def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The forward pass's autocast context (a no-op for ``amp=none``)."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AMP_DTYPES[amp])
+
+
+class _LossModule(nn.Module):
+    """``model`` with ``loss_fn`` as its forward: DDP synchronises gradients only for calls to its forward."""
+
+    def __init__(self, model: nn.Module, loss_fn) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, *batches):
+        return self.loss_fn(*batches)
+
+
+def distributed_loss(model: nn.Module, loss_fn, device: torch.device):
+    """``loss_fn`` itself for one process; under ``torchrun`` the same function behind DDP.
+
+    DDP broadcasts rank 0's parameters and buffers on construction, so every rank starts identical, and
+    averages gradients in ``backward``. Each rank's loss is the mean over its shard of equal size, so the
+    averaged gradient is the gradient of the global batch's mean loss.
+    """
+    if rank_world()[1] == 1:
+        return loss_fn
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(_LossModule(model, loss_fn), device_ids=ids)
+
+
+def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each value averaged over the ranks, in one all-reduce (the same keys on every rank)."""
+    if rank_world()[1] == 1 or not values:
+        return values
+    keys = sorted(values)
+    # On the CPU (once per epoch): gloo carries CPU tensors even when CUDA tensors go through NCCL.
+    stacked = torch.stack([torch.as_tensor(values[k]).detach().cpu().double() for k in keys])
+    dist.all_reduce(stacked)
+    stacked /= rank_world()[1]
+    return {k: stacked[i] for i, k in enumerate(keys)}
+
+
+def gather(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """``tensor`` from every rank, in rank order (CPU tensors of one shape and dtype)."""
+    if rank_world()[1] == 1:
+        return [tensor]
+    out = [torch.empty_like(tensor) for _ in range(rank_world()[1])]
+    dist.all_gather(out, tensor)
+    return out
