@@ -186,7 +186,8 @@ def main() -> None:
             f"(`--data wordnet`); accuracy on a fixed {cfg['test_size']}-gloss test subset, mean ± sd over seeds. "
             f"Our transformer: {ENCODER}; fine-tuning: `full`, batch 32, lr 5e-4 (MiniLM 1e-4), "
             f"epochs {cfg['epochs']} (MiniLM {cfg['minilm_epochs']}), per label budget. Machine: {machine}. "
-            "Seconds are wall clock per cell on that shared machine.\n\n" + body + (f"\n\n{args.note}" if args.note else ""))
+            "Seconds are wall clock per cell on that shared machine.\n\n" + body
+            + (f"\n\n{args.note}" if args.note else ""))
 
 
 if __name__ == "__main__":
