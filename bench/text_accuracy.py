@@ -148,10 +148,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench_text"))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--report", action="store_true", help="only rebuild the table from results.jsonl")
+    parser.add_argument("--pretrain-epochs", type=int, default=1, help="MLM passes over the training glosses")
     parser.add_argument("--note", default="", help="a sentence to add under the table (e.g. how the cells were run)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # on a shared 2-core machine one thread ran ~5x faster than two
     cfg = settings(args.quick)
+    cfg["pretrain_epochs"] = args.pretrain_epochs
     out = Path(args.out + ("-quick" if args.quick else ""))
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
