@@ -1,4 +1,4 @@
-"""The ``warmstart`` command line: demo, datasets, pretrain, finetune, evaluate.
+"""The ``warmstart`` command line: demo, datasets, pretrain, finetune, study, report, evaluate.
 
 Bad input ends in one line on stderr and exit code 2; an interrupted run says how to resume it.
 """
@@ -71,6 +71,43 @@ def build_parser() -> argparse.ArgumentParser:
                       "model directory whose weights are the pretrained encoder (default mlp)")
     _common(fine)
 
+    study = sub.add_parser(
+        "study", help="label-efficiency study: objectives x strategies x label budgets x seeds, with a report",
+        description="Run the grid objective x strategy x label budget x seed on one data set. Pretraining runs "
+        "once per objective (cached in OUT/pretrain/) and is reused by every budget, strategy and seed; scratch "
+        "and the scikit-learn baselines (logistic regression, LabelSpreading, SelfTrainingClassifier) run at the "
+        "same budgets and seeds on the same labeled examples. Writes results.csv (one row per cell), report.md, "
+        "report.html and PNG plots to --out. Killed, it continues where it stopped when the same command is run "
+        "again: finished cells are never recomputed.",
+        epilog="Settings of the pretraining and fine-tuning runs are key=value overrides, e.g. pretrain.epochs=20 "
+        "finetune.epochs=100 finetune.lr=3e-3 encoder_args.width=128; a --config YAML file may hold the same "
+        "keys (pretrain: {epochs: 20}). Run with --print-config to see every setting and its default. Example: "
+        "warmstart study --data digits --objectives autoencoder --strategies linear,full --labels 20,50,100 "
+        "--seeds 3 --out runs/study")
+    study.add_argument("--config", metavar="FILE", help="YAML file of study settings (flags and key=value win)")
+    study.add_argument("--data", metavar="SOURCE", help="data source (default digits; see `warmstart datasets`)")
+    study.add_argument("--data-dir", metavar="DIR", help="extra directory to look for data files in")
+    study.add_argument("--objectives", metavar="A,B", help="pretraining objectives, comma-separated "
+                       "(default autoencoder)")
+    study.add_argument("--strategies", metavar="A,B", help="fine-tune strategies, comma-separated (default "
+                       "linear,full; scratch is always included)")
+    study.add_argument("--labels", metavar="N,M", help="label budgets, comma-separated: N is N labels in all, "
+                       "balanced over classes; per_class=K and fraction=F also work (default 20,50,100)")
+    study.add_argument("--seeds", type=int, metavar="S", help="seeds 0..S-1 per budget (default 3)")
+    study.add_argument("--baselines", metavar="A,B", help="scikit-learn baselines (default logistic_regression,"
+                       "label_spreading,self_training)")
+    study.add_argument("--encoder", help="encoder shared by every neural method (default mlp)")
+    study.add_argument("--pretrain-per-seed", action="store_true", default=None,
+                       help="pretrain once per objective and seed instead of once per objective")
+    study.add_argument("--out", metavar="DIR", help="study directory (rerun with the same --out to continue)")
+    study.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
+    study.add_argument("overrides", nargs="*", metavar="key=value", help="setting overrides")
+
+    rep = sub.add_parser("report", help="re-render a study's report from its results, computing nothing",
+                         description="Rewrite report.md, report.html and the PNG plots of a `warmstart study` "
+                         "directory from its results.csv and saved files, without recomputing any cell.")
+    rep.add_argument("run_dir", metavar="RUN_DIR", help="a `warmstart study` output directory")
+
     ev = sub.add_parser("evaluate", help="test-set metrics of a fine-tuned model",
                         description="Accuracy, macro-F1 and the confusion matrix of a fine-tuned model on a "
                         "data source's test split, printed as JSON.")
@@ -125,6 +162,27 @@ def run(args: argparse.Namespace) -> int:
             if runtime.is_main():
                 print(f"{config.strategy} on {m['labels']} labels: test accuracy {m['accuracy']:.4f}, "
                       f"macro-F1 {m['macro_f1']:.4f} -> {result.run_dir}")
+    elif args.command == "study":
+        names = ["data", "data_dir", "objectives", "strategies", "labels", "seeds", "baselines", "encoder",
+                 "pretrain_per_seed"]
+        config = cfg.resolve_study(file=args.config, flags=_flags(args, names), overrides=args.overrides)
+        if args.print_config:
+            print(cfg.to_yaml(config), end="")
+            return 0
+        if not args.out:
+            raise UserError("study needs --out DIR, the study directory to write (or continue)")
+        from warmstart.report import format_table
+        from warmstart.study import run_study
+
+        rows = run_study(config, args.out)
+        print(format_table(rows))
+        print(f"results: {Path(args.out) / 'results.csv'}\nreport:  {Path(args.out) / 'report.html'}")
+    elif args.command == "report":
+        from warmstart.report import format_table, read_results, write_report
+
+        path = write_report(Path(args.run_dir))
+        print(format_table(read_results(Path(args.run_dir))))
+        print(f"report: {path}")
     elif args.command == "evaluate":
         from warmstart import pipeline
 
@@ -162,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
         hint = f"; rerun the same command with --resume to continue from the last checkpoint in {out}" if out else ""
+        if args.command == "study" and out:
+            hint = f"; rerun the same command to continue: finished cells in {out} are kept"
         print(f"warmstart: interrupted{hint}", file=sys.stderr)
         return 130
     finally:

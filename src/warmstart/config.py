@@ -153,3 +153,141 @@ def build_config(
 
 def to_yaml(config: BaseModel) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+# --- studies ------------------------------------------------------------------------------------
+
+#: Pretrain/finetune settings a study sets itself, per cell, from its own fields.
+STUDY_CONTROLLED = {
+    "data": "--data", "data_dir": "--data-dir", "objective": "--objectives", "strategy": "--strategies",
+    "labels": "--labels", "seed": "--seeds", "pretrained": "the study's own pretraining",
+    "encoder": "--encoder", "encoder_args": "encoder_args.KEY=VALUE",
+}
+
+
+class StudyConfig(BaseModel):
+    """``warmstart study``: the grid objective × strategy × label budget × seed, plus baselines.
+
+    ``pretrain`` and ``finetune`` hold overrides of ``PretrainConfig`` / ``FinetuneConfig`` (their
+    defaults apply otherwise); ``resolve_study`` checks them and fills in every default.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = Field("digits", description="data source: a name (see `warmstart datasets`) or kind:PATH")
+    data_dir: str | None = Field(None, description="extra directory to look for data files in")
+    objectives: list[str] = Field(["autoencoder"], min_length=1, description="pretraining objectives")
+    strategies: list[str] = Field(["linear", "full"], min_length=1, description="fine-tune strategies")
+    baselines: list[str] = Field(
+        ["logistic_regression", "label_spreading", "self_training"], description="classical baselines")
+    labels: list[str] = Field(
+        ["count=20", "count=50", "count=100"], min_length=1,
+        description="label budgets: a bare N means count=N (balanced); per_class=K, fraction=F also work")
+    seeds: int = Field(3, ge=1, description="seeds 0..seeds-1: each draws its own labeled subset and init")
+    pretrain_per_seed: bool = Field(False, description="pretrain once per objective and seed (else once per objective)")
+    encoder: str = Field("mlp", description="encoder architecture shared by every neural method")
+    encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
+    pretrain: dict[str, Any] = Field(default_factory=dict, description="PretrainConfig settings, e.g. epochs")
+    finetune: dict[str, Any] = Field(default_factory=dict, description="FinetuneConfig settings, e.g. epochs")
+
+    def pretrain_config(self, objective: str, seed: int) -> PretrainConfig:
+        return PretrainConfig(**{**self.pretrain, "data": self.data, "data_dir": self.data_dir, "seed": seed,
+                                 "objective": objective, "encoder": self.encoder, "encoder_args": self.encoder_args})
+
+    def finetune_config(self, strategy: str, labels: str, seed: int) -> FinetuneConfig:
+        return FinetuneConfig(**{**self.finetune, "data": self.data, "data_dir": self.data_dir, "seed": seed,
+                                 "strategy": strategy, "labels": labels, "encoder": self.encoder,
+                                 "encoder_args": self.encoder_args})
+
+
+def _split_list(value: Any) -> Any:
+    """``"a,b"`` (a flag or a key=value override) → ``["a", "b"]``; lists pass through."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [str(value)]
+    return value
+
+
+#: A pretrain/finetune section's per-run choice that becomes a (one-entry) study grid axis.
+_SECTION_AXES = {"pretrain": {"objective": "objectives"}, "finetune": {"strategy": "strategies", "labels": "labels"}}
+
+
+def study_values_from_file(raw: dict[str, Any]) -> dict[str, Any]:
+    """Read a YAML file shared with ``pretrain``/``finetune`` (see ``select_section``) as study settings.
+
+    Top-level study keys stay; shared training settings (``epochs``, ``lr``, ...) go to both stages; a
+    ``pretrain:``/``finetune:`` section becomes that stage's settings, its ``objective`` / ``strategy`` /
+    ``labels`` the study's one-entry axes; a ``study:`` section wins over everything. ``seed`` and
+    ``pretrained`` are dropped: a study draws its own seeds and pretrains itself.
+    """
+    values: dict[str, Any] = {}
+    study_fields, shared_fields = StudyConfig.model_fields, TrainSettings.model_fields
+    for key, value in raw.items():
+        if key in SECTIONS or key == "seed":
+            continue
+        if key in study_fields:
+            values[key] = value
+        elif key in shared_fields:
+            for stage in ("pretrain", "finetune"):
+                values.setdefault(stage, {})[key] = value
+        else:
+            known = [*study_fields, *shared_fields]
+            raise UserError(f"unknown setting '{key}'{closest(key, known)} in the config file; "
+                            f"valid study settings: {', '.join(study_fields)}")
+    for stage, axes in _SECTION_AXES.items():
+        section = raw.get(stage) or {}
+        if not isinstance(section, dict):
+            raise UserError(f"config section '{stage}' must be a mapping of key: value settings")
+        for key, value in section.items():
+            if key in axes:
+                values[axes[key]] = value if isinstance(value, list) else [value]
+            elif key in ("data", "data_dir", "encoder", "encoder_args"):
+                values[key] = value
+            elif key not in ("seed", "pretrained"):
+                values.setdefault(stage, {})[key] = value
+    study = raw.get("study") or {}
+    if not isinstance(study, dict):
+        raise UserError("config section 'study' must be a mapping of key: value settings")
+    return _merge(values, study)
+
+
+def resolve_study(
+    *, file: str | Path | None = None, flags: dict[str, Any] | None = None, overrides: list[str] | None = None,
+) -> StudyConfig:
+    """Build a ``StudyConfig`` like ``build_config`` and check its nested pretrain/finetune settings.
+
+    Unknown nested keys get the closest name; keys the study sets per cell are refused with the flag to
+    use instead. The result carries every pretrain/finetune default, so ``study.yaml`` is complete.
+    """
+    values: dict[str, Any] = study_values_from_file(read_yaml(file)) if file else {}
+    values = _merge(values, {k: v for k, v in (flags or {}).items() if v is not None})
+    values = _merge(values, parse_overrides(overrides or []))
+    for key in ("objectives", "strategies", "baselines", "labels"):
+        if key in values:
+            values[key] = _split_list(values[key])
+            if isinstance(values[key], list):
+                values[key] = [str(v) for v in values[key]]
+    config = build_config(StudyConfig, flags=values)
+    from warmstart.data.splits import LabelBudget  # canonical budget specs: "20" and "count=20" are one cell
+
+    config.labels = list(dict.fromkeys(str(LabelBudget.parse(spec)) for spec in config.labels))
+    for key in ("objectives", "strategies", "baselines"):
+        setattr(config, key, list(dict.fromkeys(getattr(config, key))))
+    for stage, cls in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig)):
+        section = getattr(config, stage)
+        fields = [f for f in cls.model_fields if f not in STUDY_CONTROLLED]
+        for key in section:
+            if key in STUDY_CONTROLLED:
+                raise UserError(f"setting {stage}.{key} is set by the study; use {STUDY_CONTROLLED[key]} instead")
+            if key not in fields:
+                raise UserError(f"unknown setting '{stage}.{key}'{closest(key, fields)}; "
+                                f"valid {stage} settings: {', '.join(fields)}")
+        try:
+            resolved = cls(**section)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise UserError(f"setting {stage}.{where}={first.get('input')!r}: {first['msg']}") from err
+        setattr(config, stage, {k: v for k, v in resolved.model_dump(mode="json").items() if k in fields})
+    return config

@@ -90,4 +90,7 @@ class DataBundle:
             if self.tokenizer is None:
                 raise RuntimeError("text batches need a tokenizer: use data.with_tokenizer(encoder.tokenizer, ...)")
             return encode(self.tokenizer, rows, self.max_length)[0]
-        return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).mul_(self.scale)
+        batch = np.ascontiguousarray(rows, dtype=np.float32)
+        if np.may_share_memory(batch, x):  # float32 rows come back as a view: scaling in place would write
+            batch = batch.copy()  # into the data set (a segfault on a read-only memory map)
+        return torch.from_numpy(batch).mul_(self.scale)

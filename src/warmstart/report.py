@@ -1,0 +1,385 @@
+"""The study report: ``report.md`` and a self-contained ``report.html`` (PNGs embedded), from a study dir.
+
+It reads only what the study wrote — ``results.csv``, ``cells/*.json`` (confusion matrices),
+``study.yaml``, ``study_info.json`` and ``pretrain/*/`` (the embedding map, pretraining cost) — and
+recomputes nothing, so ``warmstart report RUN_DIR`` is instant. Sections whose inputs are missing say so.
+
+Statistics: mean over seeds with a 95% Student-t interval, ``t(0.975, n-1) · s / √n``. Labels saved:
+for a pretrained method reaching accuracy ``a`` with ``b`` labels, the labels ``scratch`` needs for ``a``
+are interpolated linearly in log-label space on scratch's mean curve (its first crossing of ``a``).
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from warmstart.checkpoint import atomic_write_text, load_tensors
+from warmstart.config import read_yaml
+from warmstart.errors import UserError
+from warmstart.plots import confusion_png, curve_png, embedding_png
+
+KIND_ORDER = {"scratch": 0, "pretrained": 1, "baseline": 2}
+
+
+@dataclass
+class Stat:
+    mean: float
+    std: float
+    ci: float  # half-width of the 95% t-interval; nan with one seed
+    n: int
+    labels: int
+
+
+def t_interval(values: list[float]) -> tuple[float, float, float]:
+    """(mean, sample std, 95% t half-width) of ``values``."""
+    a = np.asarray(values, dtype=float)
+    if len(a) < 2:
+        return float(a.mean()), float("nan"), float("nan")
+    std = float(a.std(ddof=1))
+    return float(a.mean()), std, float(stats.t.ppf(0.975, len(a) - 1) * std / math.sqrt(len(a)))
+
+
+def read_results(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "results.csv"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: no results.csv; point to a directory written by `warmstart study`")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise UserError(f"{path} has no finished cells yet; run the study first")
+    for row in rows:
+        for key in ("labels", "seed"):
+            row[key] = int(row[key])
+        for key in ("accuracy", "macro_f1", "wall_s", "images_per_s"):
+            row[key] = float(row[key]) if row.get(key) not in (None, "") else float("nan")
+        row.setdefault("kind", "scratch" if row.get("strategy") == "scratch" else "pretrained")
+        row.setdefault("method", row["strategy"] if row["kind"] != "pretrained" else
+                       f"{row['objective']}+{row['strategy']}")
+        row.setdefault("budget", f"count={row['labels']}")
+    return rows
+
+
+class Summary:
+    """Mean/CI per (method, budget), the method and budget orders, and the derived comparisons."""
+
+    def __init__(self, rows: list[dict[str, Any]], metric: str = "accuracy") -> None:
+        self.rows, self.metric = rows, metric
+        self.kind = {r["method"]: r["kind"] for r in rows}
+        first = {m: i for i, m in reversed(list(enumerate(r["method"] for r in rows)))}
+        self.methods = sorted(self.kind, key=lambda m: (KIND_ORDER.get(self.kind[m], 3), first[m]))
+        labels = {r["budget"]: r["labels"] for r in rows}
+        self.budgets = sorted(labels, key=lambda b: (labels[b], b))
+        self.labels = labels
+        self.stat: dict[tuple[str, str], Stat] = {}
+        for method in self.methods:
+            for budget in self.budgets:
+                values = [r[metric] for r in rows if r["method"] == method and r["budget"] == budget]
+                if values:
+                    self.stat[method, budget] = Stat(*t_interval(values), len(values), labels[budget])
+
+    def best(self, budget: str, kinds: tuple[str, ...] = ("scratch", "pretrained", "baseline")) -> str | None:
+        found = [(s.mean, m) for (m, b), s in self.stat.items() if b == budget and self.kind[m] in kinds]
+        return max(found, key=lambda t: t[0])[1] if found else None
+
+    def best_overall(self, kinds: tuple[str, ...]) -> str | None:
+        means = {m: np.mean([self.stat[m, b].mean for b in self.budgets if (m, b) in self.stat])
+                 for m in self.methods if self.kind[m] in kinds}
+        return max(means, key=means.get) if means else None
+
+    def scratch_labels_for(self, accuracy: float, reference: str = "scratch") -> tuple[str, float]:
+        """("<=", L0), ("=", n) or (">", Lmax): labels ``reference`` needs to reach ``accuracy``."""
+        curve = [(self.labels[b], self.stat[reference, b].mean) for b in self.budgets if (reference, b) in self.stat]
+        if not curve:
+            return "?", float("nan")
+        if accuracy <= curve[0][1]:
+            return "<=", float(curve[0][0])
+        for (l0, a0), (l1, a1) in zip(curve, curve[1:]):
+            if a0 < accuracy <= a1:
+                frac = (accuracy - a0) / (a1 - a0)
+                return "=", float(math.exp(math.log(l0) + frac * (math.log(l1) - math.log(l0))))
+        return ">", float(curve[-1][0])
+
+    def labels_saved(self, method: str, budget: str) -> str:
+        """Text such as ``3.2× (158 labels)``, ``≤ 1.0×`` or ``> 5.0× (> max budget 100)``."""
+        relation, needed = self.scratch_labels_for(self.stat[method, budget].mean)
+        own = self.labels[budget]
+        if relation == "=":
+            return f"{needed / own:.1f}× ({needed:.0f} labels)"
+        if relation == "<=":
+            return f"≤ {needed / own:.1f}×"
+        if relation == ">":
+            return f"> {needed / own:.1f}× (> max budget {needed:.0f})"
+        return "n/a (no scratch rows)"
+
+    def cell_text(self, method: str, budget: str, spread: str = "ci") -> str:
+        s = self.stat.get((method, budget))
+        if s is None:
+            return "—"
+        width = s.ci if spread == "ci" else s.std
+        return f"{s.mean:.3f}" if math.isnan(width) else f"{s.mean:.3f} ± {width:.3f}"
+
+
+def format_table(rows: list[dict[str, Any]], spread: str = "ci") -> str:
+    """A plain-text table of mean ± (95% CI | std) accuracy; ``*`` marks the best per budget."""
+    summary = Summary(rows)
+    header = ["method"] + [f"{summary.labels[b]} labels" for b in summary.budgets]
+    body = [[m] + [summary.cell_text(m, b, spread) + ("*" if summary.best(b) == m else "") for b in summary.budgets]
+            for m in summary.methods]
+    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [header] + body]
+    what = "95% CI over seeds" if spread == "ci" else "std over seeds"
+    return "\n".join(lines) + f"\n(test accuracy, mean ± {what}; * best per budget)"
+
+
+# --- the document ---------------------------------------------------------------------------------
+
+def _doc(obj: Any) -> str:
+    """First paragraph of a registered thing's docstring, on one line (so the protocol follows the code)."""
+    text = (getattr(obj, "__doc__", None) or "").strip().split("\n\n")[0]
+    return " ".join(text.replace("``", "").split()).rstrip(".")
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _cells(run_dir: Path) -> dict[tuple[str, str, int], dict]:
+    found = {}
+    for path in sorted((run_dir / "cells").glob("*.json")):
+        cell = json.loads(path.read_text())
+        found[cell["method"], cell["budget"], int(cell["seed"])] = cell
+    return found
+
+
+def protocol(summary: Summary, config: dict, info: dict) -> list[str]:
+    """The protocol in words, from the saved settings and the registries' own descriptions."""
+    from warmstart.baselines import BASELINES
+    from warmstart.objectives import OBJECTIVES
+    from warmstart.strategies import STRATEGIES
+
+    seeds = sorted({r["seed"] for r in summary.rows})
+    budgets = ", ".join(f"{summary.labels[b]} ({b})" for b in summary.budgets)
+    pre, fine = config.get("pretrain", {}), config.get("finetune", {})
+    shape = "×".join(str(d) for d in info.get("input_shape", []))
+    paragraphs = [
+        f"Data: {config.get('data', '?')} ({info.get('modality', '?')} inputs {shape}, "
+        f"{len(info.get('class_names', []))} classes), {info.get('n_train', '?')} training and "
+        f"{info.get('n_test', '?')} test examples. The test split is fixed and is never seen by pretraining, "
+        "fine-tuning or any choice made here; every accuracy is on all of it.",
+        f"Label budgets: {budgets}. For each budget and each seed in {seeds}, a stratified labeled subset is "
+        "drawn from the training split with that seed; every method at that budget and seed gets exactly these "
+        "labeled examples (the labeled_hash column of results.csv shows it). The rest of the training split is "
+        "the unlabeled pool: its labels are withheld from every method.",
+    ]
+    objectives = [m for m in summary.methods if summary.kind[m] == "pretrained"]
+    if objectives:
+        names = sorted({m.split("+")[0] for m in objectives})
+        how = "once per objective and seed" if config.get("pretrain_per_seed") else "once per objective (seed 0)"
+        described = "; ".join(f"{n}: {_doc(OBJECTIVES.get(n))}" for n in names if n in OBJECTIVES)
+        paragraphs.append(
+            f"Pretraining ({described}) reads all {info.get('n_train', '?')} training inputs without labels, "
+            f"{how}, with the {config.get('encoder', '?')} encoder for {pre.get('epochs', '?')} epochs "
+            f"(batch {pre.get('batch_size', '?')}, AdamW, peak LR {pre.get('lr', '?')}, warm-up then cosine "
+            "decay); the encoder is reused by every budget, strategy and seed.")
+    strategies = sorted({r["strategy"] for r in summary.rows if r["kind"] != "baseline"})
+    described = "; ".join(f"{s}: {_doc(STRATEGIES.get(s))}" for s in strategies if s in STRATEGIES)
+    paragraphs.append(
+        f"Fine-tuning ({described}) runs {fine.get('epochs', '?')} epochs over the labeled subset (batch "
+        f"{fine.get('batch_size', '?')}, AdamW, peak LR {fine.get('lr', '?')}), seeded by the cell's seed.")
+    baselines = sorted({r["strategy"] for r in summary.rows if r["kind"] == "baseline"})
+    if baselines:
+        described = "; ".join(f"{b}: {_doc(BASELINES.get(b))}" for b in baselines if b in BASELINES)
+        paragraphs.append(f"Classical baselines on the flattened inputs (scikit-learn): {described}.")
+    paragraphs.append(
+        f"Intervals are 95% Student-t intervals over the {len(seeds)} seeds (mean ± t·s/√n). Labels saved: "
+        "the labels scratch would need for the same mean accuracy, interpolated linearly in log-labels on its "
+        "mean curve, divided by the method's own labels.")
+    return paragraphs
+
+
+def build_blocks(run_dir: Path) -> tuple[list[tuple], dict[str, bytes]]:
+    """The report as renderer-neutral blocks, and the PNGs it refers to (file name -> bytes)."""
+    rows = read_results(run_dir)
+    summary = Summary(rows)
+    config = read_yaml(run_dir / "study.yaml") if (run_dir / "study.yaml").is_file() else {}
+    info_path = run_dir / "study_info.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    class_names = info.get("class_names") or []
+    pngs: dict[str, bytes] = {}
+    blocks: list[tuple] = [("h1", f"warmstart study: {config.get('data', run_dir.name)}")]
+    best = [f"{summary.labels[b]} labels: {summary.best(b)} ({summary.stat[summary.best(b), b].mean:.3f})"
+            for b in summary.budgets]
+    blocks += [("p", "Best test accuracy per budget — " + "; ".join(best) + ".")]
+    blocks += [("h2", "Protocol")] + [("p", text) for text in protocol(summary, config, info)]
+
+    pngs["curve.png"] = curve_png(summary)
+    blocks += [("h2", "Label-efficiency curve"),
+               ("img", "curve.png", "accuracy versus labels, one line per method, 95% CI bands"
+                if len(summary.budgets) > 1 else "one budget: accuracy per method, 95% CI")]
+    header = ["method"] + [f"{summary.labels[b]} labels" for b in summary.budgets]
+    table = [[m] + [summary.cell_text(m, b) for b in summary.budgets] for m in summary.methods]
+    bold = {(i, j + 1) for i, m in enumerate(summary.methods) for j, b in enumerate(summary.budgets)
+            if summary.best(b) == m}
+    blocks += [("h2", "Test accuracy (mean ± 95% CI over seeds; best per budget in bold)"),
+               ("table", header, table, bold)]
+    f1 = Summary(rows, "macro_f1")
+    blocks += [("details", "Macro-F1 (mean ± 95% CI)",
+                [("table", header, [[m] + [f1.cell_text(m, b) for b in f1.budgets] for m in f1.methods], set())])]
+
+    pretrained = [m for m in summary.methods if summary.kind[m] == "pretrained"]
+    if pretrained and "scratch" in summary.kind:
+        blocks += [("h2", "Labels saved by pretraining"),
+                   ("p", "How many more labels scratch needs to match each pretrained method's mean accuracy "
+                         "(≤ 1.0× means no saving; > max budget: scratch never got there within this study)."),
+                   ("table", header, [[m] + [summary.labels_saved(m, b) if (m, b) in summary.stat else "—"
+                                             for b in summary.budgets] for m in pretrained], set())]
+
+    blocks.append(("h2", "Confusion matrix"))
+    smallest = summary.budgets[0]
+    top = summary.best(smallest)
+    cells = _cells(run_dir)
+    matrices = [np.array(c["confusion_matrix"]) for (m, b, _s), c in cells.items()
+                if m == top and b == smallest and "confusion_matrix" in c]
+    if matrices:
+        total = np.sum(matrices, axis=0)
+        names = class_names if len(class_names) == len(total) else [str(i) for i in range(len(total))]
+        pngs["confusion.png"] = confusion_png(total, names, f"{top}, {summary.labels[smallest]} labels, "
+                                              f"summed over {len(matrices)} seed{'s' if len(matrices) != 1 else ''}")
+        blocks.append(("img", "confusion.png", f"confusion matrix of {top}, the best method at the smallest budget "
+                       f"({summary.labels[smallest]} labels), test predictions summed over seeds"))
+    else:
+        blocks.append(("p", "No confusion matrices found (cells/*.json missing)."))
+
+    blocks.append(("h2", "Test embeddings of the best pretrained encoder"))
+    best_pre = summary.best_overall(("pretrained",))
+    embedding = None
+    if best_pre is not None:
+        objective = best_pre.split("+")[0]
+        for name in (objective, f"{objective}-seed0"):
+            if (run_dir / "pretrain" / name / "embedding.safetensors").is_file():
+                embedding = load_tensors(run_dir / "pretrain" / name / "embedding.safetensors")
+                break
+    if embedding is not None:
+        tensors, meta = embedding
+        variance = meta.get("explained_variance", [])
+        names = meta.get("class_names") or class_names
+        title = f"{objective} encoder (best pretrained: {best_pre}), PCA of test features"
+        pngs["embedding.png"] = embedding_png(tensors["xy"].numpy(), tensors["y"].numpy(), names, title)
+        blocks.append(("img", "embedding.png", f"PCA of the {objective} encoder's test-set features before "
+                       f"fine-tuning, coloured by true class (variance explained: "
+                       + ", ".join(f"PC{i + 1} {v:.1%}" for i, v in enumerate(variance)) + ")"))
+    else:
+        blocks.append(("p", "No pretrained encoder in this study, or its embedding file is missing."))
+
+    blocks.append(("h2", "Compute"))
+    pre_rows = []
+    for path in sorted((run_dir / "pretrain").glob("*/pretrain_info.json")):
+        p = json.loads(path.read_text())
+        loss = p.get("final_loss")
+        pre_rows.append([path.parent.name, f"{p['wall_s']:.1f}", f"{p['images_per_s']:.0f}",
+                         "—" if loss is None else f"{loss:.4f}"])
+    if pre_rows:
+        blocks += [("p", "Pretraining, once per encoder (shared by its cells):"),
+                   ("table", ["pretraining run", "wall s", "examples/s", "final loss"], pre_rows, set())]
+    wall = [[m] + [f"{np.mean([r['wall_s'] for r in rows if r['method'] == m and r['budget'] == b]):.2f}"
+                   if (m, b) in summary.stat else "—" for b in summary.budgets] for m in summary.methods]
+    total = sum(r["wall_s"] for r in rows) + sum(float(p[1]) for p in pre_rows)
+    blocks += [("p", f"Mean wall seconds per cell (fine-tuning + test evaluation, or the baseline's fit + predict); "
+                     f"the whole study took {total:.0f} s of compute."),
+               ("table", header, wall, set())]
+    per_cell = [[r["method"], str(r["labels"]), str(r["seed"]), f"{r['accuracy']:.4f}", f"{r['wall_s']:.2f}",
+                 f"{r['images_per_s']:.0f}"] for r in rows]
+    blocks.append(("details", f"Every cell ({len(rows)})",
+                   [("table", ["method", "labels", "seed", "accuracy", "wall s", "examples/s"], per_cell, set())]))
+    return blocks, pngs
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+def to_markdown(blocks: list[tuple]) -> str:
+    out: list[str] = []
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2"):
+            out.append(f"{'#' if kind == 'h1' else '##'} {block[1]}")
+        elif kind == "p":
+            out.append(block[1])
+        elif kind == "img":
+            out.append(f"![{block[2]}]({block[1]})\n\n*{block[2]}*")
+        elif kind == "table":
+            _, header, body, bold = block
+            lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(f"**{c}**" if (i, j) in bold else c for j, c in enumerate(r)) + " |"
+                      for i, r in enumerate(body)]
+            out.append("\n".join(lines))
+        elif kind == "details":
+            out.append(f"<details><summary>{block[1]}</summary>\n\n{to_markdown(block[2])}\n</details>")
+    return "\n\n".join(out) + "\n"
+
+
+STYLE = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:980px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.8em;
+border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th:first-child,td:first-child{text-align:left}
+th{background:#f4f4f4}td.best{background:#e6f4ea;font-weight:bold}figure{margin:1em 0}
+img{max-width:100%}figcaption{font-size:.85em;color:#555}details{margin:.8em 0}"""
+
+
+def to_html(blocks: list[tuple], pngs: dict[str, bytes], title: str) -> str:
+    def render(items: list[tuple]) -> list[str]:
+        out: list[str] = []
+        for block in items:
+            kind = block[0]
+            if kind in ("h1", "h2"):
+                out.append(f"<{kind}>{html.escape(block[1])}</{kind}>")
+            elif kind == "p":
+                out.append(f"<p>{html.escape(block[1])}</p>")
+            elif kind == "img":
+                data = base64.b64encode(pngs[block[1]]).decode("ascii")
+                out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block[2])}">'
+                           f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
+            elif kind == "table":
+                _, header, body, bold = block
+                rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+                rows += ["<tr>" + "".join((f'<td class="best">{html.escape(c)} ★</td>' if (i, j) in bold
+                                           else f"<td>{html.escape(c)}</td>") for j, c in enumerate(r)) + "</tr>"
+                         for i, r in enumerate(body)]
+                out.append("<table>" + "".join(rows) + "</table>")
+            elif kind == "details":
+                out.append(f"<details><summary>{html.escape(block[1])}</summary>{''.join(render(block[2]))}</details>")
+        return out
+
+    body = "\n".join(render(blocks))
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Render ``report.md``, ``report.html`` and the PNGs in ``run_dir`` from what the study saved."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a directory; point to a `warmstart study` output directory")
+    blocks, pngs = build_blocks(run_dir)
+    for name, data in pngs.items():
+        _write_bytes(run_dir / name, data)
+    atomic_write_text(run_dir / "report.md", to_markdown(blocks))
+    atomic_write_text(run_dir / "report.html", to_html(blocks, pngs, blocks[0][1]))
+    return run_dir / "report.html"
