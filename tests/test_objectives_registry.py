@@ -24,10 +24,16 @@ ENCODER_ARGS = {
     "mlp": {"width": 32, "feature_dim": 16},
     "cnn": {"width": 4},
     "resnet": {"width": 4},
+    "transformer": {"hidden": 16, "layers": 1, "heads": 2, "vocab_size": 60, "max_length": 16},
+    "gpt": {"hidden": 16, "layers": 1, "heads": 2, "vocab_size": 60, "max_length": 16},
 }
-SHAPES = {"image": (1, 8, 8), "tabular": (12,)}
+SHAPES = {"image": (1, 8, 8), "tabular": (12,), "text": ()}
+# Text rows are documents; text encoders train their tokenizer on them (deterministically, so a tokenizer
+# trained again on TEXTS gives the encoder's ids).
+TEXTS = np.array([f"the {a} {b} {c} today" for a in ("old", "red", "small", "big") for b in ("cat", "saw", "dog", "cup")
+                  for c in ("runs", "sleeps")], dtype=object)
 # Pairs an objective refuses on purpose, with the reason in the objective's docstring.
-REFUSED = {("gan", "linear", "image")}
+REFUSED = {("gan", "linear", "image"), ("mlm", "gpt", "text"), ("clm", "transformer", "text")}
 # Adversarial losses are a sum of two players' losses that need not fall together; the discriminator's
 # own loss must still fall on a fixed batch (it learns to tell that batch from the generator's output),
 # though slowly, since the generator adapts at the same time: a smaller required drop.
@@ -39,6 +45,7 @@ def refused(objective: str, encoder: str, modality: str) -> bool:
         (objective, encoder, modality) in REFUSED
         or modality not in OBJECTIVES.get(objective).modalities
         or (ENCODERS.get(encoder).image_only and modality != "image")
+        or ((getattr(ENCODERS.get(encoder), "modality", None) == "text") != (modality == "text"))
         or (OBJECTIVES.get(objective).requires_image_encoder and not ENCODERS.get(encoder).image_only)
     )
 
@@ -50,6 +57,11 @@ INCOMPATIBLE = [c for c in ALL if refused(*c)]
 
 def tiny_batch(modality: str, n: int = 16, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
+    if modality == "text":  # (B, L) token ids, padded
+        from warmstart.data.text import encode, train_tokenizer
+
+        rows = torch.randperm(len(TEXTS), generator=g)[:n].numpy()
+        return encode(train_tokenizer(TEXTS, ENCODER_ARGS["transformer"]["vocab_size"]), TEXTS[rows], 16)[0]
     if modality == "image":  # blobs on black, in [0, 1] like scaled pixels
         x = torch.zeros(n, 1, 8, 8)
         x[:, :, 2:6, 2:6] = torch.rand(n, 1, 4, 4, generator=g)
@@ -59,7 +71,7 @@ def tiny_batch(modality: str, n: int = 16, seed: int = 0) -> torch.Tensor:
 
 def make_objective(objective: str, encoder: str, modality: str, seed: int = 0):
     torch.manual_seed(seed)
-    enc = build_encoder(encoder, SHAPES[modality], ENCODER_ARGS[encoder], modality)
+    enc = build_encoder(encoder, SHAPES[modality], ENCODER_ARGS[encoder], modality, corpus=TEXTS)
     return OBJECTIVES.build(objective, enc)
 
 
@@ -78,6 +90,8 @@ def test_forward_backward_shapes(objective, encoder, modality):
     assert all(v.shape == () and not v.requires_grad for v in logs.values())
     loss.backward()
     for name, p in model.named_parameters():
+        if not p.requires_grad:  # frozen on purpose (e.g. the unused BERT pooler kept for HF loading)
+            continue
         assert p.grad is not None and torch.isfinite(p.grad).all(), f"{name} got no finite gradient"
     assert any(p.grad.abs().sum() > 0 for p in model.encoder.parameters())
 
@@ -125,7 +139,7 @@ def test_checkpoint_round_trip_gives_identical_loss(objective, encoder, modality
 def bundle(modality: str) -> DataBundle:
     rng = np.random.default_rng(0)
     shape = SHAPES[modality]
-    x = rng.random((40, *shape)).astype(np.float32)
+    x = np.resize(TEXTS, 40) if modality == "text" else rng.random((40, *shape)).astype(np.float32)
     y = np.arange(40) % 2
     return DataBundle(f"tiny-{modality}", x[:32], y[:32], x[32:], y[32:], modality)
 

@@ -225,9 +225,10 @@ def test_every_registered_objective_and_strategy_can_be_planned(digits):
     from warmstart.objectives import OBJECTIVES
     from warmstart.strategies import STRATEGIES
 
-    everything = {"objectives": ",".join(OBJECTIVES.names()), "strategies": ",".join(STRATEGIES.names())}
+    image = [o for o in OBJECTIVES.names() if "image" in OBJECTIVES.get(o).modalities]  # digits: text ones refused
+    everything = {"objectives": ",".join(image), "strategies": ",".join(STRATEGIES.names())}
     config = resolve_study(flags={**everything, "encoder": "cnn", "seeds": 1}, overrides=["encoder_args.width=8"])
     methods = {cell.method for cell in plan_study(config, digits).cells}
     pretrained = [s for s in STRATEGIES.names() if STRATEGIES.get(s).load_pretrained]
-    assert {f"{o}+{s}" for o in OBJECTIVES.names() for s in pretrained} <= methods
+    assert {f"{o}+{s}" for o in image for s in pretrained} <= methods
 

@@ -20,7 +20,8 @@ EPILOG_OVERRIDES = (
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML file of settings (flags and key=value win over it)")
     parser.add_argument("--data", metavar="SOURCE", help="data: digits, fashion-mnist, mnist, npz:PATH, idx:DIR, "
-                        "folder:DIR or csv:PATH (see `warmstart datasets`)")
+                        "folder:DIR, csv:PATH; text: wordnet, wordnet-tags, text:PATH, jsonl:PATH "
+                        "(see `warmstart datasets`)")
     parser.add_argument("--data-dir", metavar="DIR", help="extra directory to look for data files in")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
     parser.add_argument("--out", metavar="DIR", help="run directory to write (must be new unless --resume)")
@@ -54,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "examples (labels are never read). Writes config.yaml, metrics.jsonl, "
                          "checkpoint.safetensors and encoder.safetensors to --out.",
                          epilog=EPILOG_OVERRIDES)
-    pre.add_argument("--objective", help="autoencoder, denoising, ... (default autoencoder)")
-    pre.add_argument("--encoder", help="linear, mlp, cnn, resnet (default mlp)")
+    pre.add_argument("--objective", help="autoencoder, denoising, ...; for text mlm, clm, simcse (default autoencoder)")
+    pre.add_argument("--encoder", help="linear, mlp, cnn, resnet; for text transformer, gpt, hf:DIR (default mlp)")
     _common(pre)
 
     fine = sub.add_parser("finetune", help="fine-tune a classifier on a label budget and evaluate it",
@@ -66,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     fine.add_argument("--from", dest="pretrained", metavar="DIR", help="a `warmstart pretrain` run directory")
     fine.add_argument("--strategy", help="scratch, linear, full, joint or selftrain (default full)")
     fine.add_argument("--labels", metavar="BUDGET", help="per_class=K, count=N or fraction=F (default per_class=5)")
-    fine.add_argument("--encoder", help="encoder for --strategy scratch without --from (default mlp)")
+    fine.add_argument("--encoder", help="encoder for --strategy scratch without --from, or hf:DIR, a Hugging Face "
+                      "model directory whose weights are the pretrained encoder (default mlp)")
     _common(fine)
 
     study = sub.add_parser(

@@ -27,6 +27,7 @@ from warmstart.health import HealthMonitor
 from warmstart.models import ENCODERS, Classifier, Encoder
 from warmstart.objectives import OBJECTIVES, Objective
 from warmstart.strategies import STRATEGIES, FinetuneContext, Strategy
+from warmstart.text_pipeline import is_text_encoder, save_text, tagging_parts, text_encoder, text_ready
 
 ENCODER_FILE = "encoder.safetensors"
 OBJECTIVE_FILE = "objective.safetensors"
@@ -64,8 +65,17 @@ def _write_config(run_dir: Path | None, config: Any) -> None:
         atomic_write_text(run_dir / "config.yaml", to_yaml(config))
 
 
-def build_encoder(name: str, input_shape: tuple[int, ...], options: dict[str, Any], modality: str = "image") -> Encoder:
-    """Build a registered encoder and remember how (``encoder.spec``), so checkpoints can rebuild it."""
+def build_encoder(
+    name: str, input_shape: tuple[int, ...], options: dict[str, Any], modality: str = "image", *,
+    tokenizer: Any = None, corpus: np.ndarray | None = None, weights: bool = True,
+) -> Encoder:
+    """Build a registered encoder and remember how (``encoder.spec``), so checkpoints can rebuild it.
+
+    Text encoders take a ``tokenizer`` (from a checkpoint spec) or train one on ``corpus``; ``weights=False``
+    initialises an ``hf:PATH`` model at random (the scratch baseline of that architecture).
+    """
+    if modality == "text" or is_text_encoder(name):
+        return text_encoder(name, options, modality, tokenizer, corpus, weights)
     encoder_cls = ENCODERS.get(name)
     if encoder_cls.image_only and modality != "image":
         raise UserError(f"encoder '{name}' needs images but the data is {modality}; use --encoder mlp")
@@ -114,9 +124,10 @@ def pretrain(
     if objective_cls.requires_image_encoder and not ENCODERS.get(config.encoder).image_only:
         raise UserError(f"objective '{config.objective}' needs an image encoder; use --encoder cnn or resnet")
     seed_everything(config.seed)
-    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality)
+    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train)
     objective = OBJECTIVES.build(config.objective, encoder, **config.objective_args)
     objective.spec = {"objective": config.objective, "objective_args": dict(config.objective_args)}
+    data = text_ready(data, encoder, labels_needed=False)
     monitor = HealthMonitor.from_bundle(encoder, data, config.health_samples, config.probe_labels, config.seed)
     runtime.resolve_device(config.device, config.amp)
     run_dir = prepare_run_dir(out, resume)
@@ -132,6 +143,7 @@ def pretrain(
         save_tensors(run_dir / ENCODER_FILE, encoder.state_dict(), meta)
         # The whole objective (encoder + heads) too: `joint` fine-tuning keeps training its loss.
         save_tensors(run_dir / OBJECTIVE_FILE, objective.state_dict(), {**meta, **objective.spec})
+        save_text(run_dir, encoder)
     return PretrainResult(run_dir, objective, history)
 
 
@@ -141,7 +153,8 @@ def load_encoder(run_dir: str | Path) -> tuple[Encoder, dict[str, Any]]:
     if not path.exists():
         raise UserError(f"{run_dir}: no {ENCODER_FILE}; point --from to a finished `warmstart pretrain` run")
     tensors, meta = load_tensors(path)
-    encoder = build_encoder(meta["encoder"], tuple(meta["input_shape"]), meta["encoder_args"])
+    encoder = build_encoder(meta["encoder"], tuple(meta["input_shape"]), meta["encoder_args"],
+                            meta.get("modality", "image"), tokenizer=meta.get("tokenizer"))
     encoder.load_state_dict(tensors)
     return encoder, meta
 
@@ -208,6 +221,9 @@ def finetune(
             f"the encoder was pretrained on inputs of shape {tuple(encoder.input_shape)} but {data.name} has "
             f"{data.input_shape}; pretrain on the same kind of data"
         )
+    if encoder is None and strategy.load_pretrained and config.encoder.startswith("hf:"):
+        # A Hugging Face model directory's own weights are the pretrained encoder.
+        encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality)
     if encoder is None and strategy.load_pretrained:
         raise UserError(
             f"strategy '{config.strategy}' starts from a pretrained encoder; pass --from RUN_DIR "
@@ -218,23 +234,30 @@ def finetune(
     seed_everything(config.seed)
     # Scratch builds the same architecture afresh; the others start from a copy of the pretrained weights,
     # so one pretrained encoder can serve many fine-tunes.
-    model_encoder = build_encoder(spec["encoder"], data.input_shape, spec["encoder_args"], data.modality)
+    model_encoder = build_encoder(spec["encoder"], data.input_shape, spec["encoder_args"], data.modality,
+                                  tokenizer=spec.get("tokenizer"), corpus=data.x_train,
+                                  weights=strategy.load_pretrained)
     if strategy.load_pretrained:
         model_encoder.load_state_dict(encoder.state_dict())
-    model = Classifier(model_encoder, data.num_classes)
+    data = text_ready(data, model_encoder)
+    make_model, make_stream, evaluate_fn = tagging_parts(data, image_stream, evaluate_model)
+    model = make_model(model_encoder, data.num_classes)
     ctx = FinetuneContext(config, data, labeled, unlabeled, model,
-                          objective_around(objective, model_encoder) if strategy.needs_objective else None)
+                          objective_around(objective, model_encoder) if strategy.needs_objective else None,
+                          make_stream(data, labeled, config.batch_size, with_labels=True))
     runtime.resolve_device(config.device, config.amp)
     run_dir = prepare_run_dir(out, resume)
     _write_config(run_dir, config)
     if run_dir is not None and runtime.is_main():
         atomic_write_text(run_dir / "labeled_indices.json", json.dumps(labeled.tolist()))
     history = strategy.train(ctx, run_dir=run_dir, resume=resume, after_step=after_step)
-    metrics = evaluate_model(model, data)
+    metrics = evaluate_fn(model, data)
     metrics.update({"labels": int(len(labeled)), "strategy": config.strategy, "seed": config.seed})
     if run_dir is not None and runtime.is_main():
-        meta = {**spec, "class_names": data.class_names, "data": config.data, "strategy": config.strategy}
+        meta = {**model_encoder.spec, "class_names": data.class_names, "data": config.data,
+                "strategy": config.strategy, "task": data.task}
         save_tensors(run_dir / MODEL_FILE, model.state_dict(), meta)
+        save_text(run_dir, model.encoder)
         atomic_write_text(run_dir / "test_metrics.json", json.dumps(metrics, indent=2))
     return FinetuneResult(run_dir, model, metrics, history, labeled)
 
@@ -245,8 +268,9 @@ def load_model(run_dir: str | Path) -> tuple[Classifier, dict[str, Any]]:
     if not path.exists():
         raise UserError(f"{run_dir}: no {MODEL_FILE}; point --model to a finished `warmstart finetune` run")
     tensors, meta = load_tensors(path)
-    encoder = build_encoder(meta["encoder"], tuple(meta["input_shape"]), meta["encoder_args"])
-    model = Classifier(encoder, len(meta["class_names"]))
+    encoder = build_encoder(meta["encoder"], tuple(meta["input_shape"]), meta["encoder_args"],
+                            meta.get("modality", "image"), tokenizer=meta.get("tokenizer"))
+    model = tagging_parts(meta.get("task", "classify"), None, None)[0](encoder, len(meta["class_names"]))
     model.load_state_dict(tensors)
     return model, meta
 
@@ -262,4 +286,5 @@ def evaluate(model_dir: str | Path, data: str | DataBundle, data_dir: str | None
         )
     if len(meta["class_names"]) < bundle.num_classes:
         raise UserError(f"{bundle.name} has {bundle.num_classes} classes but the model knows {len(meta['class_names'])}")
-    return evaluate_model(model, bundle)
+    bundle = text_ready(bundle, model.encoder)
+    return tagging_parts(bundle, None, evaluate_model)[2](model, bundle)

@@ -44,9 +44,13 @@ class FinetuneContext:
     unlabeled: np.ndarray
     model: Classifier
     objective: nn.Module | None = None
+    #: The pipeline's labeled stream (e.g. token-tagging batches for text); None: built from ``data``.
+    stream: Stream | None = None
 
 
 def labeled_stream(ctx: FinetuneContext, batch_size: int | None = None) -> Stream:
+    if ctx.stream is not None and batch_size is None:
+        return ctx.stream
     data, index = ctx.data, ctx.labeled
 
     def make(rows: np.ndarray) -> tuple[torch.Tensor, ...]:

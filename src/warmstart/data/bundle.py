@@ -1,7 +1,8 @@
 """``DataBundle``: what every source returns and every later stage consumes."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,9 +25,14 @@ class DataBundle:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    modality: str  # "image" or "tabular"
+    modality: str  # "image", "tabular" or "text"
     class_names: list[str] = field(default_factory=list)
     scale: float = 1.0
+    # Text: x rows are documents (object arrays); ``batch`` needs the tokenizer the encoder brings
+    # (``with_tokenizer``). ``task="tagging"``: rows are (words, start, end) entity spans, see data/wordnet.py.
+    task: str = "classify"
+    tokenizer: Any = None
+    max_length: int = 128
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):
@@ -70,9 +76,20 @@ class DataBundle:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def with_tokenizer(self, tokenizer: Any, max_length: int) -> "DataBundle":
+        """A copy of this text bundle whose ``batch`` tokenises with ``tokenizer``."""
+        return replace(self, tokenizer=tokenizer, max_length=max_length)
+
     def batch(self, x: np.ndarray, index: np.ndarray | None = None) -> torch.Tensor:
-        """Rows ``index`` of ``x`` (all rows when None) as a float32 tensor in model units."""
+        """Rows ``index`` of ``x`` (all rows when None) as a float32 tensor in model units; for text,
+        ``(B, L)`` int64 token ids padded with the tokenizer's pad id."""
         rows = x if index is None else x[index]
+        if self.modality == "text":
+            from warmstart.data.text import encode
+
+            if self.tokenizer is None:
+                raise RuntimeError("text batches need a tokenizer: use data.with_tokenizer(encoder.tokenizer, ...)")
+            return encode(self.tokenizer, rows, self.max_length)[0]
         batch = np.ascontiguousarray(rows, dtype=np.float32)
         if np.may_share_memory(batch, x):  # float32 rows come back as a view: scaling in place would write
             batch = batch.copy()  # into the data set (a segfault on a read-only memory map)

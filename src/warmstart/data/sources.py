@@ -31,6 +31,7 @@ class Source:
     load: Callable[[str | None, str | None], DataBundle]
     takes_path: bool = False
     locate: Callable[[str | None], str | None] | None = None  # where it is on this machine
+    missing: str = ""  # what `warmstart datasets` says when ``locate`` finds nothing
 
 
 SOURCES: Registry[Source] = Registry("data source")
@@ -63,7 +64,7 @@ def describe_sources(data_dir: str | None = None) -> list[dict]:
             where = (f"looked in {', '.join(map(str, idx.candidate_dirs(name, data_dir)))}; "
                      f"downloads from {idx.base_url(name)} on first use")
         else:
-            where = found
+            where = found if found is not None else source.missing
         rows.append({
             "name": f"{name}:PATH" if source.takes_path else name,
             "description": source.description,
@@ -278,6 +279,10 @@ def _load_csv(path: str, data_dir: str | None) -> DataBundle:
     """Numeric features plus a label column named ``label`` (else the last column; a header row is
     optional and detected by being non-numeric). Features are standardised with train statistics."""
     name = f"csv:{path}"
+    from warmstart.data import text
+
+    if text.wants_text_csv(path):  # a 'text' column (or ?text=COL): documents, not numeric features
+        return text.load_csv_text(path, data_dir)
     try:
         with open(path, newline="") as f:
             rows = [r for r in csv.reader(f) if r]
@@ -335,4 +340,22 @@ for _name, _what in (("fashion-mnist", "Zalando's 28x28 clothing images"), ("mni
 SOURCES.register("npz")(Source("NumPy .npz with x_train, y_train [, x_test, y_test, class_names]", _load_npz, True))
 SOURCES.register("idx")(Source("folder with the 4 MNIST-style IDX files (optionally .gz)", _load_idx, True))
 SOURCES.register("folder")(Source("class subfolders of images, optionally under train/ and test/", _load_folder, True))
-SOURCES.register("csv")(Source("CSV of numeric features and a 'label' column (else the last column)", _load_csv, True))
+SOURCES.register("csv")(Source("CSV of numeric features and a 'label' column (else the last column), or of a "
+                               "'text' column (?text=COL&label=COL)", _load_csv, True))
+
+# Text (data/text.py, data/wordnet.py); the loaders import nothing heavy until called.
+from warmstart.data import text as _text, wordnet as _wordnet  # noqa: E402
+
+SOURCES.register("text")(Source("unlabeled text: one document per line, or a folder of .txt files", _text.load_text,
+                                True))
+SOURCES.register("jsonl")(Source("JSON lines with a 'text' and optional 'label' field (?text=COL&label=COL)",
+                                 _text.load_jsonl, True))
+SOURCES.register("wordnet")(Source(
+    "WordNet glosses labelled with their 41 noun/verb supersenses (Debian wordnet-base)", _wordnet.load_wordnet,
+    locate=lambda data_dir: (str(p) if (p := _wordnet.locate(data_dir)) else None), missing=_wordnet.MISSING,
+))
+SOURCES.register("wordnet-tags")(Source(
+    "WordNet example sentences with the synset's lemma BIO-tagged by supersense (token classification)",
+    _wordnet.load_wordnet_tags, locate=lambda data_dir: (str(p) if (p := _wordnet.locate(data_dir)) else None),
+    missing=_wordnet.MISSING,
+))

@@ -1,10 +1,13 @@
 """Self-supervised objectives. Adding one: a new file with an ``Objective`` subclass and one line below."""
 from warmstart.objectives.autoencoder import Autoencoder
 from warmstart.objectives.base import Objective
+from warmstart.objectives.clm import CausalLM
 from warmstart.objectives.denoising import DenoisingAutoencoder
 from warmstart.objectives.gan import GAN
 from warmstart.objectives.masked import MaskedAutoencoder
+from warmstart.objectives.mlm import MaskedLM
 from warmstart.objectives.simclr import SimCLR
+from warmstart.objectives.simcse import SimCSE
 from warmstart.objectives.vae import VAE
 from warmstart.registry import Registry
 
@@ -16,5 +19,8 @@ OBJECTIVES.register("gan")(GAN)
 OBJECTIVES.register("masked")(MaskedAutoencoder)
 OBJECTIVES.register("simclr")(SimCLR)
 OBJECTIVES.register("vae")(VAE)
+OBJECTIVES.register("mlm")(MaskedLM)
+OBJECTIVES.register("clm")(CausalLM)
+OBJECTIVES.register("simcse")(SimCSE)
 
 __all__ = ["OBJECTIVES", "Objective"]
