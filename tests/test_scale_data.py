@@ -55,3 +55,21 @@ def test_stream_order_is_a_pure_function_of_seed_and_step():
     epoch = torch.cat([stream.batch_at(s, seed=4, stream_id=0)[0] for s in range(10)])
     assert sorted(epoch.tolist()) == list(range(1000))  # one epoch visits every row once
     assert not torch.equal(seen[0], stream.batch_at(10, seed=4, stream_id=0)[0])  # a new epoch reshuffles
+
+
+def test_memory_mapped_rows_are_read_without_mapping_them(tmp_path):
+    """``DataBundle.batch`` reads rows of a read-only memory map with pread: same values as indexing the map
+    (also for a view that starts mid-file), without the pages landing in this process's resident set."""
+    from warmstart.data.bundle import DataBundle, read_rows
+
+    rng = np.random.default_rng(0)
+    pool = rng.integers(0, 256, size=(5000, 1, 28, 28), dtype=np.uint8)
+    path = tmp_path / "pool.npy"
+    np.save(path, pool)
+    mapped = np.load(path, mmap_mode="r")
+    index = np.sort(rng.choice(4000, size=300, replace=False))
+    assert np.array_equal(read_rows(mapped, index), pool[index])
+    assert np.array_equal(read_rows(mapped[700:], index), pool[700:][index])
+    bundle = DataBundle("pool", mapped, np.zeros(5000, np.int64), mapped[:10], np.zeros(10, np.int64), "image",
+                        scale=1 / 255)
+    assert torch.equal(bundle.batch(mapped, index), torch.from_numpy(pool[index].astype(np.float32)).mul_(1 / 255))

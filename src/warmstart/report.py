@@ -15,8 +15,6 @@ import csv
 import html
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from warmstart.checkpoint import atomic_write_text, load_tensors
+from warmstart.checkpoint import atomic_write_bytes, atomic_write_text, load_tensors
 from warmstart.config import read_yaml
 from warmstart.errors import UserError
 from warmstart.plots import confusion_png, curve_png, embedding_png
@@ -148,17 +146,6 @@ def _doc(obj: Any) -> str:
     """First paragraph of a registered thing's docstring, on one line (so the protocol follows the code)."""
     text = (getattr(obj, "__doc__", None) or "").strip().split("\n\n")[0]
     return " ".join(text.replace("``", "").split()).rstrip(".")
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _cells(run_dir: Path) -> dict[tuple[str, str, int], dict]:
@@ -379,7 +366,7 @@ def write_report(run_dir: str | Path) -> Path:
         raise UserError(f"{run_dir} is not a directory; point to a `warmstart study` output directory")
     blocks, pngs = build_blocks(run_dir)
     for name, data in pngs.items():
-        _write_bytes(run_dir / name, data)
+        atomic_write_bytes(run_dir / name, data)
     atomic_write_text(run_dir / "report.md", to_markdown(blocks))
     atomic_write_text(run_dir / "report.html", to_html(blocks, pngs, blocks[0][1]))
     return run_dir / "report.html"
