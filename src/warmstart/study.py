@@ -41,6 +41,7 @@ from warmstart.errors import UserError
 from warmstart.evaluate import classification_metrics, embed
 from warmstart.objectives import OBJECTIVES
 from warmstart.pipeline import build_encoder, finetune, pretrain
+from warmstart.text_pipeline import text_ready
 from warmstart.strategies import STRATEGIES
 
 COLUMNS = ["method", "kind", "objective", "strategy", "budget", "labels", "seed", "accuracy", "macro_f1",
@@ -87,7 +88,7 @@ def plan_study(config: StudyConfig, data: DataBundle | None = None) -> StudyPlan
     sizes = {spec: LabelBudget.parse(spec).size(data.y_train) for spec in config.labels}
     for name in config.baselines:
         BASELINES.get(name)
-    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality)
+    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train)
     for objective in config.objectives:
         cls = OBJECTIVES.get(objective)
         if data.modality not in cls.modalities:
@@ -136,6 +137,19 @@ def _flat(data: DataBundle, x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float32).reshape(len(x), -1) * np.float32(data.scale)
 
 
+def baseline_features(data: DataBundle) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test inputs for the scikit-learn baselines. Text becomes TF-IDF reduced to 256 dimensions
+    by truncated SVD (both fit on the training documents, labels unused), so every baseline gets dense rows."""
+    if data.modality != "text":
+        return _flat(data, data.x_train), _flat(data, data.x_test)
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2).fit(list(data.x_train))
+    svd = TruncatedSVD(256, random_state=0).fit(tfidf.transform(list(data.x_train)))
+    return tuple(svd.transform(tfidf.transform(list(x))).astype(np.float32) for x in (data.x_train, data.x_test))
+
+
 def _labeled_hash(labeled: np.ndarray) -> str:
     return hashlib.sha256(np.asarray(labeled, dtype=np.int64).tobytes()).hexdigest()[:12]
 
@@ -180,7 +194,7 @@ class StudyRunner:
 
     def save_embedding(self, encoder: torch.nn.Module, path: Path, objective: str) -> None:
         """A 2-D PCA map of the test split's features, so ``warmstart report`` never recomputes it."""
-        features = embed(encoder, self.data, self.data.x_test)
+        features = embed(encoder, text_ready(self.data, encoder, labels_needed=False), self.data.x_test)
         pca = PCA(2, svd_solver="full")
         xy = pca.fit_transform(features).astype(np.float32)
         save_tensors(path, {"xy": torch.from_numpy(xy), "y": torch.from_numpy(self.data.y_test)}, {
@@ -191,7 +205,7 @@ class StudyRunner:
         started = time.perf_counter()
         if cell.kind == "baseline":
             if self._flat is None:
-                self._flat = _flat(self.data, self.data.x_train), _flat(self.data, self.data.x_test)
+                self._flat = baseline_features(self.data)
             x_train, x_test = self._flat
             labeled, _ = LabelBudget.parse(cell.budget).split(self.data.y_train, cell.seed)
             y = np.full(len(x_train), -1, dtype=np.int64)
