@@ -35,11 +35,14 @@ METHODS = ("tfidf", "scratch", "mlm", "minilm")
 LABELS = {"tfidf": "TF-IDF + logistic regression", "scratch": "transformer, scratch",
           "mlm": "transformer, MLM-pretrained (full fine-tune)", "minilm": "all-MiniLM-L6-v2 (full fine-tune)"}
 ENCODER = {"hidden": 128, "layers": 4, "heads": 4, "vocab_size": 8000, "max_length": 32}
+# MLM pretraining recipe and the fine-tuning recipe of the pretrained model (scratch keeps its own).
+PRETRAIN = {"epochs": 1, "lr": 1e-3, "mask": 0.15}
+MLM_FINETUNE = {"lr": 5e-4, "epochs": {100: 40, 1000: 15}, "layer_decay": None}
 
 
 def settings(quick: bool) -> dict:
     return {
-        "pretrain_epochs": 1, "pretrain_rows": 5000 if quick else None, "test_size": 300 if quick else 2000,
+        "pretrain_rows": 5000 if quick else None, "test_size": 300 if quick else 2000,
         "epochs": {100: 40, 1000: 15}, "minilm_epochs": {100: 10, 1000: 3},
     }
 
@@ -72,13 +75,14 @@ def pretrained_encoder(data: DataBundle, out: Path, cfg: dict):
     corpus = data if cfg["pretrain_rows"] is None else DataBundle(
         "wordnet", data.x_train[:cfg["pretrain_rows"]], data.y_train[:cfg["pretrain_rows"]], data.x_test,
         data.y_test, "text", data.class_names)
-    config = PretrainConfig(data="wordnet", objective="mlm", encoder="transformer", encoder_args=ENCODER,
-                            epochs=cfg["pretrain_epochs"], batch_size=128, lr=1e-3, warmup=0.05, threads=1)
+    config = PretrainConfig(data="wordnet", objective="mlm", objective_args={"probability": PRETRAIN["mask"]},
+                            encoder="transformer", encoder_args=ENCODER, epochs=PRETRAIN["epochs"], batch_size=128,
+                            lr=PRETRAIN["lr"], warmup=0.05, threads=1)
     started, cpu = time.perf_counter(), time.process_time()
     result = pretrain(config, run, data=corpus)
     # Wall and CPU time both: on a shared machine the wall clock mostly measures the neighbours.
     info = {"seconds": round(time.perf_counter() - started, 1), "cpu_seconds": round(time.process_time() - cpu, 1),
-            "glosses": len(corpus.x_train),
+            "glosses": len(corpus.x_train), "recipe": dict(PRETRAIN), "encoder": dict(ENCODER),
             "steps": result.history[-1]["step"], "final_loss": result.history[-1]["loss"],
             "mlm_accuracy": result.history[-1]["mlm_accuracy"]}
     (run / "bench_pretrain.json").write_text(json.dumps(info))
@@ -98,10 +102,14 @@ def run_cell(method: str, n: int, seed: int, data: DataBundle, out: Path, cfg: d
                                 encoder_args={"max_length": ENCODER["max_length"]}, epochs=cfg["minilm_epochs"][n],
                                 lr=1e-4, **common)
         return finetune(config, None, data=data).metrics
-    config = FinetuneConfig(strategy="scratch" if method == "scratch" else "full", encoder="transformer",
-                            encoder_args=ENCODER, epochs=cfg["epochs"][n], lr=5e-4, **common)
-    encoder = pretrained_encoder(data, out, cfg)[0] if method == "mlm" else None
-    return finetune(config, None, data=data, encoder=encoder).metrics
+    if method == "scratch":
+        config = FinetuneConfig(strategy="scratch", encoder="transformer", encoder_args=ENCODER,
+                                epochs=cfg["epochs"][n], lr=5e-4, **common)
+        return finetune(config, None, data=data).metrics
+    config = FinetuneConfig(strategy="full", strategy_args={"layer_decay": MLM_FINETUNE["layer_decay"]},
+                            encoder="transformer", encoder_args=ENCODER, epochs=MLM_FINETUNE["epochs"][n],
+                            lr=MLM_FINETUNE["lr"], **common)
+    return finetune(config, None, data=data, encoder=pretrained_encoder(data, out, cfg)[0]).metrics
 
 
 def table(rows: list[dict], budgets: list[int], pretrain_info: dict | None) -> str:
@@ -120,12 +128,17 @@ def table(rows: list[dict], budgets: list[int], pretrain_info: dict | None) -> s
         lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
     if pretrain_info:
         lines.append("")
-        lines.append(f"MLM pretraining: {pretrain_info['steps']} steps of 128 glosses ({pretrain_info['glosses']} "
-                     f"training glosses, labels unused) in {pretrain_info['seconds'] / 60:.1f} min wall"
-                     + (f" ({pretrain_info['cpu_seconds'] / 60:.1f} CPU-min)" if "cpu_seconds" in pretrain_info else "")
-                     + f"; final MLM "
-                     f"loss {pretrain_info['final_loss']:.2f}, masked-token accuracy "
-                     f"{pretrain_info['mlm_accuracy']:.3f}.")
+        info = pretrain_info
+        recipe = info.get("recipe", {"epochs": 1, "lr": 1e-3, "mask": 0.15})
+        sequences = info["steps"] * 128
+        cpu = f" ({info['cpu_seconds'] / 60:.1f} CPU-min)" if "cpu_seconds" in info else ""
+        lines.append(f"MLM pretraining ({recipe['epochs']} epochs over {info['glosses']} training glosses, labels "
+                     f"unused; {recipe['mask']:.0%} of tokens masked, lr {recipe['lr']:g}): {info['steps']} steps "
+                     f"of 128 glosses in {info['seconds'] / 60:.1f} min wall{cpu}, "
+                     f"{sequences / info['seconds']:.0f} sequences/s wall"
+                     + (f", {sequences / info['cpu_seconds']:.0f} per CPU-second" if cpu else "")
+                     + f"; last-epoch MLM loss {info['final_loss']:.2f}, masked-token accuracy "
+                     f"{info['mlm_accuracy']:.3f}.")
     return "\n".join(lines)
 
 
@@ -148,12 +161,17 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench_text"))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--report", action="store_true", help="only rebuild the table from results.jsonl")
-    parser.add_argument("--pretrain-epochs", type=int, default=1, help="MLM passes over the training glosses")
+    parser.add_argument("--pretrain", default="{}", help='JSON overrides of PRETRAIN, e.g. {"epochs": 3}')
+    parser.add_argument("--encoder", default="{}", help='JSON overrides of ENCODER, e.g. {"layers": 2}')
+    parser.add_argument("--mlm-finetune", default="{}", help='JSON overrides of MLM_FINETUNE, e.g. {"lr": 2e-4}')
     parser.add_argument("--note", default="", help="a sentence to add under the table (e.g. how the cells were run)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # on a shared 2-core machine one thread ran ~5x faster than two
     cfg = settings(args.quick)
-    cfg["pretrain_epochs"] = args.pretrain_epochs
+    PRETRAIN.update(json.loads(args.pretrain))
+    ENCODER.update(json.loads(args.encoder))
+    MLM_FINETUNE.update({k: ({int(n): e for n, e in v.items()} if k == "epochs" else v)
+                         for k, v in json.loads(args.mlm_finetune).items()})
     out = Path(args.out + ("-quick" if args.quick else ""))
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"

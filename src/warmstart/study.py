@@ -139,14 +139,17 @@ def _flat(data: DataBundle, x: np.ndarray) -> np.ndarray:
 
 def baseline_features(data: DataBundle) -> tuple[np.ndarray, np.ndarray]:
     """Train and test inputs for the scikit-learn baselines. Text becomes TF-IDF reduced to 256 dimensions
-    by truncated SVD (both fit on the training documents, labels unused), so every baseline gets dense rows."""
+    (fewer for a small vocabulary) by truncated SVD, both fit on the training documents (labels unused), so
+    every baseline gets dense rows."""
     if data.modality != "text":
         return _flat(data, data.x_train), _flat(data, data.x_test)
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2).fit(list(data.x_train))
-    svd = TruncatedSVD(256, random_state=0).fit(tfidf.transform(list(data.x_train)))
+    # A small corpus has fewer than 256 terms; SVD needs fewer components than features.
+    dims = min(256, len(tfidf.vocabulary_) - 1)
+    svd = TruncatedSVD(dims, random_state=0).fit(tfidf.transform(list(data.x_train)))
     return tuple(svd.transform(tfidf.transform(list(x))).astype(np.float32) for x in (data.x_train, data.x_test))
 
 
