@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from warmstart.report import Summary
+    from warmstart.summary import Summary
 
 
 def _figure(width: float, height: float):

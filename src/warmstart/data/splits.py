@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 from warmstart.errors import UserError
 
@@ -141,3 +142,15 @@ def _proportional(f: float, sizes: np.ndarray, rng: np.random.Generator | None) 
         ranked = ranked[alloc[ranked] < sizes[ranked]]  # float rounding must never overfill a class
         alloc[ranked[:extra]] += 1
     return alloc
+
+
+def fixed_split(y: np.ndarray, test_size: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train_idx, test_idx): stratified when every class allows it, always ``random_state=0``."""
+    order = np.arange(len(y))
+    if len(y) < 2:
+        raise UserError(f"need at least 2 examples to make a train/test split, got {len(y)}; add data")
+    try:
+        tr, te = train_test_split(order, test_size=test_size, random_state=0, stratify=y)
+    except ValueError:  # a class with 1 example, or fewer test slots than classes
+        tr, te = train_test_split(order, test_size=test_size, random_state=0)
+    return np.sort(tr), np.sort(te)
