@@ -204,8 +204,10 @@ def main() -> None:
             "## Text: WordNet supersenses with few labels\n\n"
             "`python bench/text_accuracy.py` — 41-way supersense classification of WordNet glosses "
             f"(`--data wordnet`); accuracy on a fixed {cfg['test_size']}-gloss test subset, mean ± sd over seeds. "
-            f"Our transformer: {ENCODER}; fine-tuning: `full`, batch 32, lr 5e-4 (MiniLM 1e-4), "
-            f"epochs {cfg['epochs']} (MiniLM {cfg['minilm_epochs']}), per label budget. Machine: {machine}. "
+            f"Our transformer: {ENCODER}; MLM pretraining: {PRETRAIN} (batch 128, 5% warm-up). Fine-tuning, "
+            f"batch 32, 10% warm-up, epochs per label budget: scratch lr 5e-4, epochs {cfg['epochs']}; "
+            f"MLM-pretrained `full` lr {MLM_FINETUNE['lr']:g}, epochs {MLM_FINETUNE['epochs']}, layer decay "
+            f"{MLM_FINETUNE['layer_decay']}; MiniLM `full` lr 1e-4, epochs {cfg['minilm_epochs']}. Machine: {machine}. "
             "Seconds are wall clock per cell on that shared machine.\n\n" + body
             + (f"\n\n{args.note}" if args.note else ""))
 

@@ -5,9 +5,9 @@ Debian's ``wordnet-base`` ships ``/usr/share/wordnet/data.noun`` and ``data.verb
 synset's *supersense* (Ciaramita & Johnson, 2003): 26 noun classes and 15 verb classes.
 
 * ``wordnet``: each synset's gloss (definition and example sentences) → its supersense; ~96k documents.
-* ``wordnet-tags``: supersense tagging (Ciaramita & Altun, 2006) of a given lemma — each row is the synset's
-  lemma, ``:``, and one of its example sentences; the lemma's words in the sentence (found through WordNet's
-  inflection lists, e.g. "ran" → run) are tagged ``B-/I-<supersense>``, every other word ``O``.
+* ``wordnet-tags``: supersense tagging (Ciaramita & Altun, 2006) — in each example sentence, the words of the
+  synset's own lemma (found through WordNet's inflection lists, e.g. "ran" → run) are tagged
+  ``B-/I-<supersense>``, every other word ``O``.
 
 Both split synsets into train/test with one fixed seeded split (10% test, independent of the run seed), so
 the tagging test sentences come from synsets never seen in training.
@@ -129,29 +129,21 @@ def _bases(word: str, exceptions: dict[str, set[str]]) -> set[str]:
     return forms
 
 
-def find_lemma(words: list[str], lemmas: list[str], exceptions: dict[str, set[str]]) -> tuple[int, int, str] | None:
-    """``(start, end, lemma)``: the word span of the first lemma occurring in ``words`` (inflections allowed
-    on the last word of a multi-word lemma), or None."""
+def find_lemma(words: list[str], lemmas: list[str], exceptions: dict[str, set[str]]) -> tuple[int, int] | None:
+    """``(start, end)`` word span of the first lemma occurring in ``words`` (inflections allowed on the
+    last word of a multi-word lemma), or None."""
     lowered = [w.lower() for w in words]
     for lemma in sorted(lemmas, key=lambda s: -s.count("_")):  # longest lemma first
         parts = re.findall(WORD, lemma.replace("_", " "))
         n = len(parts)
         for i in range(len(words) - n + 1):
             if lowered[i:i + n - 1] == parts[:-1] and parts[-1] in _bases(lowered[i + n - 1], exceptions):
-                return i, i + n, lemma
+                return i, i + n
     return None
 
 
-QUERY_END = ":"  # separates the lemma (the query) from the sentence
-
-
 def tagging_examples(root: Path) -> list[tuple[tuple[str, ...], int, int, int, int]]:
-    """``(words, start, end, supersense, synset index)`` for every example sentence whose lemma was found.
-
-    ``words`` is the lemma found, then ``:``, then the sentence: ``("twist", ":", "The", "wrestler",
-    "twisted", ...)`` with the entity at ``twisted``. Without the lemma the task is ill-posed: an example
-    sentence annotates only its synset's word, and the other nouns and verbs in it are left ``O`` although
-    they have supersenses too, so no model can tell which word to tag (entity F1 was 0.03)."""
+    """``(words, start, end, supersense, synset index)`` for every example sentence whose lemma was found."""
     exceptions = _exceptions(root)
     examples = []
     for s, (lemmas, label, gloss) in enumerate(read_synsets(root)):
@@ -159,8 +151,7 @@ def tagging_examples(root: Path) -> list[tuple[tuple[str, ...], int, int, int, i
             words = WORD.findall(sentence)
             span = find_lemma(words, lemmas, exceptions)
             if span is not None:
-                query = (*WORD.findall(span[2].replace("_", " ")), QUERY_END)
-                examples.append(((*query, *words), span[0] + len(query), span[1] + len(query), label, s))
+                examples.append((tuple(words), span[0], span[1], label, s))
     return examples
 
 
