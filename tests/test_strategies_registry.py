@@ -149,13 +149,16 @@ def test_selftrain_on_the_pretrained_graph_spreads_over_pretrained_features_with
 
 def test_lp_ft_head_starts_as_the_logistic_regression_probe(digits, pretrained):
     """`full(head_init="probe")`: before any step the classifier predicts what scikit-learn's probe on the
-    frozen features predicts, on held-out rows too (a random head agrees with it about 1 time in 10)."""
+    standardised frozen features predicts, on held-out rows too (a random head agrees with it 1 time in 10)."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     _, ctx = _context("full", digits, pretrained)
     STRATEGIES.build("full", head_init="probe").setup(ctx)
     z = embed(ctx.model.encoder, digits, digits.x_train)
-    probe = LogisticRegression(max_iter=2000).fit(z[ctx.labeled], digits.y_train[ctx.labeled])
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    probe.fit(z[ctx.labeled], digits.y_train[ctx.labeled])
     with torch.no_grad():
         ctx.model.eval()
         ours = ctx.model(digits.batch(digits.x_train[ctx.unlabeled])).argmax(1).numpy()
