@@ -16,6 +16,7 @@ from warmstart.config import FinetuneConfig, PretrainConfig
 from warmstart.data.sources import load_data
 from warmstart.data.splits import LabelBudget
 from warmstart.errors import UserError
+from warmstart.evaluate import embed
 from warmstart.models import Classifier
 from warmstart.strategies import STRATEGIES, FinetuneContext, Full, layer_ids, propagate
 
@@ -127,3 +128,41 @@ def test_label_spreading_targets_are_distributions_that_recover_labels(digits):
     assert torch.allclose(targets.sum(1), torch.ones(len(targets)), atol=1e-5)
     recovered = (targets[unlabeled].argmax(1).numpy() == digits.y_train[unlabeled]).mean()
     assert recovered > 0.85, recovered
+
+
+def test_selftrain_on_the_pretrained_graph_spreads_over_pretrained_features_without_a_teacher(digits, pretrained):
+    """`graph="pretrained"`: targets are label spreading over the untouched pretrained encoder's features
+    (labeled rows one-hot), and with `targets="propagate"` no teacher is fine-tuned at all."""
+    _, ctx = _context("selftrain", digits, pretrained)
+    strategy = STRATEGIES.build("selftrain", graph="pretrained", epochs=1, batch=64)
+    encoder_before = {k: v.clone() for k, v in ctx.model.encoder.state_dict().items()}
+    strategy.setup(ctx)
+    assert all(torch.equal(v, ctx.model.encoder.state_dict()[k]) for k, v in encoder_before.items())
+    expected = propagate(embed(ctx.model.encoder, digits, digits.x_train), ctx, neighbors=10)
+    expected[ctx.labeled] = torch.nn.functional.one_hot(torch.from_numpy(digits.y_train[ctx.labeled]), 10).float()
+    assert torch.allclose(strategy.targets, expected)
+    agreement = (strategy.targets[ctx.unlabeled].argmax(1).numpy() == digits.y_train[ctx.unlabeled]).mean()
+    assert agreement > 0.5, agreement  # autoencoder features of 3 epochs: far above chance (0.10)
+    with pytest.raises(ValueError, match="graph"):
+        STRATEGIES.build("selftrain", graph="student")
+
+
+def test_lp_ft_head_starts_as_the_logistic_regression_probe(digits, pretrained):
+    """`full(head_init="probe")`: before any step the classifier predicts what scikit-learn's probe on the
+    standardised frozen features predicts, on held-out rows too (a random head agrees with it 1 time in 10)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    _, ctx = _context("full", digits, pretrained)
+    STRATEGIES.build("full", head_init="probe").setup(ctx)
+    z = embed(ctx.model.encoder, digits, digits.x_train)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    probe.fit(z[ctx.labeled], digits.y_train[ctx.labeled])
+    with torch.no_grad():
+        ctx.model.eval()
+        ours = ctx.model(digits.batch(digits.x_train[ctx.unlabeled])).argmax(1).numpy()
+    assert (ours == probe.predict(z[ctx.unlabeled])).mean() > 0.99
+    assert (ours == digits.y_train[ctx.unlabeled]).mean() > 0.5
+    with pytest.raises(ValueError, match="head_init"):
+        STRATEGIES.build("full", head_init="zeros")

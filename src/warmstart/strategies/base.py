@@ -159,6 +159,42 @@ def layer_ids(encoder: nn.Module) -> dict[int, int]:
     return ids
 
 
+HEAD_INITS = ("random", "probe")
+
+
+@torch.no_grad()
+def probe_head(ctx: FinetuneContext, chunk: int = 512) -> None:
+    """Set ``ctx.model.head`` to scikit-learn's logistic regression on the frozen features of the labeled rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    stream, model = labeled_stream(ctx), ctx.model
+    model.encoder.eval()
+    features, labels = [], []
+    for start in range(0, stream.size, chunk):
+        x, y = stream.make_batch(np.arange(start, min(start + chunk, stream.size)))[:2]
+        if y.dim() != 1:
+            raise ValueError("head_init='probe' needs one label per example (not per token)")
+        features.append(model.encoder(x.to(model.head.weight.device)).float().cpu())
+        labels.append(y)
+    z, y = torch.cat(features).double().numpy(), torch.cat(labels).numpy()
+    # Standardised features (1-2 points better than raw ones for a SimCLR CNN on Fashion-MNIST); the
+    # scaling is folded into the head: w·(z - mean)/scale + b = (w/scale)·z + (b - w·mean/scale).
+    mean, scale = z.mean(0), z.std(0) + 1e-6
+    probe = LogisticRegression(max_iter=2000).fit((z - mean) / scale, y)
+    coef = probe.coef_ / scale
+    intercept = probe.intercept_ - coef @ mean
+    weight, bias = torch.zeros_like(model.head.weight), torch.zeros_like(model.head.bias)
+    classes = torch.as_tensor(probe.classes_)
+    if len(classes) == 2:  # scikit-learn's binary form: one logit for class 1 against 0
+        weight[classes[1]] = torch.as_tensor(coef[0], dtype=weight.dtype)
+        bias[classes[1]] = float(intercept[0])
+    else:
+        weight[classes] = torch.as_tensor(coef, dtype=weight.dtype)
+        bias[classes] = torch.as_tensor(intercept, dtype=bias.dtype)
+    model.head.weight.copy_(weight)
+    model.head.bias.copy_(bias)
+
+
 @STRATEGIES.register("full")
 class Full(Strategy):
     """Full fine-tuning: encoder and head train together from the pretrained weights.
@@ -166,13 +202,25 @@ class Full(Strategy):
     ``layer_decay`` (e.g. 0.75; BEiT/ELECTRA's layer-wise LR decay) scales the LR of encoder layer ``i``
     of ``L`` by ``layer_decay ** (L - i)`` and keeps the head at 1, so the early, most general layers move
     least. ``None`` trains every parameter at the same LR.
+
+    ``head_init="probe"`` is LP-FT (Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features and
+    Underperform Out-of-Distribution"): the head starts as a logistic-regression probe fitted on the
+    frozen features of the labeled rows, so the first gradients do not come from a random head and
+    fine-tuning starts from the probe's accuracy instead of wrecking the features to fit one.
     """
 
-    def __init__(self, augment: str = "none", layer_decay: float | None = None) -> None:
+    def __init__(self, augment: str = "none", layer_decay: float | None = None, head_init: str = "random") -> None:
         super().__init__(augment)
         if layer_decay is not None and not 0 < layer_decay <= 1:
             raise ValueError(f"layer_decay must lie in (0, 1], got {layer_decay}")
-        self.layer_decay = layer_decay
+        if head_init not in HEAD_INITS:
+            raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {head_init!r}")
+        self.layer_decay, self.head_init = layer_decay, head_init
+
+    def setup(self, ctx: FinetuneContext) -> nn.Module:
+        if self.head_init == "probe":
+            probe_head(ctx)
+        return ctx.model
 
     def param_groups(self, model: Classifier) -> list[dict]:
         if self.layer_decay is None:
