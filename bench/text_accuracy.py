@@ -137,8 +137,11 @@ def table(rows: list[dict], budgets: list[int], pretrain_info: dict | None) -> s
         recipe = info.get("recipe", {"epochs": 1, "lr": 1e-3, "mask": 0.15})
         sequences = info["steps"] * 128
         cpu = f" ({info['cpu_seconds'] / 60:.1f} CPU-min)" if "cpu_seconds" in info else ""
-        lines.append(f"MLM pretraining ({recipe['epochs']} epochs over {info['glosses']} training glosses, labels "
-                     f"unused; {recipe['mask']:.0%} of tokens masked, lr {recipe['lr']:g}): {info['steps']} steps "
+        done = (f"{info['stopped_after_epoch']} of {recipe['epochs']} scheduled epochs, stopped early and the "
+                f"encoder taken from the epoch-{info['stopped_after_epoch']} checkpoint"
+                if "stopped_after_epoch" in info else f"{recipe['epochs']} epochs")
+        lines.append(f"MLM pretraining: {done}, over {info['glosses']} training glosses (labels "
+                     f"unused), {recipe['mask']:.0%} of tokens masked, lr {recipe['lr']:g}; {info['steps']} steps "
                      f"of 128 glosses in {info['seconds'] / 60:.1f} min wall{cpu}, "
                      f"{sequences / info['seconds']:.0f} sequences/s wall"
                      + (f", {sequences / info['cpu_seconds']:.0f} per CPU-second" if cpu else "")
