@@ -243,6 +243,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke check on a 3k-image pool, 1 seed, 100 labels")
     parser.add_argument("--only", help="comma-separated rows to run (default: all)")
     parser.add_argument("--note", default="", help="a line to print under the table (e.g. what was cut and why)")
+    parser.add_argument("--redo", action="store_true",
+                        help="recompute the --only rows even where cached (the newest cell of each counts)")
     parser.add_argument("--table", action="store_true", help="run nothing: write the table of the cached cells")
     groups = ["sklearn", "scratch", *PRETRAIN]
     parser.add_argument("--groups", default=",".join(groups),
@@ -271,7 +273,9 @@ def main() -> None:
     done = [json.loads(line) for line in cells_file.read_text().splitlines()] if cells_file.exists() else []
     seen = {(c["row"], c["labels"], c["seed"]) for c in done}
     only = set(args.only.split(",")) if args.only else None
-    todo = [c for c in plan(chosen) if c not in seen and (only is None or c[0] in only)]
+    if args.redo and only is None:
+        parser.error("--redo needs --only ROWS")
+    todo = [c for c in plan(chosen) if (args.redo or c not in seen) and (only is None or c[0] in only)]
     started = time.perf_counter()
     runs: dict = {}
     if args.table:
@@ -290,6 +294,7 @@ def main() -> None:
         print(f"{row:<24} {budget:>5} labels seed {seed}: {cell['accuracy']:.4f} "
               f"({time.perf_counter() - t0:.0f}s)", flush=True)
     rows = [r for g in groups for r in rows_of(g)]
+    done = list({(c["row"], c["labels"], c["seed"]): c for c in done}.values())  # a redone cell replaces the old
     pre_stats = {name: stats for name, (_, stats) in runs.items()}
     text = table(done, rows, pre_stats) + (f"\n\n{args.note}" if args.note else "")
     print("\n" + text + f"\n\nthis invocation: {time.perf_counter() - started:.0f}s")
