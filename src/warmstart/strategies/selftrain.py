@@ -11,7 +11,7 @@ from torch import nn
 
 from warmstart.config import FinetuneConfig
 from warmstart.engine import Stream, fit
-from warmstart.evaluate import embed
+from warmstart.evaluate import embed, predict_logits
 from warmstart.models.heads import Classifier
 from warmstart.strategies.base import (
     STRATEGIES, FinetuneContext, Full, Strategy, labeled_stream, pool_epochs, pool_stream,
@@ -89,24 +89,16 @@ class SelfTrain(Strategy):
     def setup(self, ctx: FinetuneContext) -> nn.Module:
         self.pool = np.arange(len(ctx.data.x_train))
         self.passes = pool_epochs(self.epochs, ctx, len(self.pool), self.batch)
-        graph_encoder = ctx.model.encoder
-        if self.graph == "pretrained" and self.targets_from != "teacher":
-            spread = propagate(embed(graph_encoder, ctx.data, ctx.data.x_train), ctx, self.neighbors)
+        graph_encoder = ctx.model.encoder  # the teacher is a copy: this one stays as pretrained
         if self.targets_from != "propagate" or self.graph == "teacher":
             teacher = copy.deepcopy(ctx.model)
             fit(teacher, lambda b: self.teacher_strategy.loss(teacher, b), [labeled_stream(ctx)], ctx.config,
                 param_groups=self.teacher_strategy.param_groups(teacher), desc="selftrain teacher")
-            graph_encoder = teacher.encoder
-            predictions = []
-            with torch.no_grad():
-                teacher.eval()
-                for start in range(0, len(self.pool), 1024):
-                    x = ctx.data.batch(ctx.data.x_train, self.pool[start:start + 1024])
-                    predictions.append(F.softmax(teacher(x) / self.temperature, dim=1))
-            self.targets = torch.cat(predictions)
-        if self.targets_from != "teacher":
+            self.targets = F.softmax(predict_logits(teacher, ctx.data, ctx.data.x_train) / self.temperature, dim=1)
             if self.graph == "teacher":
-                spread = propagate(embed(graph_encoder, ctx.data, ctx.data.x_train), ctx, self.neighbors)
+                graph_encoder = teacher.encoder
+        if self.targets_from != "teacher":
+            spread = propagate(embed(graph_encoder, ctx.data, ctx.data.x_train), ctx, self.neighbors)
             self.targets = spread if self.targets_from == "propagate" else (self.targets + spread) / 2
         self.targets[ctx.labeled] = F.one_hot(torch.from_numpy(ctx.data.y_train[ctx.labeled]),
                                               self.targets.shape[1]).float()
