@@ -13,12 +13,13 @@ import torch
 
 from warmstart import pipeline
 from warmstart.config import FinetuneConfig, PretrainConfig
+from warmstart.data import DataBundle
 from warmstart.data.sources import load_data
 from warmstart.data.splits import LabelBudget
 from warmstart.errors import UserError
 from warmstart.evaluate import embed
 from warmstart.models import Classifier
-from warmstart.strategies import STRATEGIES, FinetuneContext, Full, layer_ids, propagate
+from warmstart.strategies import STRATEGIES, FinetuneContext, Full, layer_ids, probe, propagate
 
 # Options that make each strategy's tiny run cheap; everything else is the strategy's default.
 TINY_ARGS = {"joint": {"unlabeled_batch": 64, "epochs": 2}, "selftrain": {"batch": 64, "epochs": 2}}
@@ -166,3 +167,58 @@ def test_lp_ft_head_starts_as_the_logistic_regression_probe(digits, pretrained):
     assert (ours == digits.y_train[ctx.unlabeled]).mean() > 0.5
     with pytest.raises(ValueError, match="head_init"):
         STRATEGIES.build("full", head_init="zeros")
+
+
+@pytest.fixture(scope="module")
+def mlp_run(digits, tmp_path_factory):
+    """A pretraining run directory (an MLP autoencoder, a few seconds) to draw extra features from."""
+    out = tmp_path_factory.mktemp("mlp_run")
+    config = PretrainConfig(objective="autoencoder", encoder="mlp", encoder_args={"feature_dim": 32}, epochs=3)
+    pipeline.pretrain(config, out, data=digits)
+    return out
+
+
+def test_selftrain_probe_targets_over_features_from_another_run(digits, pretrained, mlp_run):
+    """`targets="probe+propagate"` with `features_from`: the probe and the kNN graph see the pretrained CNN's
+    features next to another run's MLP features (each block unit-length), and their averaged targets recover
+    the pool's labels better than either encoder's spread alone would need (far above chance, 0.10)."""
+    _, ctx = _context("selftrain", digits, pretrained)
+    strategy = STRATEGIES.build("selftrain", graph="pretrained", targets="probe+propagate",
+                                features_from=[str(mlp_run)], epochs=1, batch=64)
+    features = strategy.features(ctx.model.encoder, ctx)
+    own = ctx.model.encoder.feature_dim
+    assert features.shape == (len(digits.x_train), own + 32)
+    assert np.allclose(np.linalg.norm(features[:, :own], axis=1), 1, atol=1e-4)
+    assert np.allclose(np.linalg.norm(features[:, own:], axis=1), 1, atol=1e-4)
+    strategy.setup(ctx)
+    targets = strategy.targets
+    assert torch.allclose(targets.sum(1), torch.ones(len(targets)), atol=1e-5)
+    probe_alone = probe(features, ctx)
+    assert (probe_alone[ctx.unlabeled].argmax(1).numpy() == digits.y_train[ctx.unlabeled]).mean() > 0.7
+    assert (targets[ctx.unlabeled].argmax(1).numpy() == digits.y_train[ctx.unlabeled]).mean() > 0.7
+    assert torch.equal(targets[ctx.labeled].argmax(1), torch.from_numpy(digits.y_train[ctx.labeled]))
+
+
+def test_selftrain_labeled_batch_adds_the_true_labels_to_every_student_step(digits, pretrained):
+    _, ctx = _context("selftrain", digits, pretrained)
+    strategy = STRATEGIES.build("selftrain", graph="pretrained", labeled_batch=16, epochs=1, batch=64)
+    strategy.setup(ctx)
+    pool, labeled = strategy.streams(ctx)
+    assert (pool.size, labeled.size, labeled.batch_size) == (len(digits.x_train), len(ctx.labeled), 16)
+    batches = [s.make_batch(np.arange(s.batch_size)) for s in (pool, labeled)]
+    loss, logs = strategy.loss(ctx.model, *batches)
+    assert "loss_labeled" in logs and loss > logs["loss_labeled"] > 0
+
+
+def test_selftrain_features_from_bad_runs_are_one_line_user_errors(digits, tmp_path):
+    with pytest.raises(UserError, match="features_from: no encoder.safetensors"):
+        pipeline.finetune(FinetuneConfig(strategy="selftrain", strategy_args={"features_from": [str(tmp_path)]},
+                                         epochs=1), data=digits)
+    other = tmp_path / "other"  # pretrained on 4x4 images: its features cannot describe 8x8 digits
+    small = DataBundle("tiny", digits.x_train[:64, :, :4, :4], digits.y_train[:64], digits.x_test[:16, :, :4, :4],
+                       digits.y_test[:16], digits.modality, digits.class_names, digits.scale)
+    pipeline.pretrain(PretrainConfig(objective="autoencoder", epochs=1), other, data=small)
+    with pytest.raises(UserError, match="shape"):
+        pipeline.finetune(FinetuneConfig(strategy="selftrain", strategy_args={
+            "features_from": [str(other)], "graph": "pretrained"}, epochs=1), data=digits,
+            encoder=pipeline.build_encoder("mlp", digits.input_shape, {}))

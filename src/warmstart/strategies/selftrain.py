@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,13 +12,14 @@ from torch import nn
 
 from warmstart.config import FinetuneConfig
 from warmstart.engine import Stream, fit
+from warmstart.errors import UserError
 from warmstart.evaluate import embed, predict_logits
 from warmstart.models.heads import Classifier
 from warmstart.strategies.base import (
     STRATEGIES, FinetuneContext, Full, Strategy, labeled_stream, pool_epochs, pool_stream,
 )
 
-TARGETS = ("teacher", "propagate", "both")
+SOURCES = ("teacher", "propagate", "probe")
 GRAPHS = ("teacher", "pretrained")
 
 
@@ -32,36 +34,62 @@ def propagate(features: np.ndarray, ctx: FinetuneContext, neighbors: int) -> tor
     with warnings.catch_warnings():  # rows the kNN graph never reaches get a uniform distribution
         warnings.simplefilter("ignore", RuntimeWarning)
         spread = LabelSpreading(kernel="knn", n_neighbors=neighbors, max_iter=100).fit(normalize(features), y)
-    dist = torch.from_numpy(np.nan_to_num(spread.label_distributions_, nan=0.0)).float()
+    dist = np.nan_to_num(spread.label_distributions_, nan=0.0)
+    dist = _all_classes(dist, spread.classes_, ctx.model.head.out_features)
     dist[dist.sum(1) == 0] = 1.0 / dist.shape[1]
     return dist / dist.sum(1, keepdim=True)
 
 
+def probe(features: np.ndarray, ctx: FinetuneContext) -> torch.Tensor:
+    """Class probabilities of scikit-learn's logistic regression fitted on the standardised ``(N, F)``
+    features of the labeled rows, for every training row → ``(N, classes)``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    z = StandardScaler().fit_transform(features)
+    fitted = LogisticRegression(max_iter=3000).fit(z[ctx.labeled], ctx.data.y_train[ctx.labeled])
+    return _all_classes(fitted.predict_proba(z), fitted.classes_, ctx.model.head.out_features)
+
+
+def _all_classes(columns: np.ndarray, classes: np.ndarray, num_classes: int) -> torch.Tensor:
+    """``(N, len(classes))`` scores of the classes the labels hold → ``(N, num_classes)``, zeros elsewhere."""
+    full = torch.zeros(len(columns), num_classes)
+    full[:, torch.as_tensor(classes)] = torch.as_tensor(columns, dtype=torch.float32)
+    return full
+
+
 @STRATEGIES.register("selftrain")
 class SelfTrain(Strategy):
-    """Distil a fine-tuned teacher into a student over the whole unlabeled pool (SimCLRv2's third step,
+    """Distil soft targets into a student over the whole unlabeled pool (SimCLRv2's third step,
     Chen et al., 2020, "Big Self-Supervised Models are Strong Semi-Supervised Learners").
 
-    1. Teacher: full fine-tuning of the pretrained encoder on the labels (``config.epochs`` passes).
-    2. Its softened predictions ``softmax(logits / temperature)`` on every training row, computed once;
+    1. Targets: a soft class distribution for every training row, computed once (``targets`` below);
        labeled rows keep their true one-hot label.
-    3. Student: the same architecture from the pretrained encoder, trained on those soft targets over the
-       pool for ``epochs`` passes (None: as many steps as the teacher took, rounded up to whole passes;
-       weakly augmented when ``augment='weak'``).
+    2. Student: the same architecture from the pretrained encoder, trained on those soft targets over the
+       pool for ``epochs`` passes (None: as many steps as plain fine-tuning would take, rounded up to whole
+       passes; weakly augmented when ``augment='weak'``).
 
-    ``targets="propagate"`` (the default, since it won everywhere it was measured) replaces the teacher's
-    predictions by label spreading over the teacher's L2-normalised features (a kNN graph of the whole
-    pool, seeded with the labels); ``"teacher"`` keeps SimCLRv2's soft predictions; ``"both"`` averages
-    the two. ``graph`` picks the features the kNN graph is built on: ``"teacher"`` (after fine-tuning on the
-    labels) or ``"pretrained"`` (the encoder as pretraining left it, before a few labels could bend it; with
-    ``targets="propagate"`` the teacher is then not trained at all). On digits at 50 labels (seeds 0-2): teacher 0.881, propagate 0.906, both 0.900, against
+    ``targets`` says where the soft targets come from, one source or several joined by ``+`` (averaged):
+    ``"propagate"`` (the default) is label spreading over L2-normalised features (a kNN graph of the whole
+    pool, seeded with the labels); ``"probe"`` is a logistic regression fitted on the standardised features
+    of the labeled rows; ``"teacher"`` is SimCLRv2's fine-tuned teacher (``"both"``: teacher+propagate).
+    ``graph`` picks the features the graph and the probe see: ``"teacher"`` (after fine-tuning on the
+    labels) or ``"pretrained"`` (the encoder as pretraining left it, before a few labels could bend it; no
+    teacher is trained unless ``targets`` asks for one). ``features_from`` adds the encoders of other
+    pretraining runs (e.g. a SimCLR MLP next to a SimCLR CNN student): their features are concatenated,
+    each L2-normalised, so the student learns from an ensemble it could not be on its own.
+    ``labeled_batch`` adds that many labeled rows, with cross-entropy on their true labels, to every
+    student step (without it 1000 labels are 1.7 % of a 60k pool's rows).
+
+    Measured: on digits at 50 labels (seeds 0-2): teacher 0.881, propagate 0.906, both 0.900, against
     scratch 0.855 and ``full`` 0.871. On Fashion-MNIST from a 2-epoch SimCLR CNN (one student pass):
-    teacher targets 0.528 at 100 labels (seeds 0-1), propagate 0.628, against 0.623 for ``full``; at 1000
-    labels (seed 0) 0.721 and 0.750 against 0.770 — a student is only as good as its teacher, and a teacher
-    at 0.62 has little to give; sharpening (temperature 0.3, two passes) gave 0.563.
-    With ``graph="pretrained"`` from a 40-epoch SimCLR MLP (3 student passes, seeds 0-2): 0.732 / 0.808
-    at 100 / 1000 labels, against 0.724 / 0.806 for the spread targets alone and 0.752 / 0.822 for a
-    probe on the frozen features (``bench/accuracy.py``).
+    teacher 0.528 at 100 labels (seeds 0-1), propagate 0.628, against 0.623 for ``full`` — a student is
+    only as good as its targets. From the 40-epoch SimCLR MLP of ``bench/accuracy.py`` (seed 0), the share
+    of the pool whose target is right, at 100 / 1000 labels: propagate 0.731 / 0.811, probe 0.773 / 0.834;
+    with the 8-epoch SimCLR CNN's features added (``features_from``) probe+propagate gives 0.787 / 0.848.
+    A CNN student (SimCLR-initialised, 5 passes) on the MLP's spread targets scored 0.767 / 0.823 on the
+    test set; a second, noisy-student round on the student's own features did not help (0.769 / 0.818);
+    ``labeled_batch=64`` added a point at 1000 labels (0.833) and nothing at 100. Bench rows: BENCHMARKS.md.
 
     Why distillation rather than FixMatch: on this CPU a FixMatch step costs a weak and a strong forward
     of ``mu`` unlabeled batches per labeled one, and a plain FixMatch measured here plateaued at 0.71–0.73
@@ -73,39 +101,73 @@ class SelfTrain(Strategy):
     def __init__(
         self, augment: str = "none", temperature: float = 1.0, epochs: int | None = None, batch: int = 256,
         layer_decay: float | None = None, targets: str = "propagate", neighbors: int = 10, graph: str = "teacher",
+        features_from: list[str] = (), labeled_batch: int = 0,
     ) -> None:
         super().__init__(augment)
-        if temperature <= 0 or (epochs is not None and epochs < 1) or batch < 1 or neighbors < 1:
-            raise ValueError("temperature must be > 0, epochs >= 1, batch >= 1 and neighbors >= 1")
-        if targets not in TARGETS:
-            raise ValueError(f"targets must be one of {', '.join(TARGETS)}, got {targets!r}")
+        if temperature <= 0 or (epochs is not None and epochs < 1) or batch < 1 or neighbors < 1 or labeled_batch < 0:
+            raise ValueError("temperature must be > 0, epochs >= 1, batch >= 1, neighbors >= 1 and labeled_batch >= 0")
+        self.sources = ("teacher", "propagate") if targets == "both" else tuple(targets.split("+"))
+        if not self.sources or not set(self.sources) <= set(SOURCES):
+            raise ValueError(f"targets must be one of {', '.join(SOURCES)} or several joined by '+' "
+                             f"(e.g. probe+propagate), got {targets!r}")
         if graph not in GRAPHS:
             raise ValueError(f"graph must be one of {', '.join(GRAPHS)}, got {graph!r}")
-        self.graph = graph
+        if isinstance(features_from, str):
+            raise ValueError(f"features_from must be a list of pretraining run directories, got {features_from!r}")
+        from warmstart.pipeline import ENCODER_FILE  # the pipeline imports the strategies
+
+        missing = [str(run) for run in features_from if not (Path(run) / ENCODER_FILE).exists()]
+        if missing:
+            raise ValueError(f"features_from: no {ENCODER_FILE} in {', '.join(missing)}; "
+                             "list finished `warmstart pretrain` run directories")
+        self.graph, self.features_from = graph, [str(run) for run in features_from]
         self.temperature, self.epochs, self.batch = temperature, epochs, batch
-        self.targets_from, self.neighbors = targets, neighbors
+        self.neighbors, self.labeled_batch = neighbors, labeled_batch
         self.teacher_strategy = Full(augment, layer_decay)
 
     def setup(self, ctx: FinetuneContext) -> nn.Module:
         self.pool = np.arange(len(ctx.data.x_train))
         self.passes = pool_epochs(self.epochs, ctx, len(self.pool), self.batch)
         graph_encoder = ctx.model.encoder  # the teacher is a copy: this one stays as pretrained
-        if self.targets_from != "propagate" or self.graph == "teacher":
+        parts = []
+        if "teacher" in self.sources or self.graph == "teacher":
             teacher = copy.deepcopy(ctx.model)
             fit(teacher, lambda b: self.teacher_strategy.loss(teacher, b), [labeled_stream(ctx)], ctx.config,
                 param_groups=self.teacher_strategy.param_groups(teacher), desc="selftrain teacher")
-            self.targets = F.softmax(predict_logits(teacher, ctx.data, ctx.data.x_train) / self.temperature, dim=1)
+            if "teacher" in self.sources:
+                parts.append(F.softmax(predict_logits(teacher, ctx.data, ctx.data.x_train) / self.temperature, 1))
             if self.graph == "teacher":
                 graph_encoder = teacher.encoder
-        if self.targets_from != "teacher":
-            spread = propagate(embed(graph_encoder, ctx.data, ctx.data.x_train), ctx, self.neighbors)
-            self.targets = spread if self.targets_from == "propagate" else (self.targets + spread) / 2
+        if {"propagate", "probe"} & set(self.sources):
+            features = self.features(graph_encoder, ctx)
+            if "propagate" in self.sources:
+                parts.append(propagate(features, ctx, self.neighbors))
+            if "probe" in self.sources:
+                parts.append(probe(features, ctx))
+        self.targets = sum(parts) / len(parts)
         self.targets[ctx.labeled] = F.one_hot(torch.from_numpy(ctx.data.y_train[ctx.labeled]),
                                               self.targets.shape[1]).float()
         return ctx.model
 
+    def features(self, encoder: nn.Module, ctx: FinetuneContext) -> np.ndarray:
+        """The graph encoder's features of every training row, then those of each ``features_from`` run's
+        encoder, each L2-normalised so every encoder weighs the same in the kNN graph and the probe."""
+        from sklearn.preprocessing import normalize
+
+        from warmstart.pipeline import load_encoder
+
+        encoders = [encoder]
+        for run in self.features_from:
+            other, meta = load_encoder(run)
+            if tuple(meta["input_shape"]) != tuple(ctx.data.input_shape):
+                raise UserError(f"features_from: {run} was pretrained on inputs of shape {tuple(meta['input_shape'])}, "
+                                f"this data has {tuple(ctx.data.input_shape)}; list runs pretrained on this data")
+            encoders.append(other)
+        return np.hstack([normalize(embed(e, ctx.data, ctx.data.x_train)) for e in encoders])
+
     def streams(self, ctx: FinetuneContext) -> list[Stream]:
-        return [pool_stream(ctx, self.pool, self.batch, self.targets)]
+        pool = pool_stream(ctx, self.pool, self.batch, self.targets)
+        return [pool, labeled_stream(ctx, self.labeled_batch)] if self.labeled_batch else [pool]
 
     def settings(self, config: FinetuneConfig) -> FinetuneConfig:
         return config.model_copy(update={"epochs": self.passes})
@@ -113,8 +175,13 @@ class SelfTrain(Strategy):
     def param_groups(self, model: Classifier) -> list[dict]:
         return self.teacher_strategy.param_groups(model)
 
-    def loss(self, model: Classifier, batch, *extra) -> tuple[torch.Tensor, dict]:
+    def loss(self, model: Classifier, batch, *labeled) -> tuple[torch.Tensor, dict]:
         x, target = batch
         logits = model(self.view(x))
         loss = -(target * F.log_softmax(logits / self.temperature, dim=1)).sum(1).mean()
-        return loss, {"agreement": (logits.detach().argmax(1) == target.argmax(1)).float().mean()}
+        logs = {"agreement": (logits.detach().argmax(1) == target.argmax(1)).float().mean()}
+        if labeled:  # the true labels, a batch every step: 100 rows in a 60k pool would otherwise barely count
+            x_labeled, y = labeled[0][:2]
+            logs["loss_labeled"] = F.cross_entropy(model(self.view(x_labeled)), y)
+            loss = loss + logs["loss_labeled"]
+        return loss, logs
