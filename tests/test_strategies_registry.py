@@ -222,3 +222,18 @@ def test_selftrain_features_from_bad_runs_are_one_line_user_errors(digits, tmp_p
         pipeline.finetune(FinetuneConfig(strategy="selftrain", strategy_args={
             "features_from": [str(other)], "graph": "pretrained"}, epochs=1), data=digits,
             encoder=pipeline.build_encoder("mlp", digits.input_shape, {}))
+
+
+def test_selftrain_scratch_student_of_another_architecture_learns_from_other_runs(digits, mlp_run):
+    """`student="scratch"`: no --from; a CNN (the config's encoder) from random init learns the targets
+    of another run's MLP features, and beats chance (0.10) by far."""
+    config = FinetuneConfig(strategy="selftrain", encoder="cnn", encoder_args={"width": 8}, seed=0, strategy_args={
+        "student": "scratch", "features_from": [str(mlp_run)], "targets": "probe+propagate", "epochs": 8,
+        "batch": 64})
+    result = pipeline.finetune(config, data=digits)
+    assert result.model.encoder.spec["encoder"] == "cnn"
+    assert result.metrics["accuracy"] > 0.75, result.metrics
+    for bad in ({"student": "scratch"}, {"student": "scratch", "features_from": [str(mlp_run)], "targets": "teacher"},
+                {"student": "teacher"}):
+        with pytest.raises(ValueError, match="student"):
+            STRATEGIES.build("selftrain", **bad)
