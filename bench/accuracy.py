@@ -25,6 +25,7 @@ wall seconds, training images/s) goes to stdout and to the ``accuracy`` section 
     python bench/accuracy.py --table    # write the table of what the cache holds (after a stopped run)
     python bench/accuracy.py --groups simclr-cnn,sklearn &  python bench/accuracy.py --groups scratch,simclr-mlp,...
                                         # disjoint groups in parallel processes (one core each), then --table
+    python bench/accuracy.py --only simclr-cnn+selftrain-ens --seeds 2 --budgets 1000   # chosen cells only
 """
 from __future__ import annotations
 
@@ -268,6 +269,8 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="run nothing: write the table of the cached cells")
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)),
                         help="comma-separated seeds to run (split a row's cells across parallel processes)")
+    parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)),
+                        help="comma-separated label budgets to run (the same, by budget)")
     groups = ["sklearn", "scratch", *PRETRAIN]
     parser.add_argument("--groups", default=",".join(groups),
                         help="row groups to run: sklearn, scratch and pretraining names (run disjoint groups in "
@@ -275,7 +278,6 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     threadpool_limits(THREADS)
-    SEEDS = tuple(int(seed) for seed in args.seeds.split(",") if seed)
     data = load_data("fashion-mnist")
     cache_dir = ROOT / "bench" / "cache"
     if args.quick:
@@ -297,7 +299,9 @@ def main() -> None:
     only = set(args.only.split(",")) if args.only else None
     if args.redo and only is None:
         parser.error("--redo needs --only ROWS")
-    todo = [c for c in plan(chosen) if (args.redo or c not in seen) and (only is None or c[0] in only)]
+    seeds, budgets = ({int(v) for v in flag.split(",") if v} for flag in (args.seeds, args.budgets))
+    todo = [c for c in plan(chosen) if (args.redo or c not in seen) and (only is None or c[0] in only)
+            and c[1] in budgets and c[2] in seeds]
     started = time.perf_counter()
     runs: dict = {}
     if args.table:
