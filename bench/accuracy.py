@@ -12,7 +12,7 @@ training images as the unlabeled pool (labels withheld) and the 10k test set. Ro
   the pretrained features, distilled into a student over the pool) and ``joint``, for ``simclr-mlp``
   ``labelspread`` (LabelSpreading over the L2-normalised features: the student's targets, scored alone), and
   for ``simclr-cnn`` ``selftrain-ens`` (the CNN as student of a probe and label spreading over both SimCLR
-  encoders' features).
+  encoders' features) and ``selftrain-ens-wide`` (the same targets, a CNN twice as wide from random init).
 
 Pretraining runs once per objective into ``bench/cache/`` and is reused across budgets, strategies and
 seeds; each finished cell is appended to ``bench/cache/accuracy[-quick]/cells.jsonl``, so a rerun (or a
@@ -211,7 +211,8 @@ def rows_of(group: str) -> list[str]:
         return list(SCRATCH)
     strategies = ["linear", "full"]
     if group in POOL_PRETRAININGS:
-        strategies += (["labelspread"] if group == "simclr-mlp" else ["selftrain-ens", "selftrain-ens-wide"]) + ["selftrain", "joint"]
+        own = ["labelspread"] if group == "simclr-mlp" else ["selftrain-ens", "selftrain-ens-wide"]
+        strategies += own + ["selftrain", "joint"]
     return [f"{group}+{s}" for s in strategies]
 
 
