@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,11 +132,19 @@ def _resume_worker(rank: int, port: int, root: str, data) -> None:
     except KeyboardInterrupt:
         pass
     pretrain(cfg, f"{root}/killed", data=data, resume=True)
+    Path(root, f"done-{rank}").touch()
+    runtime.barrier()
     runtime.shutdown()
 
 
 def test_ddp_resume_after_kill_is_bit_identical(tmp_path, digits):
-    mp.spawn(_resume_worker, args=(free_port(), str(tmp_path), digits), nprocs=2)
+    try:
+        mp.spawn(_resume_worker, args=(free_port(), str(tmp_path), digits), nprocs=2)
+    except mp.ProcessExitedException:
+        # Gloo can abort a worker while tearing down after a caught KeyboardInterrupt ("terminate called
+        # without an active exception", seen once in a full-suite run here); the work itself must have finished.
+        if not all((tmp_path / f"done-{rank}").exists() for rank in range(2)):
+            raise
     whole, resumed = _encoder(tmp_path / "whole"), _encoder(tmp_path / "killed")
     for key in whole:
         assert torch.equal(whole[key], resumed[key]), key
