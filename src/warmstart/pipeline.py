@@ -147,6 +147,12 @@ def pretrain(
     return PretrainResult(run_dir, objective, history)
 
 
+def check_input_shape(shape: Any, data: DataBundle, made_for: str, fix: str) -> None:
+    """One line, naming ``fix``, when what was ``made_for`` inputs of ``shape`` meets ``data`` of another."""
+    if tuple(shape) != data.input_shape:
+        raise UserError(f"{made_for} inputs of shape {tuple(shape)} but {data.name} has {data.input_shape}; {fix}")
+
+
 def load_encoder(run_dir: str | Path) -> tuple[Encoder, dict[str, Any]]:
     """The pretrained encoder saved by ``pretrain`` in ``run_dir``, with its metadata."""
     path = Path(run_dir) / ENCODER_FILE
@@ -216,11 +222,9 @@ def finetune(
                             "pass --from RUN_DIR (a `warmstart pretrain` run)")
         objective = load_objective(config.pretrained)
         encoder = encoder if encoder is not None else objective.encoder
-    if encoder is not None and tuple(encoder.input_shape) != data.input_shape:
-        raise UserError(
-            f"the encoder was pretrained on inputs of shape {tuple(encoder.input_shape)} but {data.name} has "
-            f"{data.input_shape}; pretrain on the same kind of data"
-        )
+    if encoder is not None:
+        check_input_shape(encoder.input_shape, data, "the encoder was pretrained on",
+                          "pretrain on the same kind of data")
     if encoder is None and strategy.load_pretrained and config.encoder.startswith("hf:"):
         # A Hugging Face model directory's own weights are the pretrained encoder.
         encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality)
@@ -279,11 +283,8 @@ def evaluate(model_dir: str | Path, data: str | DataBundle, data_dir: str | None
     """Test-split metrics of the fine-tuned model in ``model_dir`` on ``data``."""
     model, meta = load_model(model_dir)
     bundle = data if isinstance(data, DataBundle) else load_data(data, data_dir)
-    if tuple(meta["input_shape"]) != bundle.input_shape:
-        raise UserError(
-            f"the model in {model_dir} expects inputs of shape {tuple(meta['input_shape'])} but {bundle.name} "
-            f"has {bundle.input_shape}; evaluate on the data it was trained for"
-        )
+    check_input_shape(meta["input_shape"], bundle, f"the model in {model_dir} expects",
+                      "evaluate on the data it was trained for")
     if len(meta["class_names"]) < bundle.num_classes:
         raise UserError(f"{bundle.name} has {bundle.num_classes} classes but the model knows {len(meta['class_names'])}")
     bundle = text_ready(bundle, model.encoder)

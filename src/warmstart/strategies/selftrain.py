@@ -12,7 +12,6 @@ from torch import nn
 
 from warmstart.config import FinetuneConfig
 from warmstart.engine import Stream, fit
-from warmstart.errors import UserError
 from warmstart.evaluate import embed, predict_logits
 from warmstart.models.heads import Classifier
 from warmstart.strategies.base import (
@@ -166,14 +165,13 @@ class SelfTrain(Strategy):
         run's encoder, each L2-normalised so every encoder weighs the same in the kNN graph and the probe."""
         from sklearn.preprocessing import normalize
 
-        from warmstart.pipeline import load_encoder
+        from warmstart.pipeline import check_input_shape, load_encoder
 
         encoders = [] if encoder is None else [encoder]
         for run in self.features_from:
             other, meta = load_encoder(run)
-            if tuple(meta["input_shape"]) != tuple(ctx.data.input_shape):
-                raise UserError(f"features_from: {run} was pretrained on inputs of shape {tuple(meta['input_shape'])}, "
-                                f"this data has {tuple(ctx.data.input_shape)}; list runs pretrained on this data")
+            check_input_shape(meta["input_shape"], ctx.data, f"features_from: {run} was pretrained on",
+                              "list runs pretrained on this data")
             encoders.append(other)
         return np.hstack([normalize(embed(e, ctx.data, ctx.data.x_train)) for e in encoders])
 
