@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from warmstart.checkpoint import load_tensors
-from warmstart.config import FinetuneConfig, PretrainConfig
+from warmstart.config import FinetuneConfig, PretrainConfig, TrainSettings
 from warmstart.data.sources import load_data
-from warmstart.engine import CHECKPOINT, METRICS, lr_factor
+from warmstart.engine import CHECKPOINT, METRICS, SHORT_RUN_STEPS, Stream, fit, lr_factor
 from warmstart.pipeline import ENCODER_FILE, finetune, pretrain
 
 
@@ -24,6 +24,29 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
     assert factors[-1] < 0.01
+
+
+def _bn_fit(epochs: int, frozen_first: bool = False):
+    """A Linear-BatchNorm net fitted on one fixed batch of 64 rows far from zero mean (LR ~0: weights stay)."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 4) * 2 + 5
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 1))
+    if frozen_first:  # stands for a frozen encoder: eval mode, as Classifier.train keeps it
+        net.train = lambda mode=True: (torch.nn.Module.train(net, mode), net[1].eval())[0]
+    stream = Stream(64, 64, lambda rows: (x[rows],))
+    fit(net, lambda batch: (net(batch[0]).square().mean(), {}), [stream], TrainSettings(epochs=epochs, lr=1e-12))
+    return net, net[0](x)
+
+
+def test_short_run_ends_with_batchnorm_statistics_of_its_data():
+    """Momentum-0.1 running averages after 3 steps hold 27% of the batch mean; the engine recomputes them."""
+    net, hidden = _bn_fit(epochs=3)
+    assert torch.allclose(net[1].running_mean, hidden.mean(0), atol=1e-4)
+    assert torch.allclose(net[1].running_var, hidden.var(0), rtol=1e-4)
+    long_net, hidden = _bn_fit(epochs=SHORT_RUN_STEPS)  # long runs keep their running averages
+    assert int(long_net[1].num_batches_tracked) == SHORT_RUN_STEPS
+    frozen, _ = _bn_fit(epochs=3, frozen_first=True)  # a layer that did not train keeps its statistics
+    assert torch.equal(frozen[1].running_mean, torch.zeros(8))
 
 
 class Killed(KeyboardInterrupt):

@@ -28,6 +28,12 @@ from warmstart.errors import UserError
 
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.jsonl"
+# Under this many steps BatchNorm's running averages (momentum 0.1) still lag the weights they describe, so
+# evaluation would use stale statistics; such runs end by recomputing them (``_recompute_batchnorm``).
+# Measured on digits (50 labels, CNN fine-tuned from a denoising encoder, seeds 0 / 1): after 10 steps the
+# running averages scored 0.781 / 0.656 and recomputed ones 0.806 / 0.703; after 100 steps they agreed.
+SHORT_RUN_STEPS = 100
+RECOMPUTE_ROWS = 2048
 
 
 @dataclass
@@ -127,10 +133,7 @@ def fit(
         factor = lr_factor(step, total, warmup_steps)
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * factor * group.get("lr_scale", 1.0)
-        batches = []
-        for i, s in enumerate(streams):
-            rows = s.indices_at(step, settings.seed, i)[rank::world]  # this rank's shard of the global batch
-            batches.append(tuple(t.to(device, non_blocking=True) for t in s.make_batch(rows)))
+        batches = _draw(streams, step, settings.seed, rank, world, device)
         with runtime.autocast(settings.amp, device):
             loss, logs = forward(*batches)
         optimizer.zero_grad(set_to_none=True)
@@ -169,9 +172,39 @@ def fit(
         if after_step is not None:
             after_step(done)
     bar.close()
+    if total < SHORT_RUN_STEPS:
+        _recompute_batchnorm(model, loss_fn, streams, total, settings.seed, rank, world, device)
     model.to("cpu")
     model.eval()
     return history
+
+
+def _draw(streams: Sequence[Stream], step: int, seed: int, rank: int, world: int, device) -> list[tuple]:
+    """Batch ``step`` of every stream: this rank's shard of each global batch, on ``device``."""
+    batches = []
+    for i, s in enumerate(streams):
+        rows = s.indices_at(step, seed, i)[rank::world]
+        batches.append(tuple(t.to(device, non_blocking=True) for t in s.make_batch(rows)))
+    return batches
+
+
+@torch.no_grad()
+def _recompute_batchnorm(model: nn.Module, loss_fn: LossFn, streams: Sequence[Stream], step: int, seed: int,
+                         rank: int, world: int, device) -> None:
+    """Replace the running averages of the BatchNorm layers that trained by plain averages over about
+    ``RECOMPUTE_ROWS`` rows of the batches that would come next, drawn and augmented as in training
+    ("precise BN", Wu & Johnson 2021). Each rank averages its own shard; rank 0's model is the one saved."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    if not layers:
+        return
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # None: a cumulative average over the batches that follow
+    for extra in range(max(1, RECOMPUTE_ROWS // streams[0].batch_size)):
+        loss_fn(*_draw(streams, step + extra, seed, rank, world, device))
+    for m, momentum in zip(layers, momenta):
+        m.momentum = momentum
 
 
 def _rng_state(device: torch.device) -> torch.Tensor:
