@@ -7,12 +7,14 @@ training images as the unlabeled pool (labels withheld) and the 10k test set. Ro
   a 50-d PCA of the pixels, fitted on the unlabeled pool, so a 60k-node kNN graph fits in minutes);
 - ``scratch-mlp`` / ``scratch-cnn``: the two encoders from random init, with the weak augmentation that
   ``full`` gets;
-- per pretraining (``PRETRAIN``: every objective, SimCLR on both encoders): ``linear`` (logistic regression
-  on the frozen features) and ``full``; for the SimCLR pretrainings also ``selftrain`` (label spreading over
-  the pretrained features, distilled into a student over the pool) and ``joint``, for ``simclr-mlp``
+- per pretraining (every objective, SimCLR on both encoders): ``linear`` (logistic regression on the
+  frozen features) and ``full``; for the SimCLR pretrainings also ``selftrain`` (label spreading over the
+  pretrained features, distilled into a student over the pool) and ``joint``, for ``simclr-mlp``
   ``labelspread`` (LabelSpreading over the L2-normalised features: the student's targets, scored alone), and
   for ``simclr-cnn`` ``selftrain-ens`` (the CNN as student of a probe and label spreading over both SimCLR
   encoders' features) and ``selftrain-ens-wide`` (the same targets, a CNN twice as wide from random init).
+
+The recipes (pretraining settings, each row's strategy and settings) are in ``accuracy_recipes.py``.
 
 Pretraining runs once per objective into ``bench/cache/`` and is reused across budgets, strategies and
 seeds; each finished cell is appended to ``bench/cache/accuracy[-quick]/cells.jsonl``, so a rerun (or a
@@ -45,72 +47,20 @@ from sklearn.preprocessing import StandardScaler, normalize
 from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 from threadpoolctl import threadpool_limits
 
+import common
+from accuracy_recipes import (
+    BUDGETS, FINETUNE, POOL_PRETRAININGS, PRETRAIN, SCRATCH, SEEDS, STRATEGY_ROWS, THREADS,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from warmstart import pipeline  # noqa: E402
-from warmstart.checkpoint import atomic_write_text  # noqa: E402
 from warmstart.config import FinetuneConfig, PretrainConfig  # noqa: E402
 from warmstart.data import DataBundle  # noqa: E402
 from warmstart.data.sources import load_data  # noqa: E402
 from warmstart.data.splits import LabelBudget  # noqa: E402
 from warmstart.evaluate import embed  # noqa: E402
-
-# One thread: on this shared 2-core machine (load ~9 from other jobs) one torch thread trained a CNN
-# 2.6x faster than two (491 vs 188 images/s), and one BLAS thread made scikit-learn's
-# SelfTrainingClassifier 80x faster, since spinning OpenMP threads fight over the cores.
-THREADS = 1
-MLP = {"encoder": "mlp", "encoder_args": {"width": 1024, "feature_dim": 512}}
-CNN = {"encoder": "cnn", "encoder_args": {"width": 16}}
-# Pretraining recipes, each at most 15 minutes of one core (see the wall-time table). Measured first
-# (seed 0, logistic regression on the features at 100 / 1000 labels): SimCLR with the MLP, 20 epochs in
-# the time the CNN ran 6, gave features as good as the CNN's (0.732 / 0.809 against 0.737 / 0.796);
-# milder crops for the MLP, whose features cannot be translation-invariant (area 0.6-1 instead of 0.3-1),
-# gave 0.749 at 100. The reconstruction objectives converge in a few epochs on the MLP.
-PRETRAIN = {
-    "simclr-mlp": {"objective": "simclr", "objective_args": {"augment": {"crop_scale": [0.6, 1.0]}}, **MLP,
-                   "epochs": 40, "batch_size": 512, "lr": 2e-3},
-    "simclr-cnn": {"objective": "simclr", **CNN, "epochs": 8, "batch_size": 256, "lr": 2e-3},
-    "masked": {"objective": "masked", **MLP, "epochs": 10, "batch_size": 256, "lr": 1e-3},
-    "vae": {"objective": "vae", **MLP, "epochs": 10, "batch_size": 256, "lr": 1e-3},
-    "gan": {"objective": "gan", **MLP, "epochs": 3, "batch_size": 128, "lr": 2e-4},
-    "denoising": {"objective": "denoising", **MLP, "epochs": 10, "batch_size": 256, "lr": 1e-3},
-    "autoencoder": {"objective": "autoencoder", **MLP, "epochs": 10, "batch_size": 256, "lr": 1e-3},
-}
-# The strategies that use the unlabeled pool (minutes per cell) run for the SimCLR pretrainings only.
-POOL_PRETRAININGS = ("simclr-mlp", "simclr-cnn")
-# Fine-tuning: same steps for every strategy that trains on labels; (epochs, batch) per budget.
-FINETUNE = {100: {"epochs": 75, "batch_size": 50}, 1000: {"epochs": 30, "batch_size": 100}}
-# Labeled rows per student step, by budget (`labeled_batch`): +1.0 point at 1000 labels, -0.6 at 100 (seed 0).
-LABELED_BATCH = {100: 0, 1000: 64}
-# Row label -> (strategy, strategy_args, fine-tune settings over FINETUNE's); an argument given as a dict
-# keyed by label budget takes that budget's value, and `features_from` names pretrainings. `full` is LP-FT
-# (the head starts as the logistic-regression probe) at a lower LR: from a random head at lr 1e-3, `full` fell below
-# the frozen probe (SimCLR CNN, 100 labels, seed 0: probe 0.737, full 0.639, LP-FT 0.702, LP-FT at 3e-4 0.721).
-STRATEGY_ROWS = {
-    "scratch": ("scratch", {"augment": "weak"}, {}),
-    "full": ("full", {"augment": "weak", "head_init": "probe"}, {"lr": 3e-4}),
-    "selftrain": ("selftrain", {"augment": "weak", "epochs": 3, "batch": 256, "targets": "propagate",
-                                "graph": "pretrained"}, {}),
-    "joint": ("joint", {"augment": "weak", "lam": 1.0, "schedule": "linear", "epochs": 1, "unlabeled_batch": 256},
-              {}),
-    # The SimCLR CNN as student of both SimCLR encoders: targets average a probe and label spreading over
-    # the two encoders' features side by side (`features_from` names a pretraining here, resolved to its
-    # run directory). Seed 0, test accuracy at 100 / 1000 labels: the MLP's spread targets alone gave
-    # 0.767 / 0.823, the two-encoder probe+propagate targets 0.784 / 0.838 (see SelfTrain's docstring).
-    "selftrain-ens": ("selftrain", {"augment": "weak", "epochs": 4, "batch": 256, "targets": "probe+propagate",
-                                    "graph": "pretrained", "features_from": ["simclr-mlp"],
-                                    "labeled_batch": LABELED_BATCH}, {}),
-    # The same targets (from both SimCLR runs) distilled into a CNN twice as wide, from random init: wider
-    # than SimCLR could train in 15 minutes (seed 0, 100 labels: 0.791 against 0.784 for the SimCLR CNN).
-    "selftrain-ens-wide": ("selftrain", {"augment": "weak", "epochs": 4, "batch": 256, "targets": "probe+propagate",
-                                         "student": "scratch", "features_from": ["simclr-mlp", "simclr-cnn"],
-                                         "labeled_batch": LABELED_BATCH},
-                           {"encoder": "cnn", "encoder_args": {"width": 32}}),
-}
-SCRATCH = {"scratch-mlp": MLP, "scratch-cnn": CNN}
-SEEDS = (0, 1, 2)
-BUDGETS = (100, 1000)
 
 
 def sklearn_rows(data: DataBundle, labeled: np.ndarray, cache: dict) -> dict[str, float]:
@@ -248,19 +198,10 @@ def table(cells: list[dict], rows: list[str], pre_stats: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(name: str, body: str, command: str) -> None:
-    """Replace (or append) this script's ``<!-- bench:NAME -->`` section of BENCHMARKS.md."""
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+def section(body: str, command: str) -> str:
     machine = (f"Machine: {torch.get_num_threads()} torch threads on a 2-core AMD EPYC shared with other jobs, "
                f"torch {torch.__version__}. Command: `{command}`.")
-    section = f"{start}\n## Accuracy: Fashion-MNIST with 100 and 1000 labels\n\n{machine}\n\n{body}\n{end}"
-    if start in text and end in text:
-        text = text[:text.index(start)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    atomic_write_text(path, text)
+    return f"## Accuracy: Fashion-MNIST with 100 and 1000 labels\n\n{machine}\n\n{body}"
 
 
 def main() -> None:
@@ -334,7 +275,7 @@ def main() -> None:
     print("\n" + text + f"\n\nthis invocation: {time.perf_counter() - started:.0f}s")
     if not args.quick:
         flags = [a for a in ("--only " + args.only if args.only else "", "--table" if args.table else "") if a]
-        write_section("accuracy", text, command=" ".join(["python bench/accuracy.py", *flags]))
+        common.write_section("accuracy", section(text, " ".join(["python bench/accuracy.py", *flags])))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import common
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub: MiniLM comes from a pip package
@@ -150,17 +152,6 @@ def table(rows: list[dict], budgets: list[int], pretrain_info: dict | None) -> s
     return "\n".join(lines)
 
 
-def write_section(body: str) -> None:
-    path, start, end = ROOT / "BENCHMARKS.md", "<!-- bench:text_accuracy -->", "<!-- /bench:text_accuracy -->"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{start}\n{body}\n{end}"
-    if start in text and end in text:
-        text = text[:text.index(start)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=",".join(METHODS))
@@ -208,8 +199,8 @@ def main() -> None:
     if not args.quick:
         machine = (f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), shared with other jobs; "
                    f"torch {torch.__version__}, 1 thread")
-        write_section(
-            "## Text: WordNet supersenses with few labels\n\n"
+        common.write_section(
+            "text_accuracy", "## Text: WordNet supersenses with few labels\n\n"
             "`python bench/text_accuracy.py` — 41-way supersense classification of WordNet glosses "
             f"(`--data wordnet`); accuracy on a fixed {cfg['test_size']}-gloss test subset, mean ± sd over seeds. "
             f"Our transformer: {ENCODER}; MLM pretraining: {PRETRAIN} (batch 128, 5% warm-up). Fine-tuning, "
