@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="pretrain on digits, fine-tune on 50 labels, compare with scratch",
                           description="The one-minute tour: on scikit-learn's digits, pretrain once per seed, "
-                          "fine-tune on 5 labels per class with scratch / linear / full / selftrain, print a table and write "
-                          "results.csv, report.md and a plot.")
+                          "fine-tune on 5 labels per class with scratch / linear / full / selftrain, print a table "
+                          "and write results.csv, report.md and a plot.")
     demo.add_argument("--out", default="runs/demo", metavar="DIR", help="output directory (default runs/demo)")
     demo.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
     demo.add_argument("--quick", action="store_true", help="fewer epochs: a smoke check in seconds")

@@ -1,8 +1,9 @@
 """``warmstart demo``: the one-minute tour on scikit-learn's digits — a preset of ``warmstart study``.
 
 Pretrain a denoising autoencoder once per seed, fine-tune on 5 labels per class (linear probe, full
-fine-tuning and self-training over the unlabeled pool), and compare with the same network trained from scratch and scikit-learn's logistic
-regression, LabelSpreading and self-training on the same labeled examples. The outputs are a study's:
+fine-tuning and self-training over the unlabeled pool), and compare with the same network trained from
+scratch and scikit-learn's logistic regression, LabelSpreading and self-training on the same labeled
+examples. The outputs are a study's:
 ``results.csv``, ``report.md`` / ``report.html`` and PNG plots, and a printed mean ± std table.
 """
 from __future__ import annotations

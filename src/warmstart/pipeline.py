@@ -286,6 +286,7 @@ def evaluate(model_dir: str | Path, data: str | DataBundle, data_dir: str | None
     check_input_shape(meta["input_shape"], bundle, f"the model in {model_dir} expects",
                       "evaluate on the data it was trained for")
     if len(meta["class_names"]) < bundle.num_classes:
-        raise UserError(f"{bundle.name} has {bundle.num_classes} classes but the model knows {len(meta['class_names'])}")
+        raise UserError(f"{bundle.name} has {bundle.num_classes} classes but the model knows "
+                        f"{len(meta['class_names'])}; evaluate on data with the classes it was trained on")
     bundle = text_ready(bundle, model.encoder)
     return tagging_parts(bundle, None, evaluate_model)[2](model, bundle)
