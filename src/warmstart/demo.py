@@ -20,9 +20,12 @@ DEMO = {
     "data": "digits", "objectives": ["denoising"], "strategies": ["linear", "full", "selftrain"],
     "labels": ["per_class=5"],
     "pretrain_per_seed": True, "encoder": "mlp",
-    "pretrain": {"epochs": 60, "batch_size": 128, "lr": 2e-3},
-    "finetune": {"epochs": 100, "batch_size": 50, "lr": 1e-3},
+    "pretrain": {"epochs": 60, "batch_size": 128, "lr": 2e-3, "threads": 1},
+    "finetune": {"epochs": 100, "batch_size": 50, "lr": 1e-3, "threads": 1},
 }
+# One torch thread: the demo's networks are too small to gain from two (10.7 s against 10.2-11.5 s on two
+# idle cores), and beside one busy core two threads wait on each other at every op (the whole demo: 19 s on
+# one thread, still unfinished after 150 s on two).
 QUICK = ["pretrain.epochs=5", "finetune.epochs=10"]
 
 
