@@ -3,8 +3,8 @@
 Pretrain a denoising autoencoder once per seed, fine-tune on 5 labels per class (linear probe, full
 fine-tuning and self-training over the unlabeled pool), and compare with the same network trained from
 scratch and scikit-learn's logistic regression, LabelSpreading and self-training on the same labeled
-examples. The outputs are a study's:
-``results.csv``, ``report.md`` / ``report.html`` and PNG plots, and a printed mean ± std table.
+examples. The outputs are a study's: ``results.csv``, ``report.md`` / ``report.html`` and PNG plots, and a
+printed mean ± std table.
 """
 from __future__ import annotations
 

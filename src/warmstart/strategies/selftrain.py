@@ -93,7 +93,8 @@ class SelfTrain(Strategy):
     ``labeled_batch=64`` added a point at 1000 labels (0.833), 32 cost 0.6 at 100. On the two-encoder
     probe+propagate targets (``bench/accuracy.py``, seeds 0-2): the SimCLR CNN as student 0.774 / 0.836, a
     CNN of width 32 from scratch (``student="scratch"``) 0.780 / 0.851, and 0.863 at 1000 labels with 8
-    passes instead of 4, against 0.752 / 0.822 for the best frozen probe. The student ends near its targets: better features, not more rounds, move it.
+    passes instead of 4, against 0.752 / 0.822 for the best frozen probe. The student ends near its
+    targets: better features, not more rounds, move it.
 
     Why distillation rather than FixMatch: on this CPU a FixMatch step costs a weak and a strong forward
     of ``mu`` unlabeled batches per labeled one, and a plain FixMatch measured here plateaued at 0.71–0.73
