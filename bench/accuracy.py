@@ -52,8 +52,7 @@ from accuracy_recipes import (
     BUDGETS, FINETUNE, POOL_PRETRAININGS, PRETRAIN, SCRATCH, SEEDS, STRATEGY_ROWS, THREADS,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+ROOT = common.ROOT  # common has put src/ on the path
 
 from warmstart import pipeline  # noqa: E402
 from warmstart.config import FinetuneConfig, PretrainConfig  # noqa: E402

@@ -14,20 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 import common
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
 from warmstart.augment import Augment  # noqa: E402
 from warmstart.config import PretrainConfig  # noqa: E402
 from warmstart.data.sources import load_data  # noqa: E402
@@ -69,16 +62,6 @@ def augment_rate(augment: Augment, x: torch.Tensor, repeats: int, calls: int, th
     return wall, cpu
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="steps per timed segment")
@@ -116,7 +99,7 @@ def main() -> None:
     lines = [
         "## Pretraining throughput per objective (`cnn`, Fashion-MNIST 28×28, batch 256)",
         "",
-        f"Command: `{command}` — {os.cpu_count()} cores ({cpu_name()}), torch {torch.__version__}, "
+        f"Command: `{command}` — {os.cpu_count()} cores ({common.cpu_name()}), torch {torch.__version__}, "
         f"{args.threads} thread(s), load average {load:.1f} at start. Median over {args.repeats} segments of "
         f"{args.steps} steps through `engine.fit`; images = unlabeled inputs consumed. The machine is shared, so "
         "the main figure counts images per CPU-second of the benchmark process × threads (time spent waiting for "

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -25,8 +24,7 @@ import torch
 
 import common
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+ROOT = common.ROOT  # common has put src/ on the path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub: MiniLM comes from a pip package
 
 from warmstart.config import FinetuneConfig, PretrainConfig  # noqa: E402
