@@ -26,7 +26,7 @@ from warmstart.config import PretrainConfig  # noqa: E402
 from warmstart.data.sources import load_data  # noqa: E402
 from warmstart.engine import fit  # noqa: E402
 from warmstart.objectives import OBJECTIVES  # noqa: E402
-from warmstart.pipeline import build_encoder, image_stream, seed_everything  # noqa: E402
+from warmstart.pipeline import build_encoder, seed_everything  # noqa: E402
 
 SECTION = "objectives"
 
@@ -42,7 +42,7 @@ def objective_rate(name: str, data, steps: int, repeats: int, batch: int, thread
     objective = OBJECTIVES.build(name, encoder)
     # A stream of exactly `steps` batches makes every "epoch" one timed segment.
     rows = np.random.default_rng(0).permutation(len(data.x_train))[:steps * batch]
-    stream = image_stream(data, rows, batch, with_labels=False)
+    stream = data.input_stream(rows, batch)
     marks = [time.process_time()]
     history = fit(objective, lambda b: objective.loss(b[0]), [stream], config, desc=f"bench {name}",
                   on_epoch_end=lambda epoch: marks.append(time.process_time()) or {})

@@ -26,7 +26,8 @@ from warmstart.data.sources import load_data
 from warmstart.engine import fit
 from warmstart.models import Classifier
 from warmstart.objectives import OBJECTIVES
-from warmstart.pipeline import build_encoder, image_stream, seed_everything
+from warmstart.pipeline import build_encoder, seed_everything
+from warmstart.tasks import TASKS
 from warmstart.strategies import STRATEGIES
 
 
@@ -68,7 +69,8 @@ def bench_row(name, data, args) -> dict:
 
     def engine() -> float:
         model = copy.deepcopy(template)
-        stream = image_stream(data, rows, args.batch_size, with_labels)
+        stream = (TASKS.get("classify").stream(data, rows, args.batch_size) if with_labels
+                  else data.input_stream(rows, args.batch_size))
         started = clock()
         fit(model, engine_loss(model), [stream], settings)
         return n / (clock() - started)

@@ -28,3 +28,62 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# --- one small data set and one pretrained objective per task, shared by the registry-wide tests ----------
+
+TEXT_ARGS = {"hidden": 32, "layers": 2, "heads": 2, "vocab_size": 120, "max_length": 16, "dropout": 0.0}
+ANIMALS, TOOLS = ["cat", "dog", "horse", "cow", "sheep"], ["hammer", "saw", "drill", "wrench", "chisel"]
+
+
+def toy_tags(n: int = 240, seed: int = 0):
+    """Sentences with animals and tools tagged (``tag`` task): 'we saw the old cat near a drill'."""
+    import numpy as np
+
+    from warmstart.data import DataBundle
+    from warmstart.tasks.tag import span_tags
+
+    rng = np.random.default_rng(seed)
+    rows, tags = [], []
+    for _ in range(n):
+        first, second = int(rng.integers(2)), int(rng.integers(2))
+        words = ["we", "saw", "the", str(rng.choice(["old", "small"])), str(rng.choice([ANIMALS, TOOLS][first])),
+                 "near", "a", str(rng.choice([ANIMALS, TOOLS][second]))]
+        shift = int(rng.integers(2))
+        words = ["yesterday"] * shift + words
+        rows.append(tuple(words))
+        tags.append(span_tags(len(words), [(4 + shift, 5 + shift, first), (7 + shift, 8 + shift, second)]))
+    x, y = np.empty(n, dtype=object), np.empty(n, dtype=object)
+    x[:], y[:] = rows, tags
+    cut = int(0.8 * n)
+    return DataBundle("toy-tags", x[:cut], y[:cut], x[cut:], y[cut:], "text", ["animal", "tool"], task="tag")
+
+
+def named_source(name: str):
+    def load():
+        from warmstart.data import load_data
+
+        return load_data(name)
+    return load
+
+
+#: task -> (data loader, encoder, encoder options, objective, label budget) for tiny but real runs.
+TASK_SETUPS = {
+    "classify": (named_source("digits"), "cnn", {"width": 8}, "autoencoder", "per_class=5"),
+    "regress": (named_source("diabetes"), "mlp", {"width": 32, "feature_dim": 16}, "autoencoder", "count=40"),
+    "tag": (toy_tags, "transformer", TEXT_ARGS, "mlm", "count=40"),
+}
+
+
+@pytest.fixture(scope="session")
+def task_runs():
+    """For each task: its data and an objective pretrained on it for a few epochs (seconds on one thread)."""
+    from warmstart import pipeline
+    from warmstart.config import PretrainConfig
+
+    runs = {}
+    for task, (load, encoder, args, objective, _) in TASK_SETUPS.items():
+        data = load()
+        config = PretrainConfig(objective=objective, encoder=encoder, encoder_args=args, epochs=3, lr=3e-3)
+        runs[task] = (data, pipeline.pretrain(config, data=data).objective)
+    return runs

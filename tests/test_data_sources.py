@@ -111,7 +111,7 @@ def test_npz_compressed_tabular_without_test_split(tmp_path):
     x, y = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32), np.arange(50) % 2
     np.savez_compressed(tmp_path / "t.npz", x_train=x, y_train=y)
     b = load_data(f"npz:{tmp_path / 't.npz'}")
-    assert b.modality == "tabular" and b.scale == 1.0 and (len(b.x_train), len(b.x_test)) == (40, 10)
+    assert b.modality == "table" and b.scale == 1.0 and (len(b.x_train), len(b.x_test)) == (40, 10)
     assert np.array_equal(np.bincount(b.y_test), [5, 5])
     assert np.array_equal(load_data(f"npz:{tmp_path / 't.npz'}").y_test, b.y_test)
 
@@ -124,7 +124,7 @@ def test_npz_compressed_tabular_without_test_split(tmp_path):
         ({"x_train": np.zeros((4, 2)), "y_train": np.zeros(3)}, "x_train has 4 rows but y_train has 3"),
         ({"x_train": np.zeros((4, 2)), "y_train": np.array([0, 1, 2, 3]), "x_test": np.zeros((1, 2)),
           "y_test": np.array([5]), "class_names": np.array(list("abcd"))}, "label 5 is out of range"),
-        ({"x_train": np.zeros((4, 2)), "y_train": np.array([0, 0.5, 1, 1])}, "non-integer labels"),
+        ({"x_train": np.zeros((4, 2)), "y_train": np.array([0, np.nan, 1, 1.5])}, "missing or infinite"),
         ({"x_train": np.zeros((4, 2)), "y_train": np.array([0, -1, 1, 1])}, "negative labels"),
         ({"x_train": np.zeros((4,)), "y_train": np.array([0, 1, 0, 1])}, r"expected \(N, D\)"),
     ],
@@ -156,7 +156,7 @@ def test_csv_string_labels_are_sorted_and_features_standardised(tmp_path):
     rows = ["a,label,b"] + [f"{i},{'cat' if i % 2 else 'ant'},{i * i}" for i in range(20)]
     (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
     b = load_data(f"csv:{tmp_path / 't.csv'}")
-    assert b.class_names == ["ant", "cat"] and b.modality == "tabular" and b.x_train.dtype == np.float32
+    assert b.class_names == ["ant", "cat"] and b.modality == "table" and b.x_train.dtype == np.float32
     assert b.x_train.shape == (16, 2) and np.allclose(b.x_train.mean(0), 0, atol=1e-6)
     assert np.allclose(b.x_train.std(0), 1, atol=1e-5)
 
@@ -197,13 +197,51 @@ def test_folder_rgb_with_train_and_test(tmp_path):
     assert np.array_equal(b.y_test, [0, 1]) and b.x_train[-1, 2, 0, 0] == 205
 
 
-def test_folder_size_mismatch_and_empty(tmp_path):
+def test_folder_of_rgb_jpegs_of_different_sizes_is_resized_to_the_most_common_size(tmp_path):
+    """What every real photo folder is: colour JPEGs of several sizes. Read as RGB, brought to the most common
+    size (shorter side scaled to cover it, centre crop), the rule written into the resolved spec."""
+    rng = np.random.default_rng(0)
+    for c, sizes in (("cat", [(40, 30), (40, 30), (64, 48)]), ("dog", [(40, 30), (30, 50), (41, 31)])):
+        for i, size in enumerate(sizes):
+            path = tmp_path / "photos" / c / f"{i}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path, quality=90)
+    b = load_data(f"folder:{tmp_path / 'photos'}")
+    assert b.x_train.shape[1:] == (3, 30, 40) and b.spec.endswith("?image_size=40x30")
+    square = load_data(f"folder:{tmp_path / 'photos'}?image_size=16")
+    assert square.x_train.shape[1:] == (3, 16, 16) and square.spec.endswith("?image_size=16x16")
+    # The centre crop keeps the middle: a 64x48 image whose centre is white stays white in the middle.
+    Image.new("RGB", (64, 48), (0, 0, 0)).save(tmp_path / "photos" / "cat" / "0.jpg")
+    white = np.zeros((48, 64, 3), np.uint8)
+    white[:, 4:60] = 255
+    Image.fromarray(white).save(tmp_path / "photos" / "cat" / "2.jpg", quality=95)
+    b = load_data(f"folder:{tmp_path / 'photos'}?image_size=30")
+    both = np.concatenate([b.x_train, b.x_test])
+    # 64x48 scaled by 30/48 is 40x30; the centre 30 columns are source columns 8..56: inside the white band.
+    assert any(x.mean() > 240 for x in both)
+    with pytest.raises(UserError, match="image_size='big' is not a size"):
+        load_data(f"folder:{tmp_path / 'photos'}?image_size=big")
+    with pytest.raises(UserError, match="unknown option 'size'"):
+        load_data(f"folder:{tmp_path / 'photos'}?size=3")
+
+
+def test_folder_without_class_folders(tmp_path):
     save_png(tmp_path / "a" / "1.png", 0)
-    save_png(tmp_path / "b" / "1.png", 0, size=(6, 6))
-    with pytest.raises(UserError, match="is 6x6 but .* is 5x4; resize all images to one size"):
-        load_data(f"folder:{tmp_path}")
     with pytest.raises(UserError, match="no class subfolders"):
         load_data(f"folder:{tmp_path / 'a'}")
+
+
+def test_folder_run_config_records_the_resize_rule(tmp_path):
+    """The resolved source spec, with the image size chosen, is what a run's config.yaml says."""
+    from warmstart import pipeline
+    from warmstart.config import FinetuneConfig, read_yaml
+
+    for c in ("a", "b"):
+        for i, size in enumerate([(8, 8), (8, 8), (12, 10)]):
+            save_png(tmp_path / "imgs" / c / f"{i}.png", 40 * i, size=size)
+    config = FinetuneConfig(data=f"folder:{tmp_path / 'imgs'}", strategy="scratch", labels="per_class=1", epochs=1)
+    pipeline.finetune(config, tmp_path / "run")
+    assert read_yaml(tmp_path / "run" / "config.yaml")["data"] == f"folder:{tmp_path / 'imgs'}?image_size=8x8"
 
 
 # --- IDX ----------------------------------------------------------------------------------------

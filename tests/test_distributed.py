@@ -27,7 +27,7 @@ from warmstart.data.sources import load_data
 from warmstart.engine import CHECKPOINT, METRICS, fit
 from warmstart.errors import UserError
 from warmstart.objectives import OBJECTIVES
-from warmstart.pipeline import ENCODER_FILE, build_encoder, image_stream, pretrain, seed_everything
+from warmstart.pipeline import ENCODER_FILE, build_encoder, pretrain, seed_everything
 
 from conftest import SRC
 
@@ -98,7 +98,7 @@ def test_ddp_matches_one_process_with_the_same_global_batch(ddp_run, digits):
     seed_everything(cfg.seed)
     encoder = build_encoder("mlp", digits.input_shape, cfg.encoder_args)
     objective = OBJECTIVES.build("autoencoder", encoder)
-    stream = image_stream(digits, np.arange(len(digits.x_train)), 64, with_labels=False)
+    stream = digits.input_stream(np.arange(len(digits.x_train)), 64)
 
     def shard_means(batch):
         x = batch[0]

@@ -27,7 +27,7 @@ ENCODER_ARGS = {
     "transformer": {"hidden": 16, "layers": 1, "heads": 2, "vocab_size": 60, "max_length": 16},
     "gpt": {"hidden": 16, "layers": 1, "heads": 2, "vocab_size": 60, "max_length": 16},
 }
-SHAPES = {"image": (1, 8, 8), "tabular": (12,), "text": ()}
+SHAPES = {"image": (1, 8, 8), "table": (12,), "text": ()}
 # Text rows are documents; text encoders train their tokenizer on them (deterministically, so a tokenizer
 # trained again on TEXTS gives the encoder's ids).
 TEXTS = np.array([f"the {a} {b} {c} today" for a in ("old", "red", "small", "big") for b in ("cat", "saw", "dog", "cup")
@@ -44,9 +44,7 @@ def refused(objective: str, encoder: str, modality: str) -> bool:
     return (
         (objective, encoder, modality) in REFUSED
         or modality not in OBJECTIVES.get(objective).modalities
-        or (ENCODERS.get(encoder).image_only and modality != "image")
-        or ((getattr(ENCODERS.get(encoder), "modality", None) == "text") != (modality == "text"))
-        or (OBJECTIVES.get(objective).requires_image_encoder and not ENCODERS.get(encoder).image_only)
+        or modality not in ENCODERS.get(encoder).modalities
     )
 
 

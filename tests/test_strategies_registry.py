@@ -1,239 +1,111 @@
-"""Every registered fine-tune strategy: it trains exactly the parameters it claims, and its loss falls.
+"""Every (task, strategy) pair: what trains is what the strategy claims, the loss falls, and a saved model
+loads back to the same test metrics — or the pair is refused in one line before any work.
 
-Parametrised over ``STRATEGIES`` so a new strategy is covered by adding its registration line. ``joint``
-and ``selftrain`` also run end to end (CLI pretrain → finetune) on digits and must learn.
+Parametrised over ``TASKS`` × ``STRATEGIES``, so a new task or strategy is covered by its registration line
+(give it a tiny setup in ``conftest.TASK_SETUPS``).
 """
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import TASK_SETUPS
 from warmstart import pipeline
-from warmstart.config import FinetuneConfig, PretrainConfig
-from warmstart.data import DataBundle
-from warmstart.data.sources import load_data
-from warmstart.data.splits import LabelBudget
+from warmstart.config import FinetuneConfig
 from warmstart.errors import UserError
-from warmstart.evaluate import embed
-from warmstart.models import Classifier
-from warmstart.strategies import STRATEGIES, FinetuneContext, Full, layer_ids, probe, propagate
+from warmstart.models.build import build_encoder
+from warmstart.strategies import STRATEGIES, FinetuneContext
+from warmstart.tasks import TASKS
 
 # Options that make each strategy's tiny run cheap; everything else is the strategy's default.
 TINY_ARGS = {"joint": {"unlabeled_batch": 64, "epochs": 2}, "selftrain": {"batch": 64, "epochs": 2}}
+PAIRS = [(t, s) for t in TASKS.names() for s in STRATEGIES.names()]
+SERVED = [(t, s) for t, s in PAIRS if t in STRATEGIES.get(s).tasks and t in TASK_SETUPS]
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
+def test_every_task_has_a_setup_and_every_strategy_serves_one():
+    assert set(TASKS.names()) <= set(TASK_SETUPS), "give every task a tiny setup in conftest.TASK_SETUPS"
+    assert {s for _, s in SERVED} == set(STRATEGIES.names())
 
 
-@pytest.fixture(scope="module")
-def pretrained(digits):
-    """A small CNN pretrained with the autoencoder for a few epochs (seconds on one thread)."""
-    config = PretrainConfig(objective="autoencoder", encoder="cnn", encoder_args={"width": 8}, epochs=3)
-    return pipeline.pretrain(config, data=digits).objective
-
-
-def _context(strategy_name: str, digits, objective, epochs: int = 6) -> FinetuneContext:
-    config = FinetuneConfig(strategy=strategy_name, labels="per_class=5", epochs=epochs, batch_size=25, lr=3e-3)
-    labeled, unlabeled = LabelBudget.parse(config.labels).split(digits.y_train, 0)
+def context(task_name: str, name: str, task_runs, epochs: int = 6):
+    data, objective = task_runs[task_name]
+    task, budget = TASKS.get(task_name), TASK_SETUPS[task_name][4]
+    config = FinetuneConfig(strategy=name, labels=budget, epochs=epochs, batch_size=20, lr=3e-3)
+    labeled, unlabeled = task.split(data, budget, 0)
+    strategy = STRATEGIES.build(name, **TINY_ARGS.get(name, {}))
+    strategy.check(task, data, name)
     torch.manual_seed(0)
-    encoder = pipeline.build_encoder("cnn", digits.input_shape, {"width": 8})
-    strategy = STRATEGIES.build(strategy_name, **TINY_ARGS.get(strategy_name, {}))
+    spec = objective.encoder.spec
+    encoder = build_encoder(spec["encoder"], data.input_shape, spec["encoder_args"], data.modality,
+                            tokenizer=spec.get("tokenizer"))
     if strategy.load_pretrained:
         encoder.load_state_dict(objective.encoder.state_dict())
-    model = Classifier(encoder, digits.num_classes)
+    data = data.handler.prepare(data, encoder)
+    model = task.build_model(encoder, task.info(data))
+    task.init_model(model, data, labeled)
     aux = pipeline.objective_around(objective, encoder) if strategy.needs_objective else None
-    return strategy, FinetuneContext(config, digits, labeled, unlabeled, model, aux)
+    return strategy, FinetuneContext(config, data, task, labeled, unlabeled, model, aux)
 
 
-@pytest.mark.parametrize("name", STRATEGIES.names())
-def test_strategy_trains_what_it_claims_and_loss_falls(name, digits, pretrained):
-    strategy, ctx = _context(name, digits, pretrained)
+@pytest.mark.parametrize("task_name,name", SERVED)
+def test_strategy_trains_what_it_claims_and_loss_falls(task_name, name, task_runs):
+    strategy, ctx = context(task_name, name, task_runs)
+    pretrained = task_runs[task_name][1].encoder.state_dict()
     before = {k: v.clone() for k, v in ctx.model.state_dict().items()}
-    pretrained_state = pretrained.encoder.state_dict()
-    if strategy.load_pretrained:
-        assert all(torch.equal(before[f"encoder.{k}"], v) for k, v in pretrained_state.items())
-    else:
-        assert not all(torch.equal(before[f"encoder.{k}"], v) for k, v in pretrained_state.items())
+    starts_pretrained = all(torch.equal(before[f"encoder.{k}"], v) for k, v in pretrained.items())
+    assert starts_pretrained == strategy.load_pretrained
     history = strategy.train(ctx)
     after = ctx.model.state_dict()
-    weights = [k for k, _ in ctx.model.named_parameters()]
+    weights = [k for k, p in ctx.model.named_parameters() if p.requires_grad or not strategy.train_encoder]
     changed = {k for k in weights if not torch.equal(before[k], after[k])}
     head = {k for k in weights if k.startswith("head.")}
-    encoder = set(weights) - head
-    assert head <= changed, "the classification head must train"
+    encoder = {k for k in weights if k.startswith("encoder.") and "pooler" not in k}  # BERT's pooler is unused
+    assert head <= changed, "the head must train"
     if strategy.train_encoder:
-        assert encoder <= changed, f"frozen by mistake: {sorted(encoder - changed)}"
+        assert encoder <= changed, f"frozen by mistake: {sorted(encoder - changed)[:5]}"
     else:
-        assert not encoder & changed, f"should be frozen: {sorted(encoder & changed)}"
-        # BatchNorm running statistics of a frozen encoder stay as pretrained too.
-        assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
+        assert not encoder & changed, f"should be frozen: {sorted(encoder & changed)[:5]}"
+        assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))  # BN stats too
     assert history[-1]["loss"] < history[0]["loss"], [h["loss"] for h in history]
 
 
-def test_layer_decay_groups_cover_every_parameter_once_with_growing_scales(digits, pretrained):
-    model = Classifier(pipeline.build_encoder("cnn", digits.input_shape, {"width": 8}), digits.num_classes)
-    groups = Full(layer_decay=0.5).param_groups(model)
-    seen = [id(p) for g in groups for p in g["params"]]
-    assert sorted(seen) == sorted(id(p) for p in model.parameters())
-    scales = [g["lr_scale"] for g in groups]
-    assert scales == sorted(scales) and scales[-1] == 1.0 and scales[0] == 0.5 ** (len(groups) - 1)
-    assert len(set(layer_ids(model.encoder).values())) == 5  # the CNN's five convs
+@pytest.mark.parametrize("task_name,name", SERVED)
+def test_save_load_evaluate_round_trip_gives_the_same_metrics(task_name, name, task_runs, tmp_path):
+    data, objective = task_runs[task_name]
+    config = FinetuneConfig(strategy=name, labels=TASK_SETUPS[task_name][4], epochs=2, batch_size=20,
+                            strategy_args=TINY_ARGS.get(name, {}), encoder=TASK_SETUPS[task_name][1],
+                            encoder_args=TASK_SETUPS[task_name][2])
+    result = pipeline.finetune(config, tmp_path / "run", data=data, encoder=objective.encoder, objective=objective)
+    again = pipeline.evaluate(tmp_path / "run", data)
+    task = TASKS.get(task_name)
+    assert result.metrics["task"] == task_name and task.primary in result.metrics
+    for metric in task.metric_names:
+        assert again[metric] == pytest.approx(result.metrics[metric], abs=1e-6), metric
+        assert np.isfinite(again[metric])
 
 
-@pytest.mark.parametrize("bad", [{"augment": "strong"}, {"layer_decay": 1.5}, {"lam": -1.0}, {"temperature": 0}])
-def test_bad_strategy_options_are_one_line_user_errors(bad, digits):
-    name = "joint" if "lam" in bad else "selftrain" if "temperature" in bad else "full"
-    with pytest.raises(UserError, match="strategy"):
-        pipeline.finetune(FinetuneConfig(strategy=name, strategy_args=bad, epochs=1), data=digits)
+def test_a_strategy_refuses_a_task_it_does_not_serve(task_runs, tmp_path, monkeypatch):
+    """Today every strategy serves every task; one that declares fewer is refused before any work."""
+    class ClassesOnly(STRATEGIES.get("scratch")):
+        tasks = ("classify",)
+
+    monkeypatch.setitem(STRATEGIES._entries, "classes-only", ClassesOnly)
+    data, _ = task_runs["regress"]
+    with pytest.raises(UserError, match="strategy 'classes-only' does not apply to the regress task; it serves classify"):
+        pipeline.finetune(FinetuneConfig(strategy="classes-only", epochs=1), tmp_path / "run", data=data)
+    assert not (tmp_path / "run").exists()
 
 
-def test_joint_without_a_pretraining_run_says_how_to_fix_it(digits):
-    with pytest.raises(UserError, match="--from"):
-        pipeline.finetune(FinetuneConfig(strategy="joint", epochs=1), data=digits)
-
-
-def _accuracy(cli, run_dir, *args):
-    done = cli("finetune", "--data", "digits", "--labels", "per_class=5", "--out", str(run_dir), *args)
-    assert done.returncode == 0, done.stderr
-    return json.loads((run_dir / "test_metrics.json").read_text())["accuracy"]
-
-
-def test_joint_and_selftrain_end_to_end_on_digits(cli, tmp_path):
-    """CLI pretrain, then joint (CLI) and selftrain (API) from that run directory: both learn (chance 0.10)."""
-    pre = tmp_path / "pre"
-    done = cli("pretrain", "--data", "digits", "--objective", "autoencoder", "--encoder", "mlp", "--out", str(pre),
-               "epochs=10")
-    assert done.returncode == 0, done.stderr
-    assert (pre / "objective.safetensors").exists()
-    joint = _accuracy(cli, tmp_path / "joint", "--from", str(pre), "--strategy", "joint", "epochs=60",
-                      "strategy_args.lam=0.5")
-    config = FinetuneConfig(pretrained=str(pre), strategy="selftrain", epochs=60)  # in process: one start-up less
-    selftrain = pipeline.finetune(config, tmp_path / "selftrain").metrics["accuracy"]
-    assert joint > 0.75 and selftrain > 0.75, (joint, selftrain)
-    log = [json.loads(line) for line in (tmp_path / "joint" / "metrics.jsonl").read_text().splitlines()]
-    assert {"loss_fine", "loss_pre", "lam"} <= set(log[0]) and np.isfinite(log[-1]["loss_pre"])
-
-
-def test_label_spreading_targets_are_distributions_that_recover_labels(digits):
-    """`selftrain(targets=propagate)`'s targets: on digits pixels, 5 labels per class spread to the pool."""
-    labeled, unlabeled = LabelBudget.parse("per_class=5").split(digits.y_train, 0)
-    model = Classifier(pipeline.build_encoder("mlp", digits.input_shape, {}), digits.num_classes)
-    ctx = FinetuneContext(FinetuneConfig(), digits, labeled, unlabeled, model)
-    targets = propagate(digits.batch(digits.x_train).flatten(1).numpy(), ctx, neighbors=10)
-    assert targets.shape == (len(digits.x_train), digits.num_classes)
-    assert torch.allclose(targets.sum(1), torch.ones(len(targets)), atol=1e-5)
-    recovered = (targets[unlabeled].argmax(1).numpy() == digits.y_train[unlabeled]).mean()
-    assert recovered > 0.85, recovered
-
-
-def test_selftrain_on_the_pretrained_graph_spreads_over_pretrained_features_without_a_teacher(digits, pretrained):
-    """`graph="pretrained"`: targets are label spreading over the untouched pretrained encoder's features
-    (labeled rows one-hot), and with `targets="propagate"` no teacher is fine-tuned at all."""
-    _, ctx = _context("selftrain", digits, pretrained)
-    strategy = STRATEGIES.build("selftrain", graph="pretrained", epochs=1, batch=64)
-    encoder_before = {k: v.clone() for k, v in ctx.model.encoder.state_dict().items()}
-    strategy.setup(ctx)
-    assert all(torch.equal(v, ctx.model.encoder.state_dict()[k]) for k, v in encoder_before.items())
-    expected = propagate(embed(ctx.model.encoder, digits, digits.x_train), ctx, neighbors=10)
-    expected[ctx.labeled] = torch.nn.functional.one_hot(torch.from_numpy(digits.y_train[ctx.labeled]), 10).float()
-    assert torch.allclose(strategy.targets, expected)
-    agreement = (strategy.targets[ctx.unlabeled].argmax(1).numpy() == digits.y_train[ctx.unlabeled]).mean()
-    assert agreement > 0.5, agreement  # autoencoder features of 3 epochs: far above chance (0.10)
-    with pytest.raises(ValueError, match="graph"):
-        STRATEGIES.build("selftrain", graph="student")
-
-
-def test_lp_ft_head_starts_as_the_logistic_regression_probe(digits, pretrained):
-    """`full(head_init="probe")`: before any step the classifier predicts what scikit-learn's probe on the
-    standardised frozen features predicts, on held-out rows too (a random head agrees with it 1 time in 10)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    _, ctx = _context("full", digits, pretrained)
-    STRATEGIES.build("full", head_init="probe").setup(ctx)
-    z = embed(ctx.model.encoder, digits, digits.x_train)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    probe.fit(z[ctx.labeled], digits.y_train[ctx.labeled])
-    with torch.no_grad():
-        ctx.model.eval()
-        ours = ctx.model(digits.batch(digits.x_train[ctx.unlabeled])).argmax(1).numpy()
-    assert (ours == probe.predict(z[ctx.unlabeled])).mean() > 0.99
-    assert (ours == digits.y_train[ctx.unlabeled]).mean() > 0.5
-    with pytest.raises(ValueError, match="head_init"):
-        STRATEGIES.build("full", head_init="zeros")
-
-
-@pytest.fixture(scope="module")
-def mlp_run(digits, tmp_path_factory):
-    """A pretraining run directory (an MLP autoencoder, a few seconds) to draw extra features from."""
-    out = tmp_path_factory.mktemp("mlp_run")
-    config = PretrainConfig(objective="autoencoder", encoder="mlp", encoder_args={"feature_dim": 32}, epochs=3)
-    pipeline.pretrain(config, out, data=digits)
-    return out
-
-
-def test_selftrain_probe_targets_over_features_from_another_run(digits, pretrained, mlp_run):
-    """`targets="probe+propagate"` with `features_from`: the probe and the kNN graph see the pretrained CNN's
-    features next to another run's MLP features (each block unit-length), and their averaged targets recover
-    the pool's labels better than either encoder's spread alone would need (far above chance, 0.10)."""
-    _, ctx = _context("selftrain", digits, pretrained)
-    strategy = STRATEGIES.build("selftrain", graph="pretrained", targets="probe+propagate",
-                                features_from=[str(mlp_run)], epochs=1, batch=64)
-    features = strategy.features(ctx.model.encoder, ctx)
-    own = ctx.model.encoder.feature_dim
-    assert features.shape == (len(digits.x_train), own + 32)
-    assert np.allclose(np.linalg.norm(features[:, :own], axis=1), 1, atol=1e-4)
-    assert np.allclose(np.linalg.norm(features[:, own:], axis=1), 1, atol=1e-4)
-    strategy.setup(ctx)
-    targets = strategy.targets
-    assert torch.allclose(targets.sum(1), torch.ones(len(targets)), atol=1e-5)
-    probe_alone = probe(features, ctx)
-    assert (probe_alone[ctx.unlabeled].argmax(1).numpy() == digits.y_train[ctx.unlabeled]).mean() > 0.7
-    assert (targets[ctx.unlabeled].argmax(1).numpy() == digits.y_train[ctx.unlabeled]).mean() > 0.7
-    assert torch.equal(targets[ctx.labeled].argmax(1), torch.from_numpy(digits.y_train[ctx.labeled]))
-
-
-def test_selftrain_labeled_batch_adds_the_true_labels_to_every_student_step(digits, pretrained):
-    _, ctx = _context("selftrain", digits, pretrained)
-    strategy = STRATEGIES.build("selftrain", graph="pretrained", labeled_batch=16, epochs=1, batch=64)
-    strategy.setup(ctx)
-    pool, labeled = strategy.streams(ctx)
-    assert (pool.size, labeled.size, labeled.batch_size) == (len(digits.x_train), len(ctx.labeled), 16)
-    batches = [s.make_batch(np.arange(s.batch_size)) for s in (pool, labeled)]
-    loss, logs = strategy.loss(ctx.model, *batches)
-    assert "loss_labeled" in logs and loss > logs["loss_labeled"] > 0
-
-
-def test_selftrain_features_from_bad_runs_are_one_line_user_errors(digits, tmp_path):
-    with pytest.raises(UserError, match="features_from: no encoder.safetensors"):
-        pipeline.finetune(FinetuneConfig(strategy="selftrain", strategy_args={"features_from": [str(tmp_path)]},
-                                         epochs=1), data=digits)
-    other = tmp_path / "other"  # pretrained on 4x4 images: its features cannot describe 8x8 digits
-    small = DataBundle("tiny", digits.x_train[:64, :, :4, :4], digits.y_train[:64], digits.x_test[:16, :, :4, :4],
-                       digits.y_test[:16], digits.modality, digits.class_names, digits.scale)
-    pipeline.pretrain(PretrainConfig(objective="autoencoder", epochs=1), other, data=small)
-    with pytest.raises(UserError, match="shape"):
-        pipeline.finetune(FinetuneConfig(strategy="selftrain", strategy_args={
-            "features_from": [str(other)], "graph": "pretrained"}, epochs=1), data=digits,
-            encoder=pipeline.build_encoder("mlp", digits.input_shape, {}))
-
-
-def test_selftrain_scratch_student_of_another_architecture_learns_from_other_runs(digits, mlp_run):
-    """`student="scratch"`: no --from; a CNN (the config's encoder) from random init learns the targets
-    of another run's MLP features, and beats chance (0.10) by far."""
-    config = FinetuneConfig(strategy="selftrain", encoder="cnn", encoder_args={"width": 8}, seed=0, strategy_args={
-        "student": "scratch", "features_from": [str(mlp_run)], "targets": "probe+propagate", "epochs": 8,
-        "batch": 64})
-    result = pipeline.finetune(config, data=digits)
-    assert result.model.encoder.spec["encoder"] == "cnn"
-    assert result.metrics["accuracy"] > 0.75, result.metrics
-    for bad in ({"student": "scratch"}, {"student": "scratch", "features_from": [str(mlp_run)], "targets": "teacher"},
-                {"student": "teacher"}):
-        with pytest.raises(ValueError, match="student"):
-            STRATEGIES.build("selftrain", **bad)
+def test_selftrain_refuses_targets_and_options_the_task_cannot_serve(task_runs, tmp_path):
+    data, objective = task_runs["tag"]
+    for args, message in (({"targets": "propagate"}, "targets=propagate does not apply to the tag task"),
+                          ({"features_from": [str(tmp_path)]}, "no encoder.safetensors")):
+        with pytest.raises(UserError, match=message):
+            pipeline.finetune(FinetuneConfig(strategy="selftrain", strategy_args=args, epochs=1), tmp_path / "run",
+                              data=data, encoder=objective.encoder)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(UserError, match="augment='weak' does not apply to text data"):
+        pipeline.finetune(FinetuneConfig(strategy="full", strategy_args={"augment": "weak"}, epochs=1), data=data,
+                          encoder=objective.encoder)

@@ -13,11 +13,15 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # Import the torch-heavy pipeline lazily so `warmstart --help` answers at once.
-    if name in ("pretrain", "finetune", "evaluate", "load_encoder", "load_model"):
+    if name in ("pretrain", "finetune", "evaluate"):
         from warmstart import pipeline
 
         return getattr(pipeline, name)
+    if name == "load_run":
+        from warmstart.rundir import load_run
+
+        return load_run
     raise AttributeError(name)
 
 
-__all__ = ["PretrainConfig", "FinetuneConfig", "UserError", "pretrain", "finetune", "evaluate"]
+__all__ = ["PretrainConfig", "FinetuneConfig", "UserError", "pretrain", "finetune", "evaluate", "load_run"]

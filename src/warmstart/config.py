@@ -51,12 +51,16 @@ class PretrainConfig(TrainSettings):
 
 
 class FinetuneConfig(TrainSettings):
-    """``warmstart finetune``: train a classifier on a label budget, from a pretrained encoder or not."""
+    """``warmstart finetune``: train a model for the data's task on a label budget, from a pretrained encoder or not."""
 
     pretrained: str | None = Field(None, description="run directory of a pretraining run")
+    task: str | None = Field(
+        None, description="what the labels are: classify, regress or tag; None: inferred from the data")
     strategy: str = Field("full", description="fine-tune strategy")
     strategy_args: dict[str, Any] = Field(default_factory=dict, description="strategy options")
-    labels: str = Field("per_class=5", description="label budget: per_class=k, count=n or fraction=f")
+    labels: str | None = Field(
+        None, description="label budget: per_class=k, count=n or fraction=f; None: the task's default "
+        "(per_class=5 for classify and tag, count=50 for regress)")
     encoder: str = Field("mlp", description="encoder for `scratch` runs without --from")
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
     epochs: int = Field(100, ge=1, description="passes over the labeled examples")
@@ -157,9 +161,14 @@ def to_yaml(config: BaseModel) -> str:
 
 # --- studies ------------------------------------------------------------------------------------
 
+#: Study settings that choose which cells exist; the rest decide what a cell computes and must not change
+#: between runs sharing one directory.
+GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds")
+
 #: Pretrain/finetune settings a study sets itself, per cell, from its own fields.
 STUDY_CONTROLLED = {
-    "data": "--data", "data_dir": "--data-dir", "objective": "--objectives", "strategy": "--strategies",
+    "data": "--data", "data_dir": "--data-dir", "task": "--task", "objective": "--objectives",
+    "strategy": "--strategies",
     "labels": "--labels", "seed": "--seeds", "pretrained": "the study's own pretraining",
     "encoder": "--encoder", "encoder_args": "encoder_args.KEY=VALUE",
 }
@@ -176,10 +185,12 @@ class StudyConfig(BaseModel):
 
     data: str = Field("digits", description="data source: a name (see `warmstart datasets`) or kind:PATH")
     data_dir: str | None = Field(None, description="extra directory to look for data files in")
+    task: str | None = Field(
+        None, description="what the labels are: classify, regress or tag; None: inferred from the data")
     objectives: list[str] = Field(["autoencoder"], min_length=1, description="pretraining objectives")
     strategies: list[str] = Field(["linear", "full"], min_length=1, description="fine-tune strategies")
-    baselines: list[str] = Field(
-        ["logistic_regression", "label_spreading", "self_training"], description="classical baselines")
+    baselines: list[str] | None = Field(
+        None, description="classical baselines; None: the task's own (see `warmstart.baselines`), [] for none")
     labels: list[str] = Field(
         ["count=20", "count=50", "count=100"], min_length=1,
         description="label budgets: a bare N means count=N (balanced); per_class=K, fraction=F also work")
@@ -196,8 +207,8 @@ class StudyConfig(BaseModel):
 
     def finetune_config(self, strategy: str, labels: str, seed: int) -> FinetuneConfig:
         return FinetuneConfig(**{**self.finetune, "data": self.data, "data_dir": self.data_dir, "seed": seed,
-                                 "strategy": strategy, "labels": labels, "encoder": self.encoder,
-                                 "encoder_args": self.encoder_args})
+                                 "task": self.task, "strategy": strategy, "labels": labels,
+                                 "encoder": self.encoder, "encoder_args": self.encoder_args})
 
 
 def _split_list(value: Any) -> Any:
@@ -242,7 +253,7 @@ def study_values_from_file(raw: dict[str, Any]) -> dict[str, Any]:
         for key, value in section.items():
             if key in axes:
                 values[axes[key]] = value if isinstance(value, list) else [value]
-            elif key in ("data", "data_dir", "encoder", "encoder_args"):
+            elif key in ("data", "data_dir", "task", "encoder", "encoder_args"):
                 values[key] = value
             elif key not in ("seed", "pretrained"):
                 values.setdefault(stage, {})[key] = value
@@ -263,8 +274,10 @@ def resolve_study(
     values: dict[str, Any] = study_values_from_file(read_yaml(file)) if file else {}
     values = _merge(values, {k: v for k, v in (flags or {}).items() if v is not None})
     values = _merge(values, parse_overrides(overrides or []))
+    if isinstance(values.get("baselines"), str) and values["baselines"].strip().lower() == "none":
+        values["baselines"] = []  # --baselines none
     for key in ("objectives", "strategies", "baselines", "labels"):
-        if key in values:
+        if key in values and values[key] is not None:
             values[key] = _split_list(values[key])
             if isinstance(values[key], list):
                 values[key] = [str(v) for v in values[key]]
@@ -273,7 +286,8 @@ def resolve_study(
 
     config.labels = list(dict.fromkeys(str(LabelBudget.parse(spec)) for spec in config.labels))
     for key in ("objectives", "strategies", "baselines"):
-        setattr(config, key, list(dict.fromkeys(getattr(config, key))))
+        if getattr(config, key) is not None:
+            setattr(config, key, list(dict.fromkeys(getattr(config, key))))
     for stage, cls in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig)):
         section = getattr(config, stage)
         fields = [f for f in cls.model_fields if f not in STUDY_CONTROLLED]

@@ -35,7 +35,7 @@ def demo_config(seeds: int = 3, quick: bool = False) -> StudyConfig:
 
 def verdict(rows: list[dict]) -> str:
     """One line: the best pretrained method against scratch, in accuracy points."""
-    from warmstart.report import Summary
+    from warmstart.study.summary import Summary
 
     summary = Summary(rows)
     budget = summary.budgets[0]
@@ -48,8 +48,8 @@ def verdict(rows: list[dict]) -> str:
 
 
 def run_demo(out: Path, seeds: int = 3, quick: bool = False) -> list[dict]:
-    from warmstart.report import format_table
     from warmstart.study import run_study
+    from warmstart.study.summary import format_table
 
     rows = run_study(demo_config(seeds, quick), out)
     print("\n" + format_table(rows, spread="std"))

@@ -17,3 +17,10 @@ def closest(name: str, choices: Iterable[str]) -> str:
     """A " (did you mean 'x'?)" hint, or an empty string when nothing is close."""
     match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def note(message: str) -> None:
+    """Tell the user something they should know but that is not an error (one line on stderr)."""
+    import sys
+
+    print(f"warmstart: note: {message}", file=sys.stderr)

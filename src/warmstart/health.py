@@ -92,6 +92,9 @@ class HealthMonitor:
         # numpy's generator, not torch's: choosing the sample must not shift the training RNG stream.
         rows = np.sort(np.random.default_rng(seed).permutation(len(data.x_train))[:samples])
         probe_x = probe_y = None
+        if probe_labels and data.task != "classify":
+            raise UserError(f"probe_labels (the kNN-accuracy health check) needs class labels but {data.name} has "
+                            f"{data.task} targets; set probe_labels=0")
         if probe_labels:
             try:
                 labeled, _ = LabelBudget("count", probe_labels).split(data.y_train, seed)

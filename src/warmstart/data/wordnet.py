@@ -156,13 +156,15 @@ def tagging_examples(root: Path) -> list[tuple[tuple[str, ...], int, int, int, i
 
 
 def load_wordnet_tags(path: str | None = None, data_dir: str | None = None) -> DataBundle:
-    """Supersense tagging of example sentences. ``x`` rows are ``(words, start, end)``; ``y`` is the
-    entity's supersense (so label budgets stay stratified); tags are ``B-``/``I-`` + supersense, and ``O``."""
+    """Supersense tagging of example sentences (task ``tag``). ``x`` rows are word tuples; ``y`` rows the
+    per-word tag ids: ``B-``/``I-`` + the synset's supersense on its lemma, ``O`` elsewhere."""
+    from warmstart.tasks.tag import span_tags
+
     root = _require(data_dir)
     examples = tagging_examples(root)
     tr_synsets, _ = _split(len(read_synsets(root)))
     in_train = np.isin(np.array([e[4] for e in examples]), tr_synsets)
-    x = _objects([(w, a, b) for w, a, b, _, _ in examples])
-    y = np.array([e[3] for e in examples], np.int64)
+    x = _objects([w for w, _, _, _, _ in examples])
+    y = _objects([span_tags(len(w), [(a, b, label)]) for w, a, b, label, _ in examples])
     return DataBundle("wordnet-tags", x[in_train], y[in_train], x[~in_train], y[~in_train], "text",
-                      list(SUPERSENSES), task="tagging")
+                      list(SUPERSENSES), task="tag")

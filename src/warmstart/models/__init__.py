@@ -1,6 +1,6 @@
 """Encoders (registry ``ENCODERS``) and heads."""
 from warmstart.models.encoders import ENCODERS, Encoder
-from warmstart.models.heads import Classifier, Decoder
+from warmstart.models.heads import Classifier, Decoder, Regressor
 from warmstart.models import text as _text  # noqa: E402,F401  registers transformer, gpt
 
-__all__ = ["ENCODERS", "Encoder", "Classifier", "Decoder"]
+__all__ = ["ENCODERS", "Encoder", "Classifier", "Decoder", "Regressor"]

@@ -19,7 +19,10 @@ class Encoder(nn.Module):
     """Base class: remembers its input shape and feature size so heads can be built against it."""
 
     feature_dim: int
-    image_only = False
+    #: The data modalities (``data/modalities/``) this architecture reads.
+    modalities: tuple[str, ...] = ("image", "table")
+    #: The modality of the data it was built for (set by ``models.build.build_encoder``).
+    modality = "image"
 
     def __init__(self, input_shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -84,7 +87,7 @@ def _conv_block(c_in: int, c_out: int, norm: str) -> list[nn.Module]:
 class CNNEncoder(Encoder):
     """A small VGG-style convnet: three stages of conv blocks, 2×2 max-pool between, global average pool."""
 
-    image_only = True
+    modalities = ("image",)
 
     def __init__(self, input_shape: tuple[int, ...], width: int = 32, norm: str = "batch") -> None:
         super().__init__(input_shape)
@@ -125,7 +128,7 @@ class BasicBlock(nn.Module):
 class ResNetEncoder(Encoder):
     """A small ResNet for 28×28-sized images: a 3×3 stem and three stages of basic blocks (strides 1, 2, 2)."""
 
-    image_only = True
+    modalities = ("image",)
 
     def __init__(
         self, input_shape: tuple[int, ...], width: int = 32, blocks: int = 1, norm: str = "batch"

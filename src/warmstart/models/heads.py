@@ -1,4 +1,4 @@
-"""Heads that sit on an encoder's ``(B, feature_dim)`` features."""
+"""Heads that sit on an encoder's ``(B, feature_dim)`` features: decoder, classifier, regressor."""
 from __future__ import annotations
 
 import math
@@ -56,3 +56,26 @@ class Classifier(nn.Module):
                 features = self.encoder(x)
             return self.head(features)
         return self.head(self.encoder(x))
+
+
+class Regressor(Classifier):
+    """Encoder + linear head for ``k`` real targets: ``(B, *input_shape) -> (B, k)`` *standardised* values.
+
+    ``target_mean`` / ``target_std`` (buffers, so checkpoints carry them) are set from the labeled rows before
+    training; ``destandardise`` turns outputs back into the data's units.
+    """
+
+    def __init__(self, encoder: nn.Module, outputs: int) -> None:
+        super().__init__(encoder, outputs)
+        self.register_buffer("target_mean", torch.zeros(outputs))
+        self.register_buffer("target_std", torch.ones(outputs))
+
+    def set_scaling(self, mean, std) -> None:
+        self.target_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.target_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def standardise(self, y: torch.Tensor) -> torch.Tensor:
+        return (y.float() - self.target_mean) / self.target_std
+
+    def destandardise(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.target_std + self.target_mean

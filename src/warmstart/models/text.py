@@ -23,6 +23,7 @@ from warmstart.models.heads import Classifier
 class TextEncoder(Encoder):
     """Base: wraps a Hugging Face base model (``last_hidden_state`` output) and its tokenizer."""
 
+    modalities = ("text",)
     modality = "text"
     causal = False
 

@@ -15,10 +15,9 @@ class Objective(nn.Module):
     submodule ``self.encoder``; after pretraining only its weights are kept for fine-tuning.
     """
 
-    #: Data modalities the objective understands ("image", "tabular"; "text" later).
-    modalities: tuple[str, ...] = ("image", "tabular")
-    #: Encoders it cannot work with, and why (e.g. a generator that needs a conv trunk).
-    requires_image_encoder = False
+    #: Data modalities the objective understands (keys of ``data.modalities.MODALITIES``); it reads the
+    #: encoder's ``modality`` to pick how to treat a batch (e.g. image augmentations or feature corruption).
+    modalities: tuple[str, ...] = ("image", "table")
 
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()

@@ -76,7 +76,7 @@ class GAN(Objective):
 
     def __init__(self, encoder: Encoder, noise_dim: int = 64, generator_width: int = 64) -> None:
         super().__init__(encoder)
-        if len(encoder.input_shape) != 3:
+        if encoder.modality != "image":
             raise ValueError(f"the generator draws (C, H, W) images but the inputs have shape {encoder.input_shape}")
         if isinstance(encoder, LinearEncoder):
             raise ValueError("a linear encoder makes a linear discriminator, which learns no features; "

@@ -25,7 +25,7 @@ def auto_patch_size(height: int, width: int) -> int:
 
 
 class MaskedAutoencoder(Objective):
-    """Mask ``mask_ratio`` of the patches (images) or features (tabular rows), reconstruct the whole input
+    """Mask ``mask_ratio`` of the patches (images) or features (table rows), reconstruct the whole input
     from the encoder's features, and average the squared error over the masked values only.
 
     Shapes: ``x`` ``(B, C, H, W)`` with a ``(B, 1, H/p, W/p)`` patch mask upsampled to pixels, or ``(B, D)``
@@ -39,7 +39,7 @@ class MaskedAutoencoder(Objective):
             :func:`auto_patch_size`; 1 masks single pixels. Must divide the image's height and width.
         decoder_hidden: width of the MLP decoder's hidden layer (0: linear decoder).
         sigmoid: squash reconstructions into [0, 1]; ``None`` means yes for images (pixels are in [0, 1]
-            in model units), no for tabular rows.
+            in model units), no for table rows.
 
     >>> from warmstart.models.encoders import CNNEncoder
     >>> objective = MaskedAutoencoder(CNNEncoder((1, 28, 28), width=8))
@@ -57,7 +57,7 @@ class MaskedAutoencoder(Objective):
         if decoder_hidden < 0:
             raise ValueError(f"decoder_hidden must be >= 0, got {decoder_hidden}")
         shape = encoder.input_shape
-        self.is_image = len(shape) == 3
+        self.is_image = encoder.modality == "image"
         if self.is_image:
             c, h, w = shape
             patch_size = auto_patch_size(h, w) if patch_size is None else patch_size

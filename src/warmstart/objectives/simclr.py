@@ -33,14 +33,14 @@ class SimCLR(Objective):
     """Two random views per input, encoded together, projected, and pulled together by NT-Xent.
 
     Images ``(B, C, H, W)`` get :class:`warmstart.augment.Augment` views (crop, flip, jitter, erasing);
-    tabular rows ``(B, D)`` get SCARF feature corruption, so the objective also serves the MLP on tables.
+    table rows ``(B, D)`` get SCARF feature corruption, so the objective also serves the MLP on tables.
 
     Args:
         temperature: NT-Xent's ``τ`` (0.5 for batches of a few hundred; see :class:`NTXentLoss`).
         proj_hidden, proj_dim: width of the projection MLP and of its output (the paper's 128).
         augment: options for :class:`Augment` overriding its SimCLR defaults, e.g. ``{"flip": 0}`` for
             digits whose mirror image is another symbol.
-        corruption_rate: fraction of features replaced in a tabular view (SCARF's 0.6).
+        corruption_rate: fraction of features replaced in a table view (SCARF's 0.6).
 
     >>> from warmstart.models.encoders import CNNEncoder
     >>> objective = SimCLR(CNNEncoder((1, 28, 28), width=8))
@@ -64,7 +64,7 @@ class SimCLR(Objective):
     def views(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, *input_shape)`` → ``(2B, *input_shape)``: two independent random views, stacked."""
         both = torch.cat([x, x])
-        if x.dim() == 4:
+        if self.encoder.modality == "image":
             return self.augment(both)
         flat = both.flatten(1)
         return feature_corruption(flat, self.corruption_rate).view_as(both)

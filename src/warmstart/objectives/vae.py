@@ -47,7 +47,7 @@ class VAE(Objective):
             raise ValueError(f"beta must be >= 0, got {beta}")
         if decoder_hidden < 0:
             raise ValueError(f"decoder_hidden must be >= 0, got {decoder_hidden}")
-        likelihood = likelihood or ("bernoulli" if len(encoder.input_shape) == 3 else "gaussian")
+        likelihood = likelihood or ("bernoulli" if encoder.modality == "image" else "gaussian")
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
         self.beta, self.likelihood = beta, likelihood

@@ -7,9 +7,9 @@ from warmstart.strategies.base import (
     pool_epochs, pool_stream,
 )
 from warmstart.strategies.joint import Joint, JointModule
-from warmstart.strategies.selftrain import SelfTrain, probe, propagate
+from warmstart.strategies.selftrain import SelfTrain
 
 __all__ = [
     "AUGMENTS", "STRATEGIES", "FinetuneContext", "Full", "Joint", "JointModule", "Linear", "Scratch", "SelfTrain",
-    "Strategy", "labeled_stream", "layer_ids", "pool_epochs", "pool_stream", "probe", "propagate",
+    "Strategy", "labeled_stream", "layer_ids", "pool_epochs", "pool_stream",
 ]

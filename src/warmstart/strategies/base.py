@@ -1,72 +1,59 @@
 """Fine-tune strategies: which parameters train, on which batches and with what loss, on the same engine.
 
-A strategy is a tiny class plus one registration line. The pipeline builds the classifier, calls
-``setup(context)`` (which returns the module the engine trains), then runs ``warmstart.engine.fit`` on
+A strategy is a tiny class plus one registration line. It says which tasks it serves (``tasks``) and asks
+the run's task (``warmstart.tasks``) for the loss, the batches and the probe, so one class trains classifiers,
+regressors and taggers alike. The pipeline builds the task's model, calls ``setup(context)`` (which returns the module the engine trains), then runs ``warmstart.engine.fit`` on
 ``streams(context)`` with ``param_groups`` and ``loss``. The first stream defines the epoch; the others
 cycle (unlabeled batches beside labeled ones).
 
-Options every strategy takes (``strategy_args``): ``augment`` — ``"none"`` or ``"weak"`` (``Augment.weak()``:
-a small crop/shift + horizontal flip on image batches, the light augmentation that helps
-few-label fine-tuning; give ``scratch`` the same when comparing).
+Options every strategy takes (``strategy_args``): ``augment`` — ``"none"`` or ``"weak"`` (the modality's light
+training view: for images ``Augment.weak()``, a small crop/shift + horizontal flip that helps few-label
+fine-tuning; give ``scratch`` the same when comparing; refused for modalities without one).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from warmstart.augment import Augment
 from warmstart.config import FinetuneConfig
 from warmstart.data import DataBundle
 from warmstart.engine import Stream, fit
-from warmstart.models.heads import Classifier
+from warmstart.errors import UserError
 from warmstart.registry import Registry
 
 STRATEGIES: Registry[type["Strategy"]] = Registry("strategy")
 AUGMENTS = ("none", "weak")
-WEAK = Augment.weak()
 
 
 @dataclass
 class FinetuneContext:
-    """What a strategy may use: the config, the data, the labeled/unlabeled rows of the training split,
-    the classifier being trained and (for ``joint``) the pretraining objective rebuilt around its encoder."""
+    """What a strategy may use: the config, the data and its task, the labeled/unlabeled rows of the training
+    split, the model being trained and (for ``joint``) the pretraining objective rebuilt around its encoder."""
 
     config: FinetuneConfig
     data: DataBundle
+    task: Any  # a warmstart.tasks.Task
     labeled: np.ndarray
     unlabeled: np.ndarray
-    model: Classifier
+    model: nn.Module
     objective: nn.Module | None = None
-    #: The pipeline's labeled stream (e.g. token-tagging batches for text); None: built from ``data``.
-    stream: Stream | None = None
 
 
 def labeled_stream(ctx: FinetuneContext, batch_size: int | None = None) -> Stream:
-    if ctx.stream is not None and batch_size is None:
-        return ctx.stream
-    data, index = ctx.data, ctx.labeled
-
-    def make(rows: np.ndarray) -> tuple[torch.Tensor, ...]:
-        return data.batch(data.x_train, index[rows]), torch.from_numpy(data.y_train[index[rows]])
-
-    return Stream(len(index), min(batch_size or ctx.config.batch_size, len(index)), make)
+    """The task's labeled batches ``(inputs, targets)`` of the labeled rows."""
+    return ctx.task.stream(ctx.data, ctx.labeled, batch_size or ctx.config.batch_size)
 
 
-def pool_stream(
-    ctx: FinetuneContext, index: np.ndarray, batch_size: int, targets: torch.Tensor | None = None
-) -> Stream:
-    """Batches of training rows ``index`` (labels withheld); with ``targets`` each batch carries its rows' targets."""
-    data = ctx.data
-
-    def make(rows: np.ndarray) -> tuple[torch.Tensor, ...]:
-        x = data.batch(data.x_train, index[rows])
-        return (x,) if targets is None else (x, targets[rows])
-
-    return Stream(len(index), min(batch_size, len(index)), make)
+def pool_stream(ctx: FinetuneContext, index: np.ndarray, batch_size: int, targets: Any = None) -> Stream:
+    """Batches of training rows ``index`` (labels withheld); with ``targets`` (one entry per training row,
+    e.g. self-training's soft targets) each batch carries its rows' targets, batched by the task."""
+    if targets is None:
+        return ctx.data.input_stream(index, batch_size)
+    return ctx.task.soft_stream(ctx.data, index, batch_size, targets)
 
 
 def pool_epochs(epochs: int | None, ctx: FinetuneContext, pool_size: int, batch: int) -> int:
@@ -79,7 +66,7 @@ def pool_epochs(epochs: int | None, ctx: FinetuneContext, pool_size: int, batch:
 
 
 class Strategy:
-    """Base: train everything from the pretrained encoder with cross-entropy on the labeled batches."""
+    """Base: train everything from the pretrained encoder with the task's loss on the labeled batches."""
 
     #: Start from the pretrained encoder's weights (False only for the `scratch` baseline).
     load_pretrained = True
@@ -87,11 +74,22 @@ class Strategy:
     train_encoder = True
     #: Needs the pretraining objective with its heads (saved by `pretrain` as objective.safetensors).
     needs_objective = False
+    #: The tasks (keys of ``warmstart.tasks.TASKS``) this strategy can train.
+    tasks: tuple[str, ...] = ("classify", "regress", "tag")
 
     def __init__(self, augment: str = "none") -> None:
         if augment not in AUGMENTS:
             raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
         self.augment = augment
+
+    def check(self, task, data: DataBundle, name: str) -> None:
+        """Refuse, in one line and before any work, a task or modality this strategy (named ``name``) cannot serve."""
+        if task.name not in self.tasks:
+            raise UserError(f"strategy '{name}' does not apply to the {task.name} task; it serves "
+                            f"{', '.join(self.tasks)}")
+        if self.augment != "none" and self.augment not in data.handler.augments:
+            raise UserError(f"strategy '{name}': augment={self.augment!r} does not apply to {data.modality} data; "
+                            "use strategy_args.augment=none")
 
     def train(self, ctx: FinetuneContext, run_dir=None, resume: bool = False, after_step=None) -> list[dict]:
         """Train ``ctx.model`` in place with the engine; returns its per-epoch metrics."""
@@ -102,8 +100,13 @@ class Strategy:
             desc=f"finetune {ctx.config.strategy}", config=ctx.config.model_dump(mode="json"), after_step=after_step,
         )
 
+    def bind(self, ctx: FinetuneContext) -> None:
+        """Remember the run's task and modality (``setup`` calls it; the loss and the views need them)."""
+        self.task, self.modality = ctx.task, ctx.data.handler
+
     def setup(self, ctx: FinetuneContext) -> nn.Module:
         """Prepare before training; return the module whose state the engine trains and checkpoints."""
+        self.bind(ctx)
         return ctx.model
 
     def streams(self, ctx: FinetuneContext) -> list[Stream]:
@@ -113,21 +116,19 @@ class Strategy:
         """The engine settings for the main fit (strategies that train over the pool count epochs there)."""
         return config
 
-    def param_groups(self, model: Classifier) -> list[dict]:
+    def param_groups(self, model: nn.Module) -> list[dict]:
         model.freeze_encoder(not self.train_encoder)
         return [{"params": [p for p in model.parameters() if p.requires_grad]}]
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
-        """The training view of an input batch (augmented when ``augment='weak'`` and the input is an image)."""
-        return WEAK(x) if self.augment == "weak" and x.dim() == 4 else x
+        """The training view of an input batch: the modality's augmentation named by ``augment``."""
+        return self.modality.augment(x, self.augment)
 
-    def supervised(self, model: Classifier, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
-        x, y = batch
-        logits = model(self.view(x))
-        loss = F.cross_entropy(logits, y)
-        return loss, {"train_accuracy": (logits.detach().argmax(1) == y).float().mean()}
+    def supervised(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
+        x, y = batch[:2]
+        return self.task.loss(model(self.view(x)), y, model)
 
-    def loss(self, model: Classifier, batch: tuple[torch.Tensor, ...], *extra) -> tuple[torch.Tensor, dict]:
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...], *extra) -> tuple[torch.Tensor, dict]:
         return self.supervised(model, batch)
 
 
@@ -162,39 +163,6 @@ def layer_ids(encoder: nn.Module) -> dict[int, int]:
 HEAD_INITS = ("random", "probe")
 
 
-@torch.no_grad()
-def probe_head(ctx: FinetuneContext, chunk: int = 512) -> None:
-    """Set ``ctx.model.head`` to scikit-learn's logistic regression on the frozen features of the labeled rows."""
-    from sklearn.linear_model import LogisticRegression
-
-    stream, model = labeled_stream(ctx), ctx.model
-    model.encoder.eval()
-    features, labels = [], []
-    for start in range(0, stream.size, chunk):
-        x, y = stream.make_batch(np.arange(start, min(start + chunk, stream.size)))[:2]
-        if y.dim() != 1:
-            raise ValueError("head_init='probe' needs one label per example (not per token)")
-        features.append(model.encoder(x.to(model.head.weight.device)).float().cpu())
-        labels.append(y)
-    z, y = torch.cat(features).double().numpy(), torch.cat(labels).numpy()
-    # Standardised features (1-2 points better than raw ones for a SimCLR CNN on Fashion-MNIST); the
-    # scaling is folded into the head: w·(z - mean)/scale + b = (w/scale)·z + (b - w·mean/scale).
-    mean, scale = z.mean(0), z.std(0) + 1e-6
-    probe = LogisticRegression(max_iter=2000).fit((z - mean) / scale, y)
-    coef = probe.coef_ / scale
-    intercept = probe.intercept_ - coef @ mean
-    weight, bias = torch.zeros_like(model.head.weight), torch.zeros_like(model.head.bias)
-    classes = torch.as_tensor(probe.classes_)
-    if len(classes) == 2:  # scikit-learn's binary form: one logit for class 1 against 0
-        weight[classes[1]] = torch.as_tensor(coef[0], dtype=weight.dtype)
-        bias[classes[1]] = float(intercept[0])
-    else:
-        weight[classes] = torch.as_tensor(coef, dtype=weight.dtype)
-        bias[classes] = torch.as_tensor(intercept, dtype=bias.dtype)
-    model.head.weight.copy_(weight)
-    model.head.bias.copy_(bias)
-
-
 @STRATEGIES.register("full")
 class Full(Strategy):
     """Full fine-tuning: encoder and head train together from the pretrained weights.
@@ -204,8 +172,9 @@ class Full(Strategy):
     least. ``None`` trains every parameter at the same LR.
 
     ``head_init="probe"`` is LP-FT (Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features and
-    Underperform Out-of-Distribution"): the head starts as a logistic-regression probe fitted on the
-    frozen features of the labeled rows, so the first gradients do not come from a random head and
+    Underperform Out-of-Distribution"): the head starts as the task's linear probe (logistic regression for
+    classes and tags, ridge for real targets; ``warmstart.probes``) fitted on the frozen features of the
+    labeled rows, so the first gradients do not come from a random head and
     fine-tuning starts from the probe's accuracy instead of wrecking the features to fit one.
     """
 
@@ -218,11 +187,12 @@ class Full(Strategy):
         self.layer_decay, self.head_init = layer_decay, head_init
 
     def setup(self, ctx: FinetuneContext) -> nn.Module:
+        self.bind(ctx)
         if self.head_init == "probe":
-            probe_head(ctx)
+            ctx.task.probe_head(ctx.model, ctx.data, ctx.labeled)
         return ctx.model
 
-    def param_groups(self, model: Classifier) -> list[dict]:
+    def param_groups(self, model: nn.Module) -> list[dict]:
         if self.layer_decay is None:
             return super().param_groups(model)
         model.freeze_encoder(False)

@@ -7,7 +7,6 @@ from torch import nn
 
 from warmstart.config import FinetuneConfig
 from warmstart.engine import Stream
-from warmstart.models.heads import Classifier
 from warmstart.strategies.base import (
     STRATEGIES, FinetuneContext, Strategy, labeled_stream, pool_epochs, pool_stream,
 )
@@ -17,7 +16,7 @@ class JointModule(nn.Module):
     """The classifier and the pretraining objective (sharing one encoder), plus a step counter for the λ
     schedule; a buffer, so it travels in checkpoints and a resumed run follows the same schedule."""
 
-    def __init__(self, model: Classifier, objective: nn.Module) -> None:
+    def __init__(self, model: nn.Module, objective: nn.Module) -> None:
         super().__init__()
         self.model, self.objective = model, objective
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
@@ -25,7 +24,7 @@ class JointModule(nn.Module):
 
 @STRATEGIES.register("joint")
 class Joint(Strategy):
-    """``L_fine + λ(t)·L_pre``: cross-entropy on labeled batches plus the pretraining loss on unlabeled
+    """``L_fine + λ(t)·L_pre``: the task's loss on labeled batches plus the pretraining loss on unlabeled
     batches, from the pretrained encoder and the objective's pretrained heads, trained as one objective.
 
     Args:
@@ -60,6 +59,7 @@ class Joint(Strategy):
         self.total = 1
 
     def setup(self, ctx: FinetuneContext) -> nn.Module:
+        self.bind(ctx)
         self.module = JointModule(ctx.model, ctx.objective)
         pool = len(ctx.labeled) + len(ctx.unlabeled)
         self.passes = pool_epochs(self.epochs, ctx, pool, self.unlabeled_batch)
@@ -73,7 +73,7 @@ class Joint(Strategy):
     def settings(self, config: FinetuneConfig) -> FinetuneConfig:
         return config.model_copy(update={"epochs": self.passes})
 
-    def param_groups(self, model: Classifier) -> list[dict]:
+    def param_groups(self, model: nn.Module) -> list[dict]:
         model.freeze_encoder(False)
         heads = [p for n, p in self.module.objective.named_parameters() if not n.startswith("encoder.")]
         return [{"params": list(model.parameters()) + heads}]
@@ -83,7 +83,7 @@ class Joint(Strategy):
             return self.lam
         return self.lam * max(0.0, 1.0 - float(self.module.step) / self.total)
 
-    def loss(self, model: Classifier, unlabeled, labeled, *extra) -> tuple[torch.Tensor, dict]:
+    def loss(self, model: nn.Module, unlabeled, labeled, *extra) -> tuple[torch.Tensor, dict]:
         fine, logs = self.supervised(model, labeled)
         pre, _ = self.module.objective.loss(unlabeled[0])
         lam = self.weight()

@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import copy
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from warmstart.config import FinetuneConfig
 from warmstart.engine import Stream, fit
-from warmstart.evaluate import embed, predict_logits
-from warmstart.models.heads import Classifier
+from warmstart.errors import UserError
+from warmstart.evaluate import embed
+from warmstart.rundir import ENCODER_FILE
 from warmstart.strategies.base import (
     STRATEGIES, FinetuneContext, Full, Strategy, labeled_stream, pool_epochs, pool_stream,
 )
@@ -22,39 +21,13 @@ SOURCES = ("teacher", "propagate", "probe")
 GRAPHS = ("teacher", "pretrained")
 
 
-def propagate(features: np.ndarray, ctx: FinetuneContext, neighbors: int) -> torch.Tensor:
-    """Label spreading (Zhou et al., 2004; scikit-learn's kNN kernel) over L2-normalised ``(N, F)``
-    features of the training split, seeded with the labeled rows → ``(N, classes)`` label distributions."""
-    from sklearn.preprocessing import normalize
-    from sklearn.semi_supervised import LabelSpreading
-
-    y = np.full(len(features), -1)
-    y[ctx.labeled] = ctx.data.y_train[ctx.labeled]
-    with warnings.catch_warnings():  # rows the kNN graph never reaches get a uniform distribution
-        warnings.simplefilter("ignore", RuntimeWarning)
-        spread = LabelSpreading(kernel="knn", n_neighbors=neighbors, max_iter=100).fit(normalize(features), y)
-    dist = np.nan_to_num(spread.label_distributions_, nan=0.0)
-    dist = _all_classes(dist, spread.classes_, ctx.model.head.out_features)
-    dist[dist.sum(1) == 0] = 1.0 / dist.shape[1]
-    return dist / dist.sum(1, keepdim=True)
-
-
-def probe(features: np.ndarray, ctx: FinetuneContext) -> torch.Tensor:
-    """Class probabilities of scikit-learn's logistic regression fitted on the standardised ``(N, F)``
-    features of the labeled rows, for every training row → ``(N, classes)``."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    z = StandardScaler().fit_transform(features)
-    fitted = LogisticRegression(max_iter=3000).fit(z[ctx.labeled], ctx.data.y_train[ctx.labeled])
-    return _all_classes(fitted.predict_proba(z), fitted.classes_, ctx.model.head.out_features)
-
-
-def _all_classes(columns: np.ndarray, classes: np.ndarray, num_classes: int) -> torch.Tensor:
-    """``(N, len(classes))`` scores of the classes the labels hold → ``(N, num_classes)``, zeros elsewhere."""
-    full = torch.zeros(len(columns), num_classes)
-    full[:, torch.as_tensor(classes)] = torch.as_tensor(columns, dtype=torch.float32)
-    return full
+def parse_sources(targets: str) -> tuple[str, ...]:
+    """``"probe+propagate"`` → ``("probe", "propagate")``; ``"both"`` is teacher+propagate."""
+    sources = ("teacher", "propagate") if targets == "both" else tuple(targets.split("+"))
+    if not sources or not set(sources) <= set(SOURCES):
+        raise ValueError(f"targets must be one of {', '.join(SOURCES)} or several joined by '+' "
+                         f"(e.g. probe+propagate), got {targets!r}")
+    return sources
 
 
 @STRATEGIES.register("selftrain")
@@ -62,16 +35,21 @@ class SelfTrain(Strategy):
     """Distil soft targets into a student over the whole unlabeled pool (SimCLRv2's third step,
     Chen et al., 2020, "Big Self-Supervised Models are Strong Semi-Supervised Learners").
 
-    1. Targets: a soft class distribution for every training row, computed once (``targets`` below);
-       labeled rows keep their true one-hot label.
+    1. Targets: a soft target for every training row, computed once by the task (``targets`` below): a class
+       distribution (``classify``), standardised values (``regress``) or per-word tag distributions (``tag``);
+       labeled rows keep their true targets.
     2. Student: the same architecture from the pretrained encoder, trained on those soft targets over the
        pool for ``epochs`` passes (None: as many steps as plain fine-tuning would take, rounded up to whole
        passes; weakly augmented when ``augment='weak'``).
 
-    ``targets`` says where the soft targets come from, one source or several joined by ``+`` (averaged):
-    ``"propagate"`` (the default) is label spreading over L2-normalised features (a kNN graph of the whole
-    pool, seeded with the labels); ``"probe"`` is a logistic regression fitted on the standardised features
-    of the labeled rows; ``"teacher"`` is SimCLRv2's fine-tuned teacher (``"both"``: teacher+propagate).
+    ``targets`` says where the soft targets come from, one source or several joined by ``+`` (averaged);
+    None takes the task's default (``propagate`` for classes and values, ``probe`` for tags).
+    ``"propagate"`` is label spreading over L2-normalised features (a kNN graph of the whole pool, seeded
+    with the labels; for ``regress``, the distance-weighted mean of the nearest labeled rows);
+    ``"probe"`` is the task's linear probe (``warmstart.probes``: logistic, or ridge for values) fitted on
+    the standardised features of the labeled rows; ``"teacher"`` is SimCLRv2's fine-tuned teacher
+    (``"both"``: teacher+propagate). Tagging has no ``propagate`` (no graph of words) and no
+    ``features_from`` (its features are per word).
     ``graph`` picks the features the graph and the probe see: ``"teacher"`` (after fine-tuning on the
     labels) or ``"pretrained"`` (the encoder as pretraining left it, before a few labels could bend it; no
     teacher is trained unless ``targets`` asks for one). ``features_from`` adds the encoders of other
@@ -105,29 +83,25 @@ class SelfTrain(Strategy):
 
     def __init__(
         self, augment: str = "none", temperature: float = 1.0, epochs: int | None = None, batch: int = 256,
-        layer_decay: float | None = None, targets: str = "propagate", neighbors: int = 10, graph: str = "teacher",
+        layer_decay: float | None = None, targets: str | None = None, neighbors: int = 10, graph: str = "teacher",
         features_from: list[str] = (), labeled_batch: int = 0, student: str = "pretrained",
     ) -> None:
         super().__init__(augment)
         if temperature <= 0 or (epochs is not None and epochs < 1) or batch < 1 or neighbors < 1 or labeled_batch < 0:
             raise ValueError("temperature must be > 0, epochs >= 1, batch >= 1, neighbors >= 1 and labeled_batch >= 0")
-        self.sources = ("teacher", "propagate") if targets == "both" else tuple(targets.split("+"))
-        if not self.sources or not set(self.sources) <= set(SOURCES):
-            raise ValueError(f"targets must be one of {', '.join(SOURCES)} or several joined by '+' "
-                             f"(e.g. probe+propagate), got {targets!r}")
+        self.targets_spec = targets
+        chosen = parse_sources(targets) if targets is not None else ()
         if graph not in GRAPHS:
             raise ValueError(f"graph must be one of {', '.join(GRAPHS)}, got {graph!r}")
         if isinstance(features_from, str):
             raise ValueError(f"features_from must be a list of pretraining run directories, got {features_from!r}")
-        from warmstart.pipeline import ENCODER_FILE  # the pipeline imports the strategies
-
         missing = [str(run) for run in features_from if not (Path(run) / ENCODER_FILE).exists()]
         if missing:
             raise ValueError(f"features_from: no {ENCODER_FILE} in {', '.join(missing)}; "
                              "list finished `warmstart pretrain` run directories")
         if student not in ("pretrained", "scratch"):
             raise ValueError(f"student must be pretrained or scratch, got {student!r}")
-        if student == "scratch" and (not features_from or "teacher" in self.sources):
+        if student == "scratch" and (not features_from or "teacher" in chosen):
             raise ValueError("student='scratch' learns only from other runs' features: give features_from "
                              "and targets without teacher")
         self.load_pretrained = student == "pretrained"  # scratch: any architecture, from random init
@@ -136,29 +110,46 @@ class SelfTrain(Strategy):
         self.neighbors, self.labeled_batch = neighbors, labeled_batch
         self.teacher_strategy = Full(augment, layer_decay)
 
+    def sources(self, task) -> tuple[str, ...]:
+        """The target sources: the ``targets`` option, or the task's default."""
+        return parse_sources(self.targets_spec or task.default_pseudo)
+
+    def check(self, task, data, name: str) -> None:
+        super().check(task, data, name)
+        wrong = [s for s in self.sources(task) if s not in task.pseudo_sources]
+        if wrong:
+            raise UserError(f"strategy '{name}': targets={wrong[0]} does not apply to the {task.name} task; use "
+                            f"strategy_args.targets={' or '.join(task.pseudo_sources)}")
+        if self.features_from and not task.row_features:
+            raise UserError(f"strategy '{name}': features_from does not apply to the {task.name} task (its probe reads "
+                            "per-word features of the student's own encoder); drop it")
+        if not self.load_pretrained and "teacher" in self.sources(task):
+            raise UserError(f"strategy '{name}': student=scratch cannot use a teacher's targets (the task's default "
+                            f"for {task.name} is {task.default_pseudo}); give strategy_args.targets without teacher")
+
     def setup(self, ctx: FinetuneContext) -> nn.Module:
+        self.bind(ctx)
+        self.teacher_strategy.bind(ctx)
+        sources = self.sources(ctx.task)
         self.pool = np.arange(len(ctx.data.x_train))
         self.passes = pool_epochs(self.epochs, ctx, len(self.pool), self.batch)
         # The teacher is a copy: this encoder stays as pretrained. A scratch student's own features are noise.
-        graph_encoder = ctx.model.encoder if self.load_pretrained else None
-        parts = []
-        if "teacher" in self.sources or (self.graph == "teacher" and self.load_pretrained):
+        graph_encoder, teacher = (ctx.model.encoder if self.load_pretrained else None), None
+        if "teacher" in sources or (self.graph == "teacher" and self.load_pretrained):
             teacher = copy.deepcopy(ctx.model)
             fit(teacher, lambda b: self.teacher_strategy.loss(teacher, b), [labeled_stream(ctx)], ctx.config,
                 param_groups=self.teacher_strategy.param_groups(teacher), desc="selftrain teacher")
-            if "teacher" in self.sources:
-                parts.append(F.softmax(predict_logits(teacher, ctx.data, ctx.data.x_train) / self.temperature, 1))
             if self.graph == "teacher":
                 graph_encoder = teacher.encoder
-        if {"propagate", "probe"} & set(self.sources):
+        features = None
+        if ctx.task.row_features and {"propagate", "probe"} & set(sources):
             features = self.features(graph_encoder, ctx)
-            if "propagate" in self.sources:
-                parts.append(propagate(features, ctx, self.neighbors))
-            if "probe" in self.sources:
-                parts.append(probe(features, ctx))
-        self.targets = sum(parts) / len(parts)
-        self.targets[ctx.labeled] = F.one_hot(torch.from_numpy(ctx.data.y_train[ctx.labeled]),
-                                              self.targets.shape[1]).float()
+        # The task's probe over per-word features (tagging) reads the graph encoder through a stand-in model.
+        probe_model = ctx.model if graph_encoder is None or graph_encoder is ctx.model.encoder else teacher
+        parts = [ctx.task.pseudo_targets(source, ctx.data, ctx.labeled, features=features, teacher=teacher,
+                                         model=probe_model, temperature=self.temperature, neighbors=self.neighbors)
+                 for source in sources]
+        self.targets = ctx.task.keep_labeled(sum(parts) / len(parts), ctx.data, ctx.labeled, ctx.model)
         return ctx.model
 
     def features(self, encoder: nn.Module | None, ctx: FinetuneContext) -> np.ndarray:
@@ -166,11 +157,12 @@ class SelfTrain(Strategy):
         run's encoder, each L2-normalised so every encoder weighs the same in the kNN graph and the probe."""
         from sklearn.preprocessing import normalize
 
-        from warmstart.pipeline import check_input_shape, load_encoder
+        from warmstart.models.build import check_input_shape
+        from warmstart.rundir import load_run
 
         encoders = [] if encoder is None else [encoder]
         for run in self.features_from:
-            other, meta = load_encoder(run)
+            other, meta = load_run(run, "encoder")
             check_input_shape(meta["input_shape"], ctx.data, f"features_from: {run} was pretrained on",
                               "list runs pretrained on this data")
             encoders.append(other)
@@ -183,16 +175,15 @@ class SelfTrain(Strategy):
     def settings(self, config: FinetuneConfig) -> FinetuneConfig:
         return config.model_copy(update={"epochs": self.passes})
 
-    def param_groups(self, model: Classifier) -> list[dict]:
+    def param_groups(self, model: nn.Module) -> list[dict]:
         return self.teacher_strategy.param_groups(model)
 
-    def loss(self, model: Classifier, batch, *labeled) -> tuple[torch.Tensor, dict]:
+    def loss(self, model: nn.Module, batch, *labeled) -> tuple[torch.Tensor, dict]:
         x, target = batch
-        logits = model(self.view(x))
-        loss = -(target * F.log_softmax(logits / self.temperature, dim=1)).sum(1).mean()
-        logs = {"agreement": (logits.detach().argmax(1) == target.argmax(1)).float().mean()}
+        output = model(self.view(x))
+        loss, logs = self.task.soft_loss(output, target, self.temperature)
+        logs = {**logs, "agreement": self.task.agreement(output, target)}
         if labeled:  # the true labels, a batch every step: 100 rows in a 60k pool would otherwise barely count
-            x_labeled, y = labeled[0][:2]
-            logs["loss_labeled"] = F.cross_entropy(model(self.view(x_labeled)), y)
+            logs["loss_labeled"] = self.supervised(model, labeled[0])[0]
             loss = loss + logs["loss_labeled"]
         return loss, logs

@@ -1,8 +1,9 @@
 """Study results as statistics: ``results.csv`` rows → mean and 95% interval per (method, budget).
 
-Statistics: mean over seeds with a 95% Student-t interval, ``t(0.975, n-1) · s / √n``. Labels saved:
-for a pretrained method reaching accuracy ``a`` with ``b`` labels, the labels ``scratch`` needs for ``a``
-are interpolated linearly in log-label space on scratch's mean curve (its first crossing of ``a``).
+Statistics: mean over seeds with a 95% Student-t interval, ``t(0.975, n-1) · s / √n``, of the task's
+primary metric (or any other metric column) with its direction (accuracy: higher is better; RMSE: lower).
+Labels saved: for a pretrained method reaching score ``a`` with ``b`` labels, the labels ``scratch`` needs
+for ``a`` are interpolated linearly in log-label space on scratch's mean curve (its first crossing of ``a``).
 The report (``report.py``), its figures (``plots.py``) and ``warmstart study``'s table all read these.
 """
 from __future__ import annotations
@@ -19,6 +20,8 @@ from scipy import stats
 from warmstart.errors import UserError
 
 KIND_ORDER = {"scratch": 0, "pretrained": 1, "baseline": 2}
+#: results.csv columns that hold text (every other column is a number).
+TEXT_COLUMNS = ("method", "kind", "objective", "strategy", "budget", "labeled_hash")
 
 
 @dataclass
@@ -39,6 +42,17 @@ def t_interval(values: list[float]) -> tuple[float, float, float]:
     return float(a.mean()), std, float(stats.t.ppf(0.975, len(a) - 1) * std / math.sqrt(len(a)))
 
 
+def study_metrics(run_dir: Path) -> tuple[str, bool, list[str]]:
+    """``(primary metric, higher is better, every metric column)`` of the study in ``run_dir``, from its
+    ``study_info.json`` (studies written before tasks existed were classification studies)."""
+    import json
+
+    path = Path(run_dir) / "study_info.json"
+    info = json.loads(path.read_text()) if path.is_file() else {}
+    return (info.get("primary", "accuracy"), bool(info.get("higher_is_better", True)),
+            list(info.get("metrics", ["accuracy", "macro_f1"])))
+
+
 def read_results(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "results.csv"
     if not path.is_file():
@@ -50,7 +64,7 @@ def read_results(run_dir: Path) -> list[dict[str, Any]]:
     for row in rows:
         for key in ("labels", "seed"):
             row[key] = int(row[key])
-        for key in ("accuracy", "macro_f1", "wall_s", "images_per_s"):
+        for key in [k for k in row if k not in TEXT_COLUMNS] + ["wall_s", "images_per_s"]:
             row[key] = float(row[key]) if row.get(key) not in (None, "") else float("nan")
         row.setdefault("kind", "scratch" if row.get("strategy") == "scratch" else "pretrained")
         row.setdefault("method", row["strategy"] if row["kind"] != "pretrained" else
@@ -62,8 +76,9 @@ def read_results(run_dir: Path) -> list[dict[str, Any]]:
 class Summary:
     """Mean/CI per (method, budget), the method and budget orders, and the derived comparisons."""
 
-    def __init__(self, rows: list[dict[str, Any]], metric: str = "accuracy") -> None:
-        self.rows, self.metric = rows, metric
+    def __init__(self, rows: list[dict[str, Any]], metric: str = "accuracy", higher_is_better: bool = True) -> None:
+        self.rows, self.metric, self.higher_is_better = rows, metric, higher_is_better
+        self.sign = 1.0 if higher_is_better else -1.0  # comparisons use sign * value: bigger is always better
         self.kind = {r["method"]: r["kind"] for r in rows}
         first = {m: i for i, m in reversed(list(enumerate(r["method"] for r in rows)))}
         self.methods = sorted(self.kind, key=lambda m: (KIND_ORDER.get(self.kind[m], 3), first[m]))
@@ -78,24 +93,26 @@ class Summary:
                     self.stat[method, budget] = Stat(*t_interval(values), len(values), labels[budget])
 
     def best(self, budget: str, kinds: tuple[str, ...] = ("scratch", "pretrained", "baseline")) -> str | None:
-        found = [(s.mean, m) for (m, b), s in self.stat.items() if b == budget and self.kind[m] in kinds]
+        found = [(self.sign * s.mean, m) for (m, b), s in self.stat.items() if b == budget and self.kind[m] in kinds]
         return max(found, key=lambda t: t[0])[1] if found else None
 
     def best_overall(self, kinds: tuple[str, ...]) -> str | None:
-        means = {m: np.mean([self.stat[m, b].mean for b in self.budgets if (m, b) in self.stat])
+        means = {m: self.sign * np.mean([self.stat[m, b].mean for b in self.budgets if (m, b) in self.stat])
                  for m in self.methods if self.kind[m] in kinds}
         return max(means, key=means.get) if means else None
 
-    def scratch_labels_for(self, accuracy: float, reference: str = "scratch") -> tuple[str, float]:
-        """("<=", L0), ("=", n) or (">", Lmax): labels ``reference`` needs to reach ``accuracy``."""
-        curve = [(self.labels[b], self.stat[reference, b].mean) for b in self.budgets if (reference, b) in self.stat]
+    def scratch_labels_for(self, value: float, reference: str = "scratch") -> tuple[str, float]:
+        """("<=", L0), ("=", n) or (">", Lmax): labels ``reference`` needs to reach metric ``value``."""
+        score = self.sign * value
+        curve = [(self.labels[b], self.sign * self.stat[reference, b].mean) for b in self.budgets
+                 if (reference, b) in self.stat]
         if not curve:
             return "?", float("nan")
-        if accuracy <= curve[0][1]:
+        if score <= curve[0][1]:
             return "<=", float(curve[0][0])
         for (l0, a0), (l1, a1) in zip(curve, curve[1:]):
-            if a0 < accuracy <= a1:
-                frac = (accuracy - a0) / (a1 - a0)
+            if a0 < score <= a1:
+                frac = (score - a0) / (a1 - a0)
                 return "=", float(math.exp(math.log(l0) + frac * (math.log(l1) - math.log(l0))))
         return ">", float(curve[-1][0])
 
@@ -119,13 +136,15 @@ class Summary:
         return f"{s.mean:.3f}" if math.isnan(width) else f"{s.mean:.3f} ± {width:.3f}"
 
 
-def format_table(rows: list[dict[str, Any]], spread: str = "ci") -> str:
-    """A plain-text table of mean ± (95% CI | std) accuracy; ``*`` marks the best per budget."""
-    summary = Summary(rows)
+def format_table(rows: list[dict[str, Any]], spread: str = "ci", metric: str = "accuracy",
+                 higher_is_better: bool = True) -> str:
+    """A plain-text table of mean ± (95% CI | std) of ``metric``; ``*`` marks the best per budget."""
+    summary = Summary(rows, metric, higher_is_better)
     header = ["method"] + [f"{summary.labels[b]} labels" for b in summary.budgets]
     body = [[m] + [summary.cell_text(m, b, spread) + ("*" if summary.best(b) == m else "") for b in summary.budgets]
             for m in summary.methods]
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [header] + body]
     what = "95% CI over seeds" if spread == "ci" else "std over seeds"
-    return "\n".join(lines) + f"\n(test accuracy, mean ± {what}; * best per budget)"
+    direction = "" if higher_is_better else ", lower is better"
+    return "\n".join(lines) + f"\n(test {metric}{direction}, mean ± {what}; * best per budget)"

@@ -18,10 +18,8 @@ import numpy as np
 from warmstart.checkpoint import atomic_write_bytes, atomic_write_text, load_tensors
 from warmstart.config import read_yaml
 from warmstart.errors import UserError
-from warmstart.plots import confusion_png, curve_png, embedding_png
-
-# Re-exported: `from warmstart.report import Summary, format_table, read_results, t_interval` keeps working.
-from warmstart.summary import KIND_ORDER, Stat, Summary, format_table, read_results, t_interval  # noqa: F401
+from warmstart.study.plots import confusion_png, curve_png, embedding_png
+from warmstart.study.summary import Summary, read_results, study_metrics
 
 # --- the document ---------------------------------------------------------------------------------
 
@@ -45,15 +43,22 @@ def protocol(summary: Summary, config: dict, info: dict) -> list[str]:
     from warmstart.objectives import OBJECTIVES
     from warmstart.strategies import STRATEGIES
 
+    from warmstart.tasks import TASKS
+
     seeds = sorted({r["seed"] for r in summary.rows})
     budgets = ", ".join(f"{summary.labels[b]} ({b})" for b in summary.budgets)
     pre, fine = config.get("pretrain", {}), config.get("finetune", {})
     shape = "×".join(str(d) for d in info.get("input_shape", []))
+    task = info.get("task", "classify")
+    labels = (f"targets {', '.join(info.get('target_names', []))}" if task == "regress" else
+              f"{len(info.get('class_names', []))} {'entity types' if task == 'tag' else 'classes'}")
+    direction = "higher" if summary.higher_is_better else "lower"
     paragraphs = [
-        f"Data: {config.get('data', '?')} ({info.get('modality', '?')} inputs {shape}, "
-        f"{len(info.get('class_names', []))} classes), {info.get('n_train', '?')} training and "
-        f"{info.get('n_test', '?')} test examples. The test split is fixed and is never seen by pretraining, "
-        "fine-tuning or any choice made here; every accuracy is on all of it.",
+        f"Data: {config.get('data', '?')} ({info.get('modality', '?')} inputs {shape}, {labels}), "
+        f"{info.get('n_train', '?')} training and {info.get('n_test', '?')} test examples. The test split is fixed "
+        "and is never seen by pretraining, fine-tuning or any choice made here; every score is on all of it.",
+        f"Task: {task} — {TASKS.get(task).description if task in TASKS else '?'}. Methods are ranked by "
+        f"{summary.metric} ({direction} is better).",
         f"Label budgets: {budgets}. For each budget and each seed in {seeds}, a stratified labeled subset is "
         "drawn from the training split with that seed; every method at that budget and seed gets exactly these "
         "labeled examples (the labeled_hash column of results.csv shows it). The rest of the training split is "
@@ -76,19 +81,109 @@ def protocol(summary: Summary, config: dict, info: dict) -> list[str]:
         f"{fine.get('batch_size', '?')}, AdamW, peak LR {fine.get('lr', '?')}), seeded by the cell's seed.")
     baselines = sorted({r["strategy"] for r in summary.rows if r["kind"] == "baseline"})
     if baselines:
-        described = "; ".join(f"{b}: {_doc(BASELINES.get(b))}" for b in baselines if b in BASELINES)
-        paragraphs.append(f"Classical baselines on the flattened inputs (scikit-learn): {described}.")
+        described = "; ".join(f"{b}: {_doc(BASELINES.get(b).fit_predict)}" for b in baselines if b in BASELINES)
+        paragraphs.append(f"Classical baselines (scikit-learn, on the same labeled rows): {described}.")
     paragraphs.append(
-        f"Intervals are 95% Student-t intervals over the {len(seeds)} seeds (mean ± t·s/√n). Labels saved: "
-        "the labels scratch would need for the same mean accuracy, interpolated linearly in log-labels on its "
-        "mean curve, divided by the method's own labels.")
+        f"Intervals are 95% Student-t intervals over the {len(seeds)} seeds (mean ± t·s/√n, s with ddof=1). "
+        f"Labels saved: the labels scratch would need for the same mean {summary.metric}, interpolated linearly in "
+        "log-labels on its mean curve, divided by the method's own labels.")
     return paragraphs
+
+
+def _scores(summary: Summary, rows: list[dict], metrics: list[str], pngs: dict) -> list[tuple]:
+    """The curve, the primary metric's table (best per budget in bold) and the other metrics' tables."""
+    metric, lower = summary.metric, "" if summary.higher_is_better else ", lower is better"
+    pngs["curve.png"] = curve_png(summary)
+    header = ["method"] + [f"{summary.labels[b]} labels" for b in summary.budgets]
+    table = [[m] + [summary.cell_text(m, b) for b in summary.budgets] for m in summary.methods]
+    bold = {(i, j + 1) for i, m in enumerate(summary.methods) for j, b in enumerate(summary.budgets)
+            if summary.best(b) == m}
+    blocks = [("h2", "Label-efficiency curve"),
+              ("img", "curve.png", f"{metric} versus labels, one line per method, 95% CI bands"
+               if len(summary.budgets) > 1 else f"one budget: {metric} per method, 95% CI"),
+              ("h2", f"Test {metric} (mean ± 95% CI over seeds{lower}; best per budget in bold)"),
+              ("table", header, table, bold)]
+    for other in [m for m in metrics if m != metric and m in rows[0]]:
+        s = Summary(rows, other)
+        blocks.append(("details", f"{other} (mean ± 95% CI)",
+                       [("table", header, [[m] + [s.cell_text(m, b) for b in s.budgets] for m in s.methods], set())]))
+    pretrained = [m for m in summary.methods if summary.kind[m] == "pretrained"]
+    if pretrained and "scratch" in summary.kind:
+        blocks += [("h2", "Labels saved by pretraining"),
+                   ("p", f"How many more labels scratch needs to match each pretrained method's mean {metric} "
+                         "(≤ 1.0× means no saving; > max budget: scratch never got there within this study)."),
+                   ("table", header, [[m] + [summary.labels_saved(m, b) if (m, b) in summary.stat else "—"
+                                             for b in summary.budgets] for m in pretrained], set())]
+    return blocks
+
+
+def _confusion(summary: Summary, run_dir: Path, class_names: list[str], pngs: dict) -> list[tuple]:
+    """The best method's confusion matrix at the smallest budget, summed over seeds (classification only)."""
+    smallest = summary.budgets[0]
+    top = summary.best(smallest)
+    matrices = [np.array(c["confusion_matrix"]) for (m, b, _s), c in _cells(run_dir).items()
+                if m == top and b == smallest and "confusion_matrix" in c]
+    if not matrices:
+        return []
+    total = np.sum(matrices, axis=0)
+    names = class_names if len(class_names) == len(total) else [str(i) for i in range(len(total))]
+    pngs["confusion.png"] = confusion_png(total, names, f"{top}, {summary.labels[smallest]} labels, "
+                                          f"summed over {len(matrices)} seed{'s' if len(matrices) != 1 else ''}")
+    return [("h2", "Confusion matrix"),
+            ("img", "confusion.png", f"confusion matrix of {top}, the best method at the smallest budget "
+             f"({summary.labels[smallest]} labels), test predictions summed over seeds")]
+
+
+def _embedding(summary: Summary, run_dir: Path, class_names: list[str], pngs: dict) -> list[tuple]:
+    blocks: list[tuple] = [("h2", "Test embeddings of the best pretrained encoder")]
+    best_pre = summary.best_overall(("pretrained",))
+    objective = best_pre.split("+")[0] if best_pre is not None else None
+    found = [run_dir / "pretrain" / name / "embedding.safetensors" for name in (objective, f"{objective}-seed0")]
+    found = [path for path in found if objective is not None and path.is_file()]
+    if not found:
+        return blocks + [("p", "No pretrained encoder in this study, or its embedding file is missing.")]
+    tensors, meta = load_tensors(found[0])
+    variance = meta.get("explained_variance", [])
+    names = meta.get("class_names", class_names)
+    coloured = f"coloured by {meta['coloured_by']}" if meta.get("coloured_by") else "coloured by true class"
+    title = f"{objective} encoder (best pretrained: {best_pre}), PCA of test features"
+    pngs["embedding.png"] = embedding_png(tensors["xy"].numpy(), tensors["y"].numpy(), names, title,
+                                          meta.get("coloured_by", ""))
+    return blocks + [("img", "embedding.png", f"PCA of the {objective} encoder's test-set features before "
+                      f"fine-tuning, {coloured} (variance explained: "
+                      + ", ".join(f"PC{i + 1} {v:.1%}" for i, v in enumerate(variance)) + ")")]
+
+
+def _compute(summary: Summary, run_dir: Path, rows: list[dict]) -> list[tuple]:
+    pre_rows = []
+    for path in sorted((run_dir / "pretrain").glob("*/pretrain_info.json")):
+        p = json.loads(path.read_text())
+        loss = p.get("final_loss")
+        pre_rows.append([path.parent.name, f"{p['wall_s']:.1f}", f"{p['images_per_s']:.0f}",
+                         "—" if loss is None else f"{loss:.4f}"])
+    blocks: list[tuple] = [("h2", "Compute")]
+    if pre_rows:
+        blocks += [("p", "Pretraining, once per encoder (shared by its cells):"),
+                   ("table", ["pretraining run", "wall s", "examples/s", "final loss"], pre_rows, set())]
+    header = ["method"] + [f"{summary.labels[b]} labels" for b in summary.budgets]
+    wall = [[m] + [f"{np.mean([r['wall_s'] for r in rows if r['method'] == m and r['budget'] == b]):.2f}"
+                   if (m, b) in summary.stat else "—" for b in summary.budgets] for m in summary.methods]
+    total = sum(r["wall_s"] for r in rows) + sum(float(p[1]) for p in pre_rows)
+    blocks += [("p", f"Mean wall seconds per cell (fine-tuning + test evaluation, or the baseline's fit + predict); "
+                     f"the whole study took {total:.0f} s of compute."),
+               ("table", header, wall, set())]
+    metric = summary.metric
+    per_cell = [[r["method"], str(r["labels"]), str(r["seed"]), f"{r[metric]:.4f}", f"{r['wall_s']:.2f}",
+                 f"{r['images_per_s']:.0f}"] for r in rows]
+    return blocks + [("details", f"Every cell ({len(rows)})",
+                      [("table", ["method", "labels", "seed", metric, "wall s", "examples/s"], per_cell, set())])]
 
 
 def build_blocks(run_dir: Path) -> tuple[list[tuple], dict[str, bytes]]:
     """The report as renderer-neutral blocks, and the PNGs it refers to (file name -> bytes)."""
     rows = read_results(run_dir)
-    summary = Summary(rows)
+    metric, higher, metrics = study_metrics(run_dir)
+    summary = Summary(rows, metric, higher)
     config = read_yaml(run_dir / "study.yaml") if (run_dir / "study.yaml").is_file() else {}
     info_path = run_dir / "study_info.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
@@ -97,88 +192,12 @@ def build_blocks(run_dir: Path) -> tuple[list[tuple], dict[str, bytes]]:
     blocks: list[tuple] = [("h1", f"warmstart study: {config.get('data', run_dir.name)}")]
     best = [f"{summary.labels[b]} labels: {summary.best(b)} ({summary.stat[summary.best(b), b].mean:.3f})"
             for b in summary.budgets]
-    blocks += [("p", "Best test accuracy per budget — " + "; ".join(best) + ".")]
+    blocks += [("p", f"Best test {metric} per budget — " + "; ".join(best) + ".")]
     blocks += [("h2", "Protocol")] + [("p", text) for text in protocol(summary, config, info)]
-
-    pngs["curve.png"] = curve_png(summary)
-    blocks += [("h2", "Label-efficiency curve"),
-               ("img", "curve.png", "accuracy versus labels, one line per method, 95% CI bands"
-                if len(summary.budgets) > 1 else "one budget: accuracy per method, 95% CI")]
-    header = ["method"] + [f"{summary.labels[b]} labels" for b in summary.budgets]
-    table = [[m] + [summary.cell_text(m, b) for b in summary.budgets] for m in summary.methods]
-    bold = {(i, j + 1) for i, m in enumerate(summary.methods) for j, b in enumerate(summary.budgets)
-            if summary.best(b) == m}
-    blocks += [("h2", "Test accuracy (mean ± 95% CI over seeds; best per budget in bold)"),
-               ("table", header, table, bold)]
-    f1 = Summary(rows, "macro_f1")
-    blocks += [("details", "Macro-F1 (mean ± 95% CI)",
-                [("table", header, [[m] + [f1.cell_text(m, b) for b in f1.budgets] for m in f1.methods], set())])]
-
-    pretrained = [m for m in summary.methods if summary.kind[m] == "pretrained"]
-    if pretrained and "scratch" in summary.kind:
-        blocks += [("h2", "Labels saved by pretraining"),
-                   ("p", "How many more labels scratch needs to match each pretrained method's mean accuracy "
-                         "(≤ 1.0× means no saving; > max budget: scratch never got there within this study)."),
-                   ("table", header, [[m] + [summary.labels_saved(m, b) if (m, b) in summary.stat else "—"
-                                             for b in summary.budgets] for m in pretrained], set())]
-
-    blocks.append(("h2", "Confusion matrix"))
-    smallest = summary.budgets[0]
-    top = summary.best(smallest)
-    cells = _cells(run_dir)
-    matrices = [np.array(c["confusion_matrix"]) for (m, b, _s), c in cells.items()
-                if m == top and b == smallest and "confusion_matrix" in c]
-    if matrices:
-        total = np.sum(matrices, axis=0)
-        names = class_names if len(class_names) == len(total) else [str(i) for i in range(len(total))]
-        pngs["confusion.png"] = confusion_png(total, names, f"{top}, {summary.labels[smallest]} labels, "
-                                              f"summed over {len(matrices)} seed{'s' if len(matrices) != 1 else ''}")
-        blocks.append(("img", "confusion.png", f"confusion matrix of {top}, the best method at the smallest budget "
-                       f"({summary.labels[smallest]} labels), test predictions summed over seeds"))
-    else:
-        blocks.append(("p", "No confusion matrices found (cells/*.json missing)."))
-
-    blocks.append(("h2", "Test embeddings of the best pretrained encoder"))
-    best_pre = summary.best_overall(("pretrained",))
-    embedding = None
-    if best_pre is not None:
-        objective = best_pre.split("+")[0]
-        for name in (objective, f"{objective}-seed0"):
-            if (run_dir / "pretrain" / name / "embedding.safetensors").is_file():
-                embedding = load_tensors(run_dir / "pretrain" / name / "embedding.safetensors")
-                break
-    if embedding is not None:
-        tensors, meta = embedding
-        variance = meta.get("explained_variance", [])
-        names = meta.get("class_names") or class_names
-        title = f"{objective} encoder (best pretrained: {best_pre}), PCA of test features"
-        pngs["embedding.png"] = embedding_png(tensors["xy"].numpy(), tensors["y"].numpy(), names, title)
-        blocks.append(("img", "embedding.png", f"PCA of the {objective} encoder's test-set features before "
-                       f"fine-tuning, coloured by true class (variance explained: "
-                       + ", ".join(f"PC{i + 1} {v:.1%}" for i, v in enumerate(variance)) + ")"))
-    else:
-        blocks.append(("p", "No pretrained encoder in this study, or its embedding file is missing."))
-
-    blocks.append(("h2", "Compute"))
-    pre_rows = []
-    for path in sorted((run_dir / "pretrain").glob("*/pretrain_info.json")):
-        p = json.loads(path.read_text())
-        loss = p.get("final_loss")
-        pre_rows.append([path.parent.name, f"{p['wall_s']:.1f}", f"{p['images_per_s']:.0f}",
-                         "—" if loss is None else f"{loss:.4f}"])
-    if pre_rows:
-        blocks += [("p", "Pretraining, once per encoder (shared by its cells):"),
-                   ("table", ["pretraining run", "wall s", "examples/s", "final loss"], pre_rows, set())]
-    wall = [[m] + [f"{np.mean([r['wall_s'] for r in rows if r['method'] == m and r['budget'] == b]):.2f}"
-                   if (m, b) in summary.stat else "—" for b in summary.budgets] for m in summary.methods]
-    total = sum(r["wall_s"] for r in rows) + sum(float(p[1]) for p in pre_rows)
-    blocks += [("p", f"Mean wall seconds per cell (fine-tuning + test evaluation, or the baseline's fit + predict); "
-                     f"the whole study took {total:.0f} s of compute."),
-               ("table", header, wall, set())]
-    per_cell = [[r["method"], str(r["labels"]), str(r["seed"]), f"{r['accuracy']:.4f}", f"{r['wall_s']:.2f}",
-                 f"{r['images_per_s']:.0f}"] for r in rows]
-    blocks.append(("details", f"Every cell ({len(rows)})",
-                   [("table", ["method", "labels", "seed", "accuracy", "wall s", "examples/s"], per_cell, set())]))
+    blocks += _scores(summary, rows, metrics, pngs)
+    blocks += _confusion(summary, run_dir, class_names, pngs)
+    blocks += _embedding(summary, run_dir, class_names, pngs)
+    blocks += _compute(summary, run_dir, rows)
     return blocks, pngs
 
 

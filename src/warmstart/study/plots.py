@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from warmstart.summary import Summary
+    from warmstart.study.summary import Summary
 
 
 def _figure(width: float, height: float):
@@ -40,7 +40,7 @@ def curve_png(summary: "Summary") -> bytes:
     ax.set_xticks(x, [str(int(v)) for v in x])
     ax.minorticks_off()
     ax.set_xlabel("labeled examples (log scale)")
-    ax.set_ylabel(f"test {summary.metric}")
+    ax.set_ylabel(f"test {summary.metric}" + ("" if summary.higher_is_better else " (lower is better)"))
     ax.set_title("Label efficiency (mean over seeds, 95% CI bands)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -57,9 +57,11 @@ def _bars_png(summary: "Summary") -> bytes:
     colours = {"scratch": "#8c8c8c", "pretrained": "#4c72b0", "baseline": "#dd8452"}
     ax.barh(methods, [s.mean for s in stats], xerr=np.nan_to_num([s.ci for s in stats]), capsize=3,
             color=[colours.get(summary.kind[m], "#4c72b0") for m in methods])
-    ax.set_xlim(max(0.0, min(s.mean for s in stats) - 0.15), 1.0)
+    if summary.higher_is_better and all(0 <= s.mean <= 1 for s in stats):  # a score in [0, 1]: zoom on the top
+        ax.set_xlim(max(0.0, min(s.mean for s in stats) - 0.15), 1.0)
     ax.invert_yaxis()
-    ax.set_xlabel(f"test {summary.metric} (mean over seeds, 95% CI)")
+    lower = "" if summary.higher_is_better else ", lower is better"
+    ax.set_xlabel(f"test {summary.metric} (mean over seeds, 95% CI{lower})")
     ax.set_title(f"{summary.labels[budget]} labels ({budget})")
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
@@ -84,18 +86,21 @@ def confusion_png(matrix: np.ndarray, class_names: list[str], title: str) -> byt
     return _png(fig)
 
 
-def embedding_png(xy: np.ndarray, y: np.ndarray, class_names: list[str], title: str) -> bytes:
+def embedding_png(xy: np.ndarray, y: np.ndarray, class_names: list[str], title: str, value_name: str = "") -> bytes:
+    """A 2-D map coloured by class (``class_names``) or, with ``value_name`` and no classes, by a value."""
     fig = _figure(6.2, 5.0)
     ax = fig.add_subplot()
-    cmap = "tab10" if len(class_names) <= 10 else "tab20"
-    scatter = ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap=cmap, s=8, alpha=0.8, vmin=-0.5,
-                         vmax=len(class_names) - 0.5)
-    handles = [ax.scatter([], [], color=scatter.cmap(scatter.norm(i)), s=20, label=name)
-               for i, name in enumerate(class_names)]
-    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), title="class")
+    if class_names:
+        cmap = "tab10" if len(class_names) <= 10 else "tab20"
+        scatter = ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap=cmap, s=8, alpha=0.8, vmin=-0.5,
+                             vmax=len(class_names) - 0.5)
+        handles = [ax.scatter([], [], color=scatter.cmap(scatter.norm(i)), s=20, label=name)
+                   for i, name in enumerate(class_names)]
+        ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), title="class")
+    else:
+        scatter = ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="viridis", s=8, alpha=0.8)
+        fig.colorbar(scatter, ax=ax, label=value_name or "target")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(title, fontsize=10)
     return _png(fig)
-
-

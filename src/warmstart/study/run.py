@@ -1,0 +1,215 @@
+"""``warmstart study``: run the cells of a plan (``study/plan.py``) into a directory, resumably.
+
+Every cell is an independent, seeded computation. Pretraining runs once per objective (or once per objective
+and seed) in ``pretrain/<name>/`` — an ordinary ``warmstart pretrain`` run directory, resumed from its
+checkpoint if a study was killed mid-pretraining — and its encoder is reused by every budget, strategy and
+seed. A finished cell is written atomically to ``cells/<cell>.json`` and ``results.csv`` (one column per
+metric of the task) is rebuilt from those files, in grid order, after every cell. Running the same command
+again skips finished cells and ends with the same ``results.csv`` (wall-time columns aside) as an
+uninterrupted run. The labeled rows of budget ``b`` and seed ``s`` are the task's split with that seed for
+every method, so all rows at one (budget, seed) saw the same labels; ``labeled_hash`` lets one check.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from tqdm.auto import tqdm
+
+from warmstart.baselines import BASELINES, BaselineData
+from warmstart.checkpoint import atomic_write_text, save_tensors
+from warmstart.config import StudyConfig, to_yaml
+from warmstart.evaluate import embed
+from warmstart.pipeline import finetune, pretrain
+from warmstart.study.plan import Cell, StudyPlan, open_study_dir, plan_study
+
+#: Columns before and after the task's metric columns.
+LEADING = ["method", "kind", "objective", "strategy", "budget", "labels", "seed"]
+TRAILING = ["wall_s", "images_per_s", "labeled_hash"]
+#: Columns that measure the machine, not the method: they differ between two runs of one study.
+TIMING_COLUMNS = ("wall_s", "images_per_s")
+EMBEDDING_FILE = "embedding.safetensors"
+PRETRAIN_INFO = "pretrain_info.json"
+
+
+def columns(task) -> list[str]:
+    return [*LEADING, *task.metric_names, *TRAILING]
+
+
+def _labeled_hash(labeled: np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(labeled, dtype=np.int64).tobytes()).hexdigest()[:12]
+
+
+def _throughput(history: list[dict[str, Any]]) -> float:
+    seconds = sum(r.get("seconds", 0.0) for r in history)
+    examples = sum(r.get("seconds", 0.0) * r.get("examples_per_s", 0.0) for r in history)
+    return round(examples / seconds, 1) if seconds else 0.0
+
+
+def colour_values(task, data) -> tuple[np.ndarray, list[str]]:
+    """What a test embedding map is coloured by: the class, the first target's value, or a tagged
+    sentence's first entity type; and the class names (empty for a continuous value)."""
+    if task.name == "regress":
+        return data.y_test[:, 0].astype(np.float32), []
+    if task.name == "classify":
+        return data.y_test.astype(np.float32), list(data.class_names)
+    first = [int((t[t > 0][0] - 1) // 2) if (t > 0).any() else data.num_classes for t in data.y_test]
+    return np.array(first, np.float32), [*data.class_names, "(no entity)"]
+
+
+class StudyRunner:
+    """Runs the cells of one plan into ``out``; pretrained encoders are built once and kept in memory."""
+
+    def __init__(self, plan: StudyPlan, out: Path, echo: Callable[[str], None] = print) -> None:
+        self.plan, self.out, self.config, self.data, self.echo = plan, out, plan.config, plan.data, echo
+        self.task = plan.task
+        self.encoders: dict[str, torch.nn.Module] = {}
+        self._inputs: tuple[np.ndarray, np.ndarray] | None = None
+
+    def pretrain_name(self, cell: Cell) -> tuple[str, int]:
+        if self.config.pretrain_per_seed:
+            return f"{cell.objective}-seed{cell.seed}", cell.seed
+        return cell.objective, 0
+
+    def encoder_for(self, cell: Cell) -> torch.nn.Module:
+        name, seed = self.pretrain_name(cell)
+        if name not in self.encoders:
+            run_dir = self.out / "pretrain" / name
+            cached = (run_dir / PRETRAIN_INFO).exists()
+            self.echo(f"{'loading' if cached else 'pretraining'} {name} encoder in {run_dir}")
+            started = time.perf_counter()
+            result = pretrain(self.config.pretrain_config(cell.objective, seed), run_dir, resume=True, data=self.data)
+            info = run_dir / PRETRAIN_INFO
+            if not info.exists():  # first finish: the wall time of an uninterrupted pretraining
+                last = result.history[-1] if result.history else {}
+                atomic_write_text(info, json.dumps({
+                    "objective": cell.objective, "seed": seed, "wall_s": round(time.perf_counter() - started, 2),
+                    "images_per_s": _throughput(result.history), "final_loss": last.get("loss")}))
+            if not (run_dir / EMBEDDING_FILE).exists():
+                self.save_embedding(result.encoder, run_dir / EMBEDDING_FILE, cell.objective)
+            self.encoders[name] = result.encoder
+        return self.encoders[name]
+
+    def save_embedding(self, encoder: torch.nn.Module, path: Path, objective: str) -> None:
+        """A 2-D PCA map of the test split's features, so ``warmstart report`` never recomputes it."""
+        features = embed(encoder, self.data.handler.prepare(self.data, encoder), self.data.x_test)
+        pca = PCA(2, svd_solver="full")
+        xy = pca.fit_transform(features).astype(np.float32)
+        values, names = colour_values(self.task, self.data)
+        save_tensors(path, {"xy": torch.from_numpy(xy), "y": torch.from_numpy(values)}, {
+            "objective": objective, "explained_variance": pca.explained_variance_ratio_.round(4).tolist(),
+            "class_names": names, "coloured_by": self.data.target_names[0] if self.task.name == "regress" else ""})
+
+    def run_baseline(self, cell: Cell) -> tuple[dict, np.ndarray, float]:
+        if self._inputs is None:
+            self._inputs = self.task.baseline_inputs(self.data)
+        x_train, x_test = self._inputs
+        labeled, _ = self.task.split(self.data, cell.budget, cell.seed)
+        started = time.perf_counter()
+        predicted = BASELINES.get(cell.strategy).fit_predict(
+            BaselineData(x_train, self.data.y_train, labeled, x_test, cell.seed))
+        speed = round(len(x_train) / max(time.perf_counter() - started, 1e-9), 1)
+        return self.task.metrics(self.data, self.data.y_test, predicted), labeled, speed
+
+    def run_cell(self, cell: Cell) -> dict[str, Any]:
+        started = time.perf_counter()
+        if cell.kind == "baseline":
+            metrics, labeled, speed = self.run_baseline(cell)
+        else:
+            encoder = self.encoder_for(cell) if cell.kind == "pretrained" else None
+            started = time.perf_counter()  # pretraining is shared: it is timed on its own
+            config = self.config.finetune_config(cell.strategy, cell.budget, cell.seed)
+            result = finetune(config, data=self.data, encoder=encoder)
+            metrics, labeled, speed = result.metrics, result.labeled, _throughput(result.history)
+        row = {"method": cell.method, "kind": cell.kind, "objective": cell.objective, "strategy": cell.strategy,
+               "budget": cell.budget, "labels": int(len(labeled)), "seed": cell.seed}
+        row.update({name: round(float(metrics[name]), 6) for name in self.task.metric_names})
+        row.update({"wall_s": round(time.perf_counter() - started, 3), "images_per_s": speed,
+                    "labeled_hash": _labeled_hash(labeled)})
+        if "confusion_matrix" in metrics:
+            row["confusion_matrix"] = metrics["confusion_matrix"]
+        return row
+
+
+def results_csv(rows: list[dict[str, Any]], task) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns(task), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _eta(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _write_info(out: Path, plan: StudyPlan) -> None:
+    d, task = plan.data, plan.task
+    atomic_write_text(out / "study_info.json", json.dumps({
+        "data": d.name, "spec": d.spec, "modality": d.modality, "task": task.name, "primary": task.primary,
+        "higher_is_better": task.higher_is_better, "metrics": list(task.metric_names),
+        "input_shape": list(d.input_shape), "class_names": d.class_names, "target_names": d.target_names,
+        "n_train": int(len(d.y_train)), "n_test": int(len(d.y_test)), "budgets": plan.sizes,
+        "baselines": plan.baselines}))
+
+
+def run_study(
+    config: StudyConfig, out: str | Path, *, data=None, after_cell: Callable[[Cell, dict], None] | None = None,
+    echo: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Run (or continue) the study ``config`` in ``out``; return the rows of ``results.csv``.
+
+    ``after_cell(cell, row)`` runs after each newly finished cell is saved (tests use it to simulate a kill).
+    """
+    out = Path(out)
+    plan = plan_study(config, data)
+    open_study_dir(out, config)  # everything is checked: only now is anything written
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "study.yaml", to_yaml(config))
+    _write_info(out, plan)
+    interactive = sys.stderr.isatty()
+    runner = StudyRunner(plan, out, tqdm.write if interactive else echo)
+    rows: dict[str, dict[str, Any]] = {}
+    for cell in plan.cells:
+        path = out / "cells" / f"{cell.key}.json"
+        if path.exists():
+            rows[cell.key] = json.loads(path.read_text())
+    total, started, fresh = len(plan.cells), time.perf_counter(), 0
+    bar = tqdm(total=total, initial=len(rows), desc="study", unit="cell", disable=not interactive, position=0)
+    if rows:
+        echo(f"resuming {out}: {len(rows)}/{total} cells already done")
+    primary = plan.task.primary
+    for cell in plan.cells:
+        if cell.key in rows:
+            continue
+        row = runner.run_cell(cell)
+        atomic_write_text(out / "cells" / f"{cell.key}.json", json.dumps(row))
+        rows[cell.key] = row
+        done = [rows[c.key] for c in plan.cells if c.key in rows]
+        atomic_write_text(out / "results.csv", results_csv(done, plan.task))
+        fresh += 1
+        eta = _eta((time.perf_counter() - started) / fresh * (total - len(rows)))
+        line = (f"[{len(rows)}/{total}] {cell.method:<28} {cell.budget:<12} seed {cell.seed}: "
+                f"{primary} {row[primary]:.4f}  ({row['wall_s']:.1f} s, ETA {eta})")
+        bar.update(1)
+        (tqdm.write if interactive else echo)(line)
+        if after_cell is not None:
+            after_cell(cell, row)
+    bar.close()
+    final = [rows[c.key] for c in plan.cells]
+    atomic_write_text(out / "results.csv", results_csv(final, plan.task))
+    from warmstart.study.report import write_report
+
+    write_report(out)
+    return final
