@@ -33,7 +33,8 @@ SHAPES = {"image": (1, 8, 8), "table": (12,), "text": ()}
 TEXTS = np.array([f"the {a} {b} {c} today" for a in ("old", "red", "small", "big") for b in ("cat", "saw", "dog", "cup")
                   for c in ("runs", "sleeps")], dtype=object)
 # Pairs an objective refuses on purpose, with the reason in the objective's docstring.
-REFUSED = {("gan", "linear", "image"), ("mlm", "gpt", "text"), ("clm", "transformer", "text")}
+REFUSED = {("gan", "linear", "image"), ("mlm", "gpt", "text"), ("clm", "transformer", "text"),
+           ("masked-dense", "linear", "image"), ("masked-dense", "mlp", "image")}  # no feature maps
 # Adversarial losses are a sum of two players' losses that need not fall together; the discriminator's
 # own loss must still fall on a fixed batch (it learns to tell that batch from the generator's output),
 # though slowly, since the generator adapts at the same time: a smaller required drop.
@@ -229,6 +230,6 @@ def test_docstring_examples_run():
     import importlib
 
     for name in ["warmstart.augment", "warmstart.health", *(
-            f"warmstart.objectives.{m}" for m in ("ntxent_loss", "simclr", "masked", "vae", "gan"))]:
+            f"warmstart.objectives.{m}" for m in ("ntxent_loss", "simclr", "masked", "vae", "gan", "dense_masked"))]:
         failed, _ = doctest.testmod(importlib.import_module(name))
         assert failed == 0, name

@@ -238,3 +238,16 @@ SOURCES.register("wordnet-tags")(Source(
     _wordnet.load_wordnet_tags, locate=lambda data_dir: (str(p) if (p := _wordnet.locate(data_dir)) else None),
     missing=_wordnet.MISSING,
 ))
+
+# Instance annotations (data/coco.py) and the scene data sets built from MNIST-style images (data/scenes.py).
+from warmstart.data import coco as _coco, scenes as _scenes  # noqa: E402
+
+SOURCES.register("coco")(Source("COCO instances: annotations.json + images, boxes and polygon/RLE masks "
+                                "(detect; --task segment; ?size=N resizes)", _coco.load_coco, True))
+for _base in ("fashion-mnist", "mnist"):
+    SOURCES.register(f"{_base.split('-')[0]}-scenes")(Source(
+        f"64x64 scenes of 1-6 {_base} items with boxes and masks (10000 train / 2000 test; detect or segment), "
+        "built once into the cache in COCO format",
+        lambda path, data_dir, _b=_base: _scenes.load_scenes(_b, data_dir),
+        locate=lambda data_dir, _b=_base: (str(d) if (d := _scenes.scenes_dir(_b)).is_dir() else None),
+        missing="built on first use from the 28x28 images"))

@@ -3,6 +3,7 @@ from warmstart.objectives.autoencoder import Autoencoder
 from warmstart.objectives.base import Objective
 from warmstart.objectives.clm import CausalLM
 from warmstart.objectives.denoising import DenoisingAutoencoder
+from warmstart.objectives.dense_masked import DenseMaskedAutoencoder
 from warmstart.objectives.gan import GAN
 from warmstart.objectives.masked import MaskedAutoencoder
 from warmstart.objectives.mlm import MaskedLM
@@ -22,5 +23,6 @@ OBJECTIVES.register("vae")(VAE)
 OBJECTIVES.register("mlm")(MaskedLM)
 OBJECTIVES.register("clm")(CausalLM)
 OBJECTIVES.register("simcse")(SimCSE)
+OBJECTIVES.register("masked-dense")(DenseMaskedAutoencoder)
 
 __all__ = ["OBJECTIVES", "Objective"]

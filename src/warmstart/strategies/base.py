@@ -75,7 +75,7 @@ class Strategy:
     #: Needs the pretraining objective with its heads (saved by `pretrain` as objective.safetensors).
     needs_objective = False
     #: The tasks (keys of ``warmstart.tasks.TASKS``) this strategy can train.
-    tasks: tuple[str, ...] = ("classify", "regress", "tag")
+    tasks: tuple[str, ...] = ("classify", "regress", "tag", "segment", "detect")
 
     def __init__(self, augment: str = "none") -> None:
         if augment not in AUGMENTS:
@@ -125,8 +125,8 @@ class Strategy:
         return self.modality.augment(x, self.augment)
 
     def supervised(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
-        x, y = batch[:2]
-        return self.task.loss(model(self.view(x)), y, model)
+        x, y = self.task.view(self.modality, *batch[:2], self.augment)  # masks and boxes move with the pixels
+        return self.task.loss(model(x), y, model)
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...], *extra) -> tuple[torch.Tensor, dict]:
         return self.supervised(model, batch)
@@ -185,6 +185,12 @@ class Full(Strategy):
         if head_init not in HEAD_INITS:
             raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {head_init!r}")
         self.layer_decay, self.head_init = layer_decay, head_init
+
+    def check(self, task, data: DataBundle, name: str) -> None:
+        super().check(task, data, name)
+        if self.head_init == "probe" and not task.linear_probe:
+            raise UserError(f"strategy '{name}': head_init=probe does not apply to the {task.name} task (its head is "
+                            "not one linear layer); use strategy_args.head_init=random")
 
     def setup(self, ctx: FinetuneContext) -> nn.Module:
         self.bind(ctx)

@@ -81,6 +81,9 @@ class SelfTrain(Strategy):
     epoch, uses every unlabeled image (not just confident ones) and never feeds its own errors back.
     """
 
+    #: Soft targets exist for classes, values and tags; masks and boxes would need their own (not built).
+    tasks = ("classify", "regress", "tag")
+
     def __init__(
         self, augment: str = "none", temperature: float = 1.0, epochs: int | None = None, batch: int = 256,
         layer_decay: float | None = None, targets: str | None = None, neighbors: int = 10, graph: str = "teacher",

@@ -45,6 +45,8 @@ class Task:
     default_pseudo = "propagate"
     #: Probes and self-training graphs read one pooled feature vector per row (False: per word, ``tag``).
     row_features = True
+    #: The head can start as a linear probe (``probe_head``; LP-FT's ``head_init=probe``).
+    linear_probe = True
 
     # --- targets -----------------------------------------------------------------------------------
 
@@ -109,6 +111,11 @@ class Task:
         """Labeled batches of training rows ``index``."""
         return Stream(len(index), min(batch_size, len(index)), lambda rows: self.make_batch(bundle, index[rows]))
 
+    def view(self, modality, x: torch.Tensor, target: Any, kind: str) -> tuple[torch.Tensor, Any]:
+        """The training view of a labeled batch: the modality's augmentation ``kind`` of ``x``, with the
+        targets moved alongside where they are spatial (masks, boxes); other tasks' targets are unchanged."""
+        return modality.augment(x, kind), target
+
     def loss(self, output: torch.Tensor, target: torch.Tensor, model: nn.Module) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
 
@@ -171,3 +178,20 @@ class Task:
     def baseline_inputs(self, bundle: DataBundle) -> tuple[np.ndarray, np.ndarray]:
         """What the baselines read as inputs: the modality's flat features."""
         return bundle.handler.flat_features(bundle)
+
+    # --- reports -------------------------------------------------------------------------------------
+
+    def embedding_colours(self, bundle: DataBundle) -> tuple[np.ndarray, list[str]] | None:
+        """What a study's map of test embeddings is coloured by (values, class names); None: the study's
+        own choice for classes, values and tags."""
+        return None
+
+    def report_samples(self, model: nn.Module, bundle: DataBundle) -> dict[str, np.ndarray] | None:
+        """Arrays a study keeps beside each fine-tuned cell for ``report_sections`` (e.g. a few test inputs
+        with their targets and predictions), or None; saved as ``cells/<cell>.samples.safetensors``."""
+        return None
+
+    def report_sections(self, run_dir, summary) -> tuple[list[tuple], dict[str, bytes]]:
+        """Extra report blocks (``study/report.py``'s block format) and the PNGs they show, drawn only from
+        what the study saved under ``run_dir``; the default adds nothing."""
+        return [], {}

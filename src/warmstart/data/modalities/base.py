@@ -40,6 +40,11 @@ class Modality:
         """A training view of the batch ``x``; ``kind`` is "none" or one of ``augments`` (others: unchanged)."""
         return x
 
+    def augment_spatial(self, x: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``augment`` plus how it moved the inputs: the ``(B, 2, 3)`` affine of each view (None when
+        nothing moved), so a task with spatial targets (masks, boxes) can move them the same way."""
+        return self.augment(x, kind), None
+
     def flat_features(self, bundle: DataBundle) -> tuple[np.ndarray, np.ndarray]:
         """``(N, D)`` float32 train and test features for the scikit-learn baselines (labels unused)."""
         return _flat(bundle, bundle.x_train), _flat(bundle, bundle.x_test)
