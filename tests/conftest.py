@@ -73,6 +73,20 @@ def toy_tags(n: int = 240, seed: int = 0):
     return DataBundle("toy-tags", x[:cut], y[:cut], x[cut:], y[cut:], "text", ["animal", "tool"], task="tag")
 
 
+def toy_scenes(task: str = "detect", n_train: int = 120, n_test: int = 30):
+    """Fashion-MNIST scenes (``data/scenes.py``), few enough to train on in seconds."""
+    import numpy as np
+
+    from warmstart.data import DataBundle, idx
+    from warmstart.data.scenes import build_scenes
+
+    fashion = idx.load_named("fashion-mnist")
+    x_train, y_train = build_scenes(np.asarray(fashion.x_train[:2000])[:, 0], fashion.y_train[:2000], n_train, 0)
+    x_test, y_test = build_scenes(np.asarray(fashion.x_test[:500])[:, 0], fashion.y_test[:500], n_test, 1)
+    return DataBundle("toy-scenes", x_train, y_train, x_test, y_test, "image", list(fashion.class_names), 1 / 255,
+                      task=task)
+
+
 def named_source(name: str):
     def load():
         from warmstart.data import load_data
@@ -86,6 +100,8 @@ TASK_SETUPS = {
     "classify": (named_source("digits"), "cnn", {"width": 8}, "autoencoder", "per_class=5"),
     "regress": (named_source("diabetes"), "mlp", {"width": 32, "feature_dim": 16}, "autoencoder", "count=40"),
     "tag": (toy_tags, "transformer", TEXT_ARGS, "mlm", "count=40"),
+    "segment": (lambda: toy_scenes("segment"), "cnn", {"width": 4}, "masked-dense", "count=40"),
+    "detect": (lambda: toy_scenes("detect"), "resnet", {"width": 4}, "masked-dense", "count=40"),
 }
 
 

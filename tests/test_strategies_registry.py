@@ -87,7 +87,7 @@ def test_save_load_evaluate_round_trip_gives_the_same_metrics(task_name, name, t
 
 
 def test_a_strategy_refuses_a_task_it_does_not_serve(task_runs, tmp_path, monkeypatch):
-    """Today every strategy serves every task; one that declares fewer is refused before any work."""
+    """A strategy that declares fewer tasks is refused before any work (``selftrain`` declines the dense ones)."""
     class ClassesOnly(STRATEGIES.get("scratch")):
         tasks = ("classify",)
 
@@ -95,6 +95,18 @@ def test_a_strategy_refuses_a_task_it_does_not_serve(task_runs, tmp_path, monkey
     data, _ = task_runs["regress"]
     with pytest.raises(UserError, match="strategy 'classes-only' does not apply to the regress task; it serves classify"):
         pipeline.finetune(FinetuneConfig(strategy="classes-only", epochs=1), tmp_path / "run", data=data)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("task_name", ["segment", "detect"])
+def test_selftrain_declines_dense_tasks_and_full_refuses_a_probe_head(task_name, task_runs, tmp_path):
+    data, objective = task_runs[task_name]
+    for strategy, args, message in (
+            ("selftrain", {}, f"strategy 'selftrain' does not apply to the {task_name} task; it serves classify"),
+            ("full", {"head_init": "probe"}, f"head_init=probe does not apply to the {task_name} task")):
+        with pytest.raises(UserError, match=message):
+            pipeline.finetune(FinetuneConfig(strategy=strategy, strategy_args=args, epochs=1), tmp_path / "run",
+                              data=data, encoder=objective.encoder)
     assert not (tmp_path / "run").exists()
 
 

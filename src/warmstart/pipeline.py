@@ -137,6 +137,7 @@ class FinetuneResult:
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     labeled: np.ndarray | None = None
+    data: DataBundle | None = None  # the bundle as the model reads it (prepared for its encoder)
 
 
 def _labeled_rows(task, data: DataBundle, config: FinetuneConfig, labeled) -> tuple[np.ndarray, np.ndarray]:
@@ -221,7 +222,7 @@ def finetune(
         save_model(run_dir, model, {**task.info(data), "task": task.name, "data": data.spec,
                                     "strategy": config.strategy})
         atomic_write_text(run_dir / "test_metrics.json", json.dumps(metrics, indent=2))
-    return FinetuneResult(run_dir, model, metrics, history, labeled)
+    return FinetuneResult(run_dir, model, metrics, history, labeled, data)
 
 
 def evaluate(model_dir: str | Path, data: str | DataBundle, data_dir: str | None = None) -> dict[str, Any]:

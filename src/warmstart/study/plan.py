@@ -52,8 +52,9 @@ class StudyPlan:
     baselines: list[str]
 
 
-def _check_objectives(config: StudyConfig, data: DataBundle) -> None:
+def _check_objectives(config: StudyConfig, data: DataBundle, task) -> None:
     encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train)
+    task.build_model(encoder, task.info(data))  # the task's head fits this encoder (dense heads need feature maps)
     for objective in config.objectives:
         if data.modality not in OBJECTIVES.get(objective).modalities:
             raise UserError(f"objective '{objective}' does not apply to {data.modality} data; "
@@ -80,7 +81,7 @@ def plan_study(config: StudyConfig, data: DataBundle | None = None) -> StudyPlan
     sizes = {spec: task.size(data, spec) for spec in config.labels}
     baselines = task.baselines(data.modality) if config.baselines is None else list(config.baselines)
     check_baselines(baselines, task.name)
-    _check_objectives(config, data)
+    _check_objectives(config, data, task)
     random_init, pretrained = ["scratch"], []
     _check_strategy(config, "scratch", task, data, implicit="scratch" not in config.strategies)
     for name in config.strategies:

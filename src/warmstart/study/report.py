@@ -134,6 +134,17 @@ def _confusion(summary: Summary, run_dir: Path, class_names: list[str], pngs: di
              f"({summary.labels[smallest]} labels), test predictions summed over seeds")]
 
 
+def _task_sections(task_name: str, run_dir: Path, summary: Summary, pngs: dict) -> list[tuple]:
+    """What the task itself adds to the report (``Task.report_sections``; e.g. predicted masks and boxes)."""
+    from warmstart.tasks import TASKS
+
+    if task_name not in TASKS:
+        return []
+    blocks, extra = TASKS.get(task_name).report_sections(run_dir, summary)
+    pngs.update(extra)
+    return blocks
+
+
 def _embedding(summary: Summary, run_dir: Path, class_names: list[str], pngs: dict) -> list[tuple]:
     blocks: list[tuple] = [("h2", "Test embeddings of the best pretrained encoder")]
     best_pre = summary.best_overall(("pretrained",))
@@ -196,6 +207,7 @@ def build_blocks(run_dir: Path) -> tuple[list[tuple], dict[str, bytes]]:
     blocks += [("h2", "Protocol")] + [("p", text) for text in protocol(summary, config, info)]
     blocks += _scores(summary, rows, metrics, pngs)
     blocks += _confusion(summary, run_dir, class_names, pngs)
+    blocks += _task_sections(info.get("task", "classify"), run_dir, summary, pngs)
     blocks += _embedding(summary, run_dir, class_names, pngs)
     blocks += _compute(summary, run_dir, rows)
     return blocks, pngs

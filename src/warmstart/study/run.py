@@ -58,7 +58,11 @@ def _throughput(history: list[dict[str, Any]]) -> float:
 
 def colour_values(task, data) -> tuple[np.ndarray, list[str]]:
     """What a test embedding map is coloured by: the class, the first target's value, or a tagged
-    sentence's first entity type; and the class names (empty for a continuous value)."""
+    sentence's first entity type; and the class names (empty for a continuous value). A task may say
+    otherwise (``Task.embedding_colours``)."""
+    custom = task.embedding_colours(data)
+    if custom is not None:
+        return custom
     if task.name == "regress":
         return data.y_test[:, 0].astype(np.float32), []
     if task.name == "classify":
@@ -131,6 +135,10 @@ class StudyRunner:
             config = self.config.finetune_config(cell.strategy, cell.budget, cell.seed)
             result = finetune(config, data=self.data, encoder=encoder)
             metrics, labeled, speed = result.metrics, result.labeled, _throughput(result.history)
+            samples = self.task.report_samples(result.model, result.data)
+            if samples is not None:  # what the task's report section draws (e.g. predicted masks)
+                save_tensors(self.out / "cells" / f"{cell.key}.samples.safetensors",
+                             {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in samples.items()}, {})
         row = {"method": cell.method, "kind": cell.kind, "objective": cell.objective, "strategy": cell.strategy,
                "budget": cell.budget, "labels": int(len(labeled)), "seed": cell.seed}
         row.update({name: round(float(metrics[name]), 6) for name in self.task.metric_names})
