@@ -22,8 +22,10 @@ from warmstart.tasks import TASKS
 ENCODER_ARGS = {"linear": {"feature_dim": 8}, "mlp": {"width": 32, "feature_dim": 16}, "cnn": {"width": 4},
                 "resnet": {"width": 4}, "transformer": TEXT_ARGS, "gpt": TEXT_ARGS}
 # Pairs an objective refuses on purpose, with the reason in its docstring (see test_objectives_registry.py).
-REFUSED = {("gan", "linear"), ("mlm", "gpt"), ("clm", "transformer")}
-MODALITY = {"classify": "image", "regress": "table", "tag": "text"}
+REFUSED = {("gan", "linear"), ("mlm", "gpt"), ("clm", "transformer"), ("masked-dense", "linear"), ("masked-dense", "mlp")}
+MODALITY = {"classify": "image", "regress": "table", "tag": "text", "segment": "image", "detect": "image"}
+# Dense heads read feature maps: only the convolutional encoders have them.
+TASK_ENCODERS = {"segment": ("cnn", "resnet"), "detect": ("cnn", "resnet")}
 
 
 def combos() -> list[tuple[str, str, str]]:
@@ -32,7 +34,7 @@ def combos() -> list[tuple[str, str, str]]:
         modality = MODALITY.get(task)
         for objective in OBJECTIVES.names():
             for encoder in ENCODER_ARGS:
-                readable = modality in ENCODERS.get(encoder).modalities
+                readable = modality in ENCODERS.get(encoder).modalities and encoder in TASK_ENCODERS.get(task, ENCODER_ARGS)
                 if readable and modality in OBJECTIVES.get(objective).modalities and (objective, encoder) not in REFUSED:
                     out.append((task, objective, encoder))
     return out
@@ -53,7 +55,8 @@ def test_every_task_states_its_metrics_and_budgets():
         task = TASKS.get(name)
         assert task.name == name and task.primary == task.metric_names[0] and task.description
         assert task.default_budget.split("=")[0] in task.budget_kinds
-        assert set(task.pseudo_sources) <= {"teacher", "propagate", "probe"} and task.default_pseudo in task.pseudo_sources
+        assert set(task.pseudo_sources) <= {"teacher", "propagate", "probe"}
+        assert task.default_pseudo in task.pseudo_sources or not (task.pseudo_sources or task.default_pseudo)
 
 
 def test_every_task_modality_and_objective_is_exercised():

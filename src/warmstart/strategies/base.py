@@ -155,7 +155,8 @@ class Linear(Strategy):
     ``head_init="probe"`` (the default) starts the head as the task's closed-form linear probe on the frozen
     features of the labeled rows (logistic regression for classes and tags, ridge for values;
     ``warmstart.probes``), which the epochs then refine with the task's loss; ``"random"`` starts it at random
-    (with few labels a few dozen gradient steps leave a random head far from the probe).
+    (with few labels a few dozen gradient steps leave a random head far from the probe). Tasks whose head is
+    not one linear layer (``segment``, ``detect``: a decoder) have no such probe and start it at random.
     """
 
     train_encoder = False
@@ -166,7 +167,7 @@ class Linear(Strategy):
 
     def setup(self, ctx: FinetuneContext) -> nn.Module:
         self.bind(ctx)
-        if self.head_init == "probe":
+        if self.head_init == "probe" and ctx.task.linear_probe:
             ctx.task.probe_head(ctx.model, ctx.data, ctx.labeled)
         return ctx.model
 
