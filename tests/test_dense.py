@@ -123,4 +123,61 @@ def test_segmentation_and_detection_learn_on_a_few_scenes():
     assert result.metrics["miou"] > background["miou"] + 0.05, (result.metrics["miou"], background["miou"])
     detect = pipeline.finetune(config.model_copy(update={"task": "detect"}), data=data)
     losses = [h["loss"] for h in detect.history]
-    assert losses[-1] < 0.6 * losses[0] and detect.metrics["map_50"] > 0.0, (losses, detect.metrics)
+    assert losses[-1] < 0.6 * losses[0], losses
+    # After 100 steps the scores are still low (mAP near 0), but the strongest peak already sits on an object
+    # far more often than a random point would.
+    from warmstart.models.centernet import decode
+
+    with torch.no_grad():
+        output = detect.model.eval()(data.batch(data.x_test))
+    boxes, _, _ = decode(output, detect.model.head.classes, detect.model.head.stride, (64, 64), top_k=1)
+    centres = (boxes[:, 0, :2] + boxes[:, 0, 2:]) / 2
+    hits, covered = 0, 0.0
+    for (cx, cy), target in zip(centres.tolist(), data.y_test):
+        b = target["boxes"]
+        hits += bool(((b[:, 0] <= cx) & (cx <= b[:, 2]) & (b[:, 1] <= cy) & (cy <= b[:, 3])).any())
+        inside = np.zeros((64, 64), bool)
+        for x1, y1, x2, y2 in b.astype(int):
+            inside[y1:y2, x1:x2] = True
+        covered += inside.mean() / len(data.y_test)  # the chance that a random point lands in a box
+    assert hits / len(data.y_test) > covered + 0.3, (hits, covered)
+
+
+def _pixel_probe(encoder, data, labeled: int = 50) -> float:
+    """Accuracy on the test scenes' object pixels of a logistic regression that reads the encoder's deepest
+    feature map (upsampled to pixels) and was fitted on the object pixels of ``labeled`` training scenes."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    def pixels(x, y, step):
+        encoder.eval()
+        with torch.no_grad():
+            deep = encoder.pyramid(data.batch(x))[-1]
+        deep = torch.nn.functional.interpolate(deep, size=x.shape[-2:], mode="bilinear").permute(0, 2, 3, 1).numpy()
+        classes = np.stack([class_map(t) for t in y])
+        keep = np.flatnonzero(classes.ravel() > 0)[::step]
+        return deep.reshape(-1, deep.shape[-1])[keep], classes.ravel()[keep] - 1
+
+    z, c = pixels(data.x_train[:labeled], data.y_train[:labeled], 4)
+    scale = StandardScaler().fit(z)
+    probe = LogisticRegression(max_iter=300).fit(scale.transform(z), c)
+    z_test, c_test = pixels(data.x_test, data.y_test, 1)
+    return probe.score(scale.transform(z_test), c_test)
+
+
+def test_pretrained_features_beat_random_ones_on_50_scenes():
+    """SimCLR on 600 unlabeled scenes (8 epochs): a per-pixel probe of its frozen feature maps, fitted on 50
+    labeled scenes, classifies the test scenes' object pixels better than the same probe of a random encoder.
+    Measured once: 0.254 against 0.219 (and 0.191 for masked-dense, whose pixel reconstruction at this scale
+    does not make the maps more linearly separable)."""
+    from warmstart import pipeline
+    from warmstart.config import PretrainConfig
+    from warmstart.models.build import build_encoder
+
+    data = toy_scenes("segment", n_train=600, n_test=60)
+    torch.manual_seed(0)
+    random_score = _pixel_probe(build_encoder("cnn", data.input_shape, {"width": 8}, "image"), data)
+    config = PretrainConfig(objective="simclr", encoder="cnn", encoder_args={"width": 8}, epochs=8, lr=3e-3,
+                            batch_size=64, health_samples=0)
+    pretrained = pipeline.pretrain(config, data=data).encoder
+    assert _pixel_probe(pretrained, data) > random_score + 0.02, random_score
