@@ -142,11 +142,13 @@ def summary() -> str:
                 values = [100 * r[metric] for r in mine if r["budget"] == budget]
                 scores.append(f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f} (n={len(values)})"
                               if len(values) > 1 else (f"{values[0]:.1f} (n=1)" if values else "—"))
-            body.append([task, method if method == "scratch" else f"{method} + full", str(mine[0]["lr"]), *scores,
-                         f"{np.median([r['cpu_s'] for r in mine]):.0f}", f"{np.median([r['wall_s'] for r in mine]):.0f}"])
+            name = method if method == "scratch" else f"{method} + full"
+            body.append([task, name, str(mine[0]["lr"]), *scores, f"{np.median([r['cpu_s'] for r in mine]):.0f}",
+                         f"{np.median([r['wall_s'] for r in mine]):.0f}"])
     pre = [json.loads(p.read_text()) for p in sorted((CACHE / "pretrain").glob("*/bench_info.json"))]
     pre_table = common.table(["pretraining", "epochs", "CPU s", "wall s", "final loss"],
-                             [[p["objective"], p["epochs"], p["cpu_s"], p["wall_s"], f"{p['final_loss']:.4f}"] for p in pre])
+                             [[p["objective"], p["epochs"], p["cpu_s"], p["wall_s"], f"{p['final_loss']:.4f}"]
+                              for p in pre])
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=common.ROOT).stdout.strip()
     return (f"`python bench/dense.py` (stages pretrain, finetune, table) at {revision}; {common.machine()}.\n\n"

@@ -22,7 +22,8 @@ from warmstart.tasks import TASKS
 ENCODER_ARGS = {"linear": {"feature_dim": 8}, "mlp": {"width": 32, "feature_dim": 16}, "cnn": {"width": 4},
                 "resnet": {"width": 4}, "transformer": TEXT_ARGS, "gpt": TEXT_ARGS}
 # Pairs an objective refuses on purpose, with the reason in its docstring (see test_objectives_registry.py).
-REFUSED = {("gan", "linear"), ("mlm", "gpt"), ("clm", "transformer"), ("masked-dense", "linear"), ("masked-dense", "mlp")}
+REFUSED = {("gan", "linear"), ("mlm", "gpt"), ("clm", "transformer"),
+           ("masked-dense", "linear"), ("masked-dense", "mlp")}  # masked-dense reads feature maps
 MODALITY = {"classify": "image", "regress": "table", "tag": "text", "segment": "image", "detect": "image"}
 # Dense heads read feature maps: only the convolutional encoders have them.
 TASK_ENCODERS = {"segment": ("cnn", "resnet"), "detect": ("cnn", "resnet")}
@@ -34,7 +35,8 @@ def combos() -> list[tuple[str, str, str]]:
         modality = MODALITY.get(task)
         for objective in OBJECTIVES.names():
             for encoder in ENCODER_ARGS:
-                readable = modality in ENCODERS.get(encoder).modalities and encoder in TASK_ENCODERS.get(task, ENCODER_ARGS)
+                readable = (modality in ENCODERS.get(encoder).modalities
+                            and encoder in TASK_ENCODERS.get(task, ENCODER_ARGS))
                 if readable and modality in OBJECTIVES.get(objective).modalities and (objective, encoder) not in REFUSED:
                     out.append((task, objective, encoder))
     return out

@@ -16,8 +16,8 @@ from warmstart.models.heads import Classifier
 
 def check_pyramid(encoder: nn.Module, task: str) -> None:
     if not getattr(encoder, "pyramid_strides", ()):
-        raise UserError(f"the {task} task needs an encoder with feature maps (cnn or resnet), not "
-                        f"{encoder.spec.get('encoder', type(encoder).__name__) if hasattr(encoder, 'spec') else encoder}; "
+        name = getattr(encoder, "spec", {}).get("encoder", type(encoder).__name__)
+        raise UserError(f"the {task} task needs an encoder with feature maps (cnn or resnet), not {name}; "
                         "use --encoder cnn or --encoder resnet")
 
 

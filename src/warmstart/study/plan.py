@@ -54,7 +54,7 @@ class StudyPlan:
 
 def _check_objectives(config: StudyConfig, data: DataBundle, task) -> None:
     encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train)
-    task.build_model(encoder, task.info(data))  # the task's head fits this encoder (dense heads need feature maps)
+    task.build_model(encoder, task.info(data))  # the head fits this encoder (dense heads need feature maps)
     for objective in config.objectives:
         if data.modality not in OBJECTIVES.get(objective).modalities:
             raise UserError(f"objective '{objective}' does not apply to {data.modality} data; "
