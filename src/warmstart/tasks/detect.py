@@ -25,8 +25,9 @@ from warmstart.tasks.instances import InstanceTask
 #: barely move AP and cost COCOeval time.
 SCORE_THRESHOLD = 0.05
 MAX_DETECTIONS = 100
-#: Boxes drawn in the report's overlay grid score at least this.
-DRAW_THRESHOLD = 0.3
+#: The report's overlay grid keeps each image's best boxes; it draws those scoring at least ``DRAW_THRESHOLD``,
+#: or the top ``DRAW_AT_LEAST`` when none does (so a weak detector still shows where it looks).
+KEPT_FOR_REPORT, DRAW_THRESHOLD, DRAW_AT_LEAST = 10, 0.3, 3
 
 
 def coco_eval(true, pred, num_classes: int, size: tuple[int, int]) -> dict[str, float]:
@@ -71,6 +72,8 @@ class Detect(InstanceTask):
     description = "boxes with classes: COCO mAP@[.5:.95] (primary), mAP@.5, mAP@.75, mAR@100 (pycocotools)"
     primary = "map"
     metric_names = ("map", "map_50", "map_75", "mar_100")
+    drawn = (f"; predicted boxes scoring at least {DRAW_THRESHOLD} are drawn, or an image's best {DRAW_AT_LEAST} "
+             "when none does, with their scores")
 
     def build_model(self, encoder: nn.Module, info: dict[str, Any]) -> nn.Module:
         from warmstart.models.dense import CenterNetHead, DenseModel, check_pyramid
@@ -120,7 +123,11 @@ class Detect(InstanceTask):
                 out[i, :len(r)] = r
             return out
         truth = [np.column_stack([t["boxes"], np.ones(len(t["labels"])), t["labels"]]) for t in true]
-        shown = [np.column_stack([p["boxes"], p["scores"], p["labels"]])[p["scores"] >= DRAW_THRESHOLD] for p in pred]
+        shown = []
+        for p in pred:
+            rows = np.column_stack([p["boxes"], p["scores"], p["labels"]])[:KEPT_FOR_REPORT]  # best first
+            confident = int((rows[:, 4] >= DRAW_THRESHOLD).sum())
+            shown.append(rows[:max(confident, DRAW_AT_LEAST)])
         return {"true": pad(truth), "pred": pad(shown)}
 
 

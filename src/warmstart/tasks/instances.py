@@ -120,6 +120,9 @@ class InstanceTask(Task):
         return {"image": bundle.batch(bundle.x_test, rows).numpy(),
                 **self.sample_arrays(bundle.y_test[rows], self.predict(model, bundle, bundle.x_test[rows]))}
 
+    #: What the overlay caption adds about what is drawn.
+    drawn = ""
+
     def sample_arrays(self, true, pred) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
@@ -144,5 +147,5 @@ class InstanceTask(Task):
         png = overlay_grid(samples, self.name, names, title)
         caption = (f"The first {REPORT_SCENES} test scenes: ground truth, then the predictions of "
                    + " and ".join(m for m, _ in found) + f" (the best pretrained method at {summary.labels[smallest]}"
-                   " labeled images), each trained on the same labeled images of seed 0")
+                   " labeled images), each trained on the same labeled images of seed 0" + self.drawn)
         return [("h2", "Predictions on test scenes"), ("img", "overlays.png", caption)], {"overlays.png": png}
