@@ -107,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--baselines", metavar="A,B", help="scikit-learn baselines, or none (default: the task's: "
                        "classify logistic_regression,label_spreading,self_training (+hist_gradient_boosting on "
                        "tables); regress ridge,knn_regression,hist_gradient_boosting; tag majority_tag)")
-    study.add_argument("--encoder", help="encoder shared by every neural method (default mlp)")
+    study.add_argument("--encoder", help="encoder shared by every neural method (default mlp; tabular for "
+                       "per-column embeddings of a table)")
+    study.add_argument("--metric", help="rank methods by this metric of the task (default its primary: accuracy, "
+                       "rmse; e.g. roc_auc for an imbalanced binary task)")
     study.add_argument("--pretrain-per-seed", action="store_true", default=None,
                        help="pretrain once per objective and seed instead of once per objective")
     study.add_argument("--out", metavar="DIR", help="study directory (rerun with the same --out to continue)")
@@ -188,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
                 print(_finetune_line(config.strategy, result.metrics) + f" -> {result.run_dir}")
     elif args.command == "study":
         names = ["data", "data_dir", "task", "objectives", "strategies", "labels", "seeds", "baselines", "encoder",
-                 "pretrain_per_seed"]
+                 "pretrain_per_seed", "metric"]
         config = cfg.resolve_study(file=args.config, flags=_flags(args, names), overrides=args.overrides)
         if args.print_config:
             print(cfg.to_yaml(config), end="")

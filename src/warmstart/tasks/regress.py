@@ -40,6 +40,7 @@ class Regress(Task):
     primary = "rmse"
     higher_is_better = False
     metric_names = ("rmse", "mae", "r2")
+    lower_is_better = ("rmse", "mae")
     budget_kinds = ("count", "fraction")
     default_budget = "count=50"
 
