@@ -3,7 +3,7 @@
 ``table_bundle`` is what ``csv:``, ``parquet:`` and the named tables share. Columns arrive as arrays of raw
 cells (strings, or floats with ``NaN`` for a missing cell). A column is categorical when it holds strings,
 when it is named in ``?categorical=``, or when it holds whole numbers with at most ``FEW_LEVELS`` distinct
-values; every other column is numeric (``?numeric=`` forces it). Cells written ``""``, ``?``, ``NA``,
+values (each used twice on average); every other column is numeric (``?numeric=`` forces it). Cells written ``""``, ``?``, ``NA``,
 ``N/A``, ``nan``, ``null`` or ``None`` are missing: a numeric column gets mean imputation plus a missing
 indicator (when its training rows have missing cells), a categorical column a "missing" slot. A column
 with more than ``MAX_LEVELS`` levels is refused (an ID or free text is no category; drop it with
@@ -77,7 +77,8 @@ def _kind(name: str, cells: np.ndarray, categorical: set[str], numeric: set[str]
     if name in categorical or cells.dtype == object:
         return "categorical"
     present = cells[~np.isnan(cells)]
-    few = infer_few and np.all(np.mod(present, 1) == 0) and len(np.unique(present)) <= FEW_LEVELS
+    levels = len(np.unique(present))  # few, and each used twice on average: not a count that happens to be small
+    few = infer_few and np.all(np.mod(present, 1) == 0) and levels <= FEW_LEVELS and 2 * levels <= len(present)
     return "categorical" if few else "numeric"
 
 

@@ -21,10 +21,11 @@ def roc_auc(y_true: np.ndarray, proba: np.ndarray | None, num_classes: int) -> f
     lacks a class (the AUC is then undefined)."""
     if proba is None or len(np.unique(y_true)) < num_classes or num_classes < 2:
         return float("nan")
+    total = proba.sum(1, keepdims=True)
+    proba = np.where(total > 0, proba / np.where(total > 0, total, 1), 1 / num_classes)  # no mass: uniform
     if num_classes == 2:
         return float(roc_auc_score(y_true, proba[:, 1]))
-    return float(roc_auc_score(y_true, proba / proba.sum(1, keepdims=True), multi_class="ovr", average="macro",
-                               labels=list(range(num_classes))))
+    return float(roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=list(range(num_classes))))
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:

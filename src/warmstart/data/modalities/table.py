@@ -40,8 +40,8 @@ class TableModality(Modality):
 
     def prepare(self, bundle, encoder):
         schema = getattr(encoder, "schema", None)
-        if schema is None or schema is bundle.schema:
-            return bundle
+        if schema is None or schema is bundle.schema or not schema.has_marginals:
+            return bundle  # an encoder built without data (a passthrough schema) reads any rows of its width
         return replace(bundle, schema=schema.adopt(bundle.schema, bundle.name))
 
     def flat_features(self, bundle) -> tuple[np.ndarray, np.ndarray]:
