@@ -38,7 +38,7 @@ VALIDATION = 2000
 BUDGETS, SEEDS = (100, 1000), (0, 1, 2)
 OBJECTIVES, STRATEGIES = ("scarf", "vime"), ("linear", "full", "selftrain")
 ENCODER = {"d_token": 16, "width": 256, "depth": 2, "feature_dim": 128, "numeric": "ple", "bins": 16}
-PRETRAIN = {"epochs": 60, "batch_size": 256, "lr": 1e-3, "health_samples": 0}
+PRETRAIN = {"epochs": 30, "batch_size": 256, "lr": 1e-3, "health_samples": 0}
 FINETUNE = {"epochs": 100, "batch_size": 64, "lr": 1e-3}
 METRICS = {"adult": ("roc_auc", "accuracy"), "diamonds": ("rmse", "r2")}
 
