@@ -182,9 +182,10 @@ def report(results: Path) -> str:
             chosen = max(pre, key=lambda m: sign * val[m])
             best_base = max(base, key=lambda m: sign * mean[m])
             beaten = [m for m in base if sign * mean[chosen] > sign * mean[m]]
+            missed = sorted(set(base) - set(beaten))
             lines.append(f"- {b} labels: best pretrained on validation **{chosen}** (test {mean[chosen]:.3f}); "
                          f"best baseline on test {best_base} {mean[best_base]:.3f}; beats {len(beaten)}/{len(base)} "
-                         f"baselines{'' if len(beaten) == len(base) else ' (not ' + ', '.join(sorted(set(base) - set(beaten))) + ')'}.")
+                         f"baselines{' (not ' + ', '.join(missed) + ')' if missed else ''}.")
         cpu = [f"{p['objective']} {p['pretrain_cpu_s'] / 60:.1f}" for p in pretrain_log if p["data"] == name]
         lines += [f"- pretraining CPU-minutes: {', '.join(cpu) or '—'}; fine-tuning/baseline CPU-seconds per cell in "
                   "results.jsonl.", ""]

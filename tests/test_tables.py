@@ -95,7 +95,8 @@ def test_parquet_keeps_column_types(tmp_path):
                       "label": pa.array(["yes" if i % 2 else "no" for i in range(n)])})
     pq.write_table(table, tmp_path / "t.parquet")
     data = load_data(f"parquet:{tmp_path / 't.parquet'}")
-    assert data.class_names == ["no", "yes"] and data.spec.endswith("?target=label&categorical=flag,colour&missing=size")
+    assert data.class_names == ["no", "yes"]
+    assert data.spec.endswith("?target=label&categorical=flag,colour&missing=size")
     assert [c.kind for c in data.schema.columns] == ["numeric", "categorical", "categorical"]
 
 

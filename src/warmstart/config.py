@@ -161,8 +161,8 @@ def to_yaml(config: BaseModel) -> str:
 
 # --- studies ------------------------------------------------------------------------------------
 
-#: Study settings that choose which cells exist (or how they are ranked); the rest decide what a cell computes and must not change
-#: between runs sharing one directory.
+#: Study settings that choose which cells exist (or how they are ranked); the rest decide what a cell computes and
+#: must not change between runs sharing one directory.
 GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds", "metric")
 
 #: Pretrain/finetune settings a study sets itself, per cell, from its own fields.

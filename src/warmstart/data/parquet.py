@@ -46,7 +46,8 @@ def load_parquet(path: str, data_dir: str | None) -> DataBundle:
         table = pq.read_table(file)
     except (pa.ArrowException, OSError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(f"{name}: cannot read ({reason}); the file is truncated or not Parquet, write it again") from None
+        raise UserError(f"{name}: cannot read ({reason}); the file is truncated or not Parquet, write it "
+                        "again") from None
     header = [str(c) for c in table.column_names]
     if len(header) < 2 or table.num_rows < 2:
         raise UserError(f"{name}: need at least one feature column, a target column and 2 rows")
