@@ -59,6 +59,7 @@ from warmstart.config import FinetuneConfig, PretrainConfig  # noqa: E402
 from warmstart.data import DataBundle  # noqa: E402
 from warmstart.data.sources import load_data  # noqa: E402
 from warmstart.data.splits import LabelBudget  # noqa: E402
+from warmstart.rundir import load_run  # noqa: E402
 from warmstart.evaluate import embed  # noqa: E402
 
 
@@ -150,7 +151,7 @@ def run_cell(row: str, budget: int, seed: int, data: DataBundle, runs: dict, sta
 
 def features(objective: str, data: DataBundle, runs: dict, state: dict) -> tuple[np.ndarray, np.ndarray]:
     if ("z", objective) not in state:
-        encoder, _ = pipeline.load_encoder(runs[objective][0])
+        encoder, _ = load_run(runs[objective][0], "encoder")
         z_train, z_test = embed(encoder, data, data.x_train), embed(encoder, data, data.x_test)
         state[("z", objective)] = z_train, z_test
     return state[("z", objective)]
