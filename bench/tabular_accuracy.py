@@ -41,6 +41,11 @@ ENCODER = {"d_token": 16, "width": 256, "depth": 2, "feature_dim": 128, "numeric
 PRETRAIN = {"epochs": 30, "batch_size": 256, "lr": 1e-3, "health_samples": 0}
 FINETUNE = {"epochs": 100, "batch_size": 64, "lr": 1e-3}
 METRICS = {"adult": ("roc_auc", "accuracy"), "diamonds": ("rmse", "r2")}
+# The issue's baselines for tables. Adult leaves out the classify task's label_spreading: a kNN graph of 30k
+# rows cost ~20 CPU-s a cell on this shared machine and scored 0.75 ROC-AUC at 100 labels (seed 0).
+TABLE_BASELINES = {"adult": ("logistic_regression", "self_training", "hist_gradient_boosting",
+                       "self_training_gradient_boosting", "knn_classification"),
+             "diamonds": ("ridge", "knn_regression", "hist_gradient_boosting")}
 
 
 def splits(name: str) -> tuple[DataBundle, DataBundle]:
@@ -122,14 +127,11 @@ def bench(name: str, results: Path) -> None:
 
     for budget in BUDGETS:
         for seed in SEEDS:
-            for baseline in task.baselines("table"):
+            for baseline in TABLE_BASELINES[name]:
                 record(baseline, "baseline", budget, seed,
                        lambda: run_baseline(task, fit, select, name, baseline, budget, seed))
             record("tabular scratch", "scratch", budget, seed,
                    lambda: run_neural(task, fit, select, name, "scratch", budget, seed))
-            record("tabular (attention) scratch", "scratch", budget, seed,
-                   lambda: run_neural(task, fit, select, name, "scratch", budget, seed,
-                                      encoder_args={**ENCODER, "mixer": "attention"}))
     log: list = []
     for objective in OBJECTIVES:
         encoder = None
@@ -165,7 +167,8 @@ def report(results: Path) -> str:
             continue
         higher = TASKS.get("classify" if name == "adult" else "regress").higher_is_better_for(primary)
         sign = 1 if higher else -1
-        methods = list(dict.fromkeys(r["method"] for r in mine))
+        methods = [m for m in dict.fromkeys(r["method"] for r in mine)
+                   if m in TABLE_BASELINES[name] or m == "tabular scratch" or "+" in m]
         cell = {(m, b): [r for r in mine if r["method"] == m and r["labels"] == b] for m in methods for b in BUDGETS}
         header = ["method"] + [f"{b} labels: {primary}" for b in BUDGETS] + [f"{b} labels: {other}" for b in BUDGETS]
         body = [[m] + [mean_std([r[f"test_{k}"] for r in cell[m, b]]) if cell[m, b] else "—"

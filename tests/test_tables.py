@@ -124,7 +124,7 @@ def bad_tables(tmp):
         "no such target": (write_csv(tmp / "a.csv", ["size", "colour", "price"], rows) + "?target=cost",
                            "no target column 'cost'"),
         "missing target": (write_csv(tmp / "b.csv", ["size", "colour", "price"], rows[:5] + [["1", "red", "?"]]
-                                     + rows[5:]), "target column 'price' is missing on 1 row"),
+                                     + rows[5:]), "target column 'price' is empty on line 7 (1 row(s) in all)"),
         "all missing": (write_csv(tmp / "c.csv", ["size", "empty", "price"], [[r[0], "", r[2]] for r in rows]),
                         "column 'empty' is empty in every row; drop it with ?drop=empty"),
         "50,000 levels": (write_csv(tmp / "d.csv", ["id", "size", "price"],

@@ -165,14 +165,15 @@ def _target_columns(name: str, header: list[str], options: dict[str, str]) -> li
     return [len(header) - 1]
 
 
-def table_targets(name: str, target_names: list[str], cells: list[list]) -> tuple[str, np.ndarray, list[str], str]:
+def table_targets(name: str, target_names: list[str], cells: list[list],
+                  where=lambda row: f"line {row + 2}") -> tuple[str, np.ndarray, list[str], str]:
     """``(task, y, class_names, why)`` of the target columns' ``cells`` (one list per column); a missing
-    target is refused, naming its row (line numbers count a header line)."""
+    target is refused, naming its place (``where(row)``: a csv line, counting the header, by default)."""
     for col, values in zip(target_names, cells):
         bad = [i for i, v in enumerate(values) if is_missing(v)]
         if bad:
-            raise UserError(f"{name}: target column '{col}' is missing on {len(bad)} row(s) (first: row "
-                            f"{bad[0] + 1}); fill those targets or drop the rows")
+            raise UserError(f"{name}: target column '{col}' is empty on {where(bad[0])} ({len(bad)} row(s) in all); "
+                            "fill those targets or drop the rows")
     if len(cells) > 1:
         y = np.stack([_numbers(name, col, values) for col, values in zip(target_names, cells)], 1)
         return "regress", y.astype(np.float32), [], f"{len(cells)} target columns; inferred regress"
@@ -198,7 +199,8 @@ def _names(options: dict[str, str], key: str) -> list[str]:
     return [c.strip() for c in options.get(key, "").split(",") if c.strip()]
 
 
-def load_table(name: str, file: str, header: list[str], cells: list[list], options: dict[str, str]) -> DataBundle:
+def load_table(name: str, file: str, header: list[str], cells: list[list], options: dict[str, str],
+               where=lambda row: f"line {row + 2}") -> DataBundle:
     """A bundle from a table's columns (``cells``: one list of raw cells per column of ``header``).
 
     Target columns per ``_target_columns``; the task inferred from them; the fixed 80/20 split (stratified
@@ -214,7 +216,7 @@ def load_table(name: str, file: str, header: list[str], cells: list[list], optio
     features = [c for c in range(len(header)) if c not in targets and header[c] not in dropped]
     if not features:
         raise UserError(f"{name}: every column is a target or dropped; keep at least one feature column")
-    task, y, class_names, why = table_targets(name, [header[c] for c in targets], [cells[c] for c in targets])
+    task, y, class_names, why = table_targets(name, [header[c] for c in targets], [cells[c] for c in targets], where)
     train, test = fixed_split(y if task == "classify" else np.zeros(len(y), np.int64))
     columns = {header[c]: parse_cells(cells[c]) for c in features}
     indicators = set(_names(options, "missing")) if "missing" in options else None

@@ -51,7 +51,8 @@ def load_parquet(path: str, data_dir: str | None) -> DataBundle:
     header = [str(c) for c in table.column_names]
     if len(header) < 2 or table.num_rows < 2:
         raise UserError(f"{name}: need at least one feature column, a target column and 2 rows")
-    return load_table(name, file, header, [_cells(table.column(c)) for c in range(len(header))], options)
+    return load_table(name, file, header, [_cells(table.column(c)) for c in range(len(header))], options,
+                      where=lambda row: f"row {row + 1}")
 
 
 __all__ = ["load_parquet"]
