@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 import common
 
@@ -51,7 +52,8 @@ def study_config(name: str):
 def run(name: str) -> float:
     """Run (or finish) the study; its CPU seconds."""
     started = time.process_time()
-    run_study(study_config(name), CACHE / name, echo=lambda line: print(line, flush=True))
+    with threadpool_limits(1):  # one BLAS/OpenMP thread, like torch's: spinning pools fight on a shared machine
+        run_study(study_config(name), CACHE / name, echo=lambda line: print(line, flush=True))
     return time.process_time() - started
 
 

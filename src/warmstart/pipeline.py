@@ -190,6 +190,8 @@ def finetune(
     """
     data = data if data is not None else load_data(config.data, config.data_dir)
     data, task = resolve_task(data, config.task)
+    # The resolved config says what ran: the task and budget chosen by default are written out.
+    config = config.model_copy(update={"task": task.name, "labels": str(task.budget(config.labels))})
     strategy: Strategy = STRATEGIES.build(config.strategy, **config.strategy_args)
     strategy.check(task, data, config.strategy)
     labeled, unlabeled = _labeled_rows(task, data, config, labeled)
