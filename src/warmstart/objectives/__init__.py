@@ -7,9 +7,11 @@ from warmstart.objectives.dense_masked import DenseMaskedAutoencoder
 from warmstart.objectives.gan import GAN
 from warmstart.objectives.masked import MaskedAutoencoder
 from warmstart.objectives.mlm import MaskedLM
+from warmstart.objectives.scarf import SCARF
 from warmstart.objectives.simclr import SimCLR
 from warmstart.objectives.simcse import SimCSE
 from warmstart.objectives.vae import VAE
+from warmstart.objectives.vime import VIME
 from warmstart.registry import Registry
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")
@@ -23,6 +25,8 @@ OBJECTIVES.register("vae")(VAE)
 OBJECTIVES.register("mlm")(MaskedLM)
 OBJECTIVES.register("clm")(CausalLM)
 OBJECTIVES.register("simcse")(SimCSE)
+OBJECTIVES.register("scarf")(SCARF)
+OBJECTIVES.register("vime")(VIME)
 OBJECTIVES.register("masked-dense")(DenseMaskedAutoencoder)
 
 __all__ = ["OBJECTIVES", "Objective"]

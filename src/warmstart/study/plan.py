@@ -53,7 +53,8 @@ class StudyPlan:
 
 
 def _check_objectives(config: StudyConfig, data: DataBundle, task) -> None:
-    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train)
+    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train,
+                            schema=data.schema)
     task.build_model(encoder, task.info(data))  # the head fits this encoder (dense heads need feature maps)
     for objective in config.objectives:
         if data.modality not in OBJECTIVES.get(objective).modalities:
@@ -79,6 +80,9 @@ def plan_study(config: StudyConfig, data: DataBundle | None = None) -> StudyPlan
     data = data if data is not None else load_data(config.data, config.data_dir)
     data, task = resolve_task(data, config.task)
     sizes = {spec: task.size(data, spec) for spec in config.labels}
+    if config.metric is not None and config.metric not in task.metric_names:
+        raise UserError(f"metric '{config.metric}' is not one of the {task.name} task's: "
+                        f"{', '.join(task.metric_names)}")
     baselines = task.baselines(data.modality) if config.baselines is None else list(config.baselines)
     check_baselines(baselines, task.name)
     _check_objectives(config, data, task)
