@@ -111,6 +111,9 @@ def finetune(task: str, methods: list[str], done: set) -> None:
                         val = result.metrics[task_obj.primary]
                         tried.append((val, candidate, result, cpu, wall))
                         print(f"{task} {method} lr={candidate}: validation {task_obj.primary} {val:.4f}", flush=True)
+                        with open(CACHE / "validation.jsonl", "a") as f:
+                            f.write(json.dumps({"task": task, "method": method, "lr": candidate, "budget": budget,
+                                                "seed": seed, task_obj.primary: val, "cpu_s": round(cpu, 1)}) + "\n")
                     val, lr, result, cpu, wall = max(tried, key=lambda t: t[0])
                     metrics = task_obj.evaluate(result.model, part)
                 else:
@@ -164,6 +167,7 @@ def main() -> None:
     parser.add_argument("--methods", default="scratch," + ",".join(OBJECTIVES))
     parser.add_argument("--pretrain-cpu", type=float, default=900.0, help="CPU seconds per pretraining")
     parser.add_argument("--table", action="store_true")
+    parser.add_argument("--note", default="", help="a paragraph for the BENCHMARKS.md section (e.g. what did not run)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -175,7 +179,7 @@ def main() -> None:
         done = {(c["task"], c["method"], c["budget"], c["seed"]) for c in cells()}
         for task in args.tasks.split(","):
             finetune(task, args.methods.split(","), done)
-    text = summary()
+    text = summary() + (f"\n\n{args.note}" if args.note else "")
     print(text)
     if args.table:
         common.write_section("dense", text)
