@@ -85,6 +85,10 @@ class DataBundle:
         if min(self.y_train.min(initial=0), self.y_test.min(initial=0)) < 0:
             raise UserError(f"{self.name}: negative labels found; labels must be class indices 0..K-1")
         if not self.class_names:
+            rows = len(self.y_train) + len(self.y_test)
+            if k > rows:  # e.g. a damaged label file: naming 2**40 classes would exhaust memory
+                raise UserError(f"{self.name}: labels go up to {k - 1} but there are only {rows} examples; labels "
+                                "must be class indices 0..K-1 (give class names to declare unused classes)")
             self.class_names = [str(i) for i in range(k)]
         if k > len(self.class_names):
             raise UserError(

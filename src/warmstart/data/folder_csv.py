@@ -34,16 +34,19 @@ def _image_files(root: Path, name: str) -> tuple[list[str], list[tuple[Path, int
     return classes, files
 
 
-def _read_image(path: Path, mode: str) -> np.ndarray:
+def _read_image(path: Path, mode: str, name: str) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
-        return np.asarray(im.convert(mode), np.uint8)
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert(mode), np.uint8)
+    except Exception as e:  # Pillow's decoders raise OSError, struct.error, ValueError... on damaged data
+        raise UserError(f"{name}: cannot read image {path} ({type(e).__name__}: {e}); fix or remove it") from None
 
 
 def load_folder(path: str, data_dir: str | None) -> DataBundle:
     """Class-per-folder images. One size is required: silently resizing would hide data problems."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     name, root = f"folder:{path}", Path(path)
     if not root.is_dir():
@@ -61,7 +64,7 @@ def load_folder(path: str, data_dir: str | None) -> DataBundle:
         try:
             with Image.open(f) as im:
                 size, mode = im.size, im.mode
-        except (OSError, UnidentifiedImageError) as e:
+        except Exception as e:  # also DecompressionBombError: a header declaring a huge size
             raise UserError(f"{name}: cannot read image {f} ({e}); fix or remove it") from None
         first = first or (f, size)
         if size != first[1]:
@@ -71,7 +74,7 @@ def load_folder(path: str, data_dir: str | None) -> DataBundle:
             )
         modes.add(mode)
     mode = "L" if modes <= _GRAY_MODES else "RGB"
-    x = np.stack([_read_image(f, mode) for f, _ in files])
+    x = np.stack([_read_image(f, mode, name) for f, _ in files])
     x = x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)
     y = np.array([i for _, i in files], np.int64)
     if split:
