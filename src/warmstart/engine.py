@@ -105,8 +105,7 @@ def fit(
     """
     device = runtime.resolve_device(settings.device, settings.amp)
     rank, world = runtime.rank_world()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+    torch.set_num_threads(settings.threads or runtime.default_threads())  # 0 = auto: the cores free now
     if world > 1:  # ranks draw different noise/augmentations; DDP makes their weights equal below
         torch.manual_seed(int(np.random.SeedSequence([settings.seed, rank]).generate_state(1)[0]))
     model.to(device)
