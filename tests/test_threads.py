@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from warmstart import runtime
@@ -52,5 +53,26 @@ def test_fit_applies_auto_threads_when_threads_is_0(monkeypatch):
         assert torch.get_num_threads() == 1
         fit(net, lambda batch: (net(batch[0]).mean(), {}), [stream], TrainSettings(epochs=1, threads=2))
         assert torch.get_num_threads() == 2  # an explicit count is used as given
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_resume_keeps_the_thread_count_the_run_started_with(tmp_path, monkeypatch):
+    """Another count sums floats in another order, so a resumed run would not end bit-identical."""
+    net = torch.nn.Linear(2, 1)
+    stream = Stream(8, 4, lambda rows: (torch.ones(len(rows), 2),))
+    settings = TrainSettings(epochs=2, threads=0)
+    before = torch.get_num_threads()
+
+    def stop(step: int) -> None:
+        if step == 2:
+            raise KeyboardInterrupt
+    try:
+        monkeypatch.setattr(runtime, "default_threads", lambda: 2)
+        with pytest.raises(KeyboardInterrupt):
+            fit(net, lambda batch: (net(batch[0]).mean(), {}), [stream], settings, run_dir=tmp_path, after_step=stop)
+        monkeypatch.setattr(runtime, "default_threads", lambda: 1)  # the machine got busier meanwhile
+        fit(net, lambda batch: (net(batch[0]).mean(), {}), [stream], settings, run_dir=tmp_path, resume=True)
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
