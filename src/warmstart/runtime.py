@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -19,6 +20,8 @@ from torch import nn
 from warmstart.errors import UserError
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# How long a rank waits at shutdown for the others before leaving anyway (see ``shutdown``).
+SHUTDOWN_WAIT = timedelta(seconds=60)
 
 
 def default_threads() -> int:
@@ -97,8 +100,24 @@ def barrier() -> None:
 
 
 def shutdown() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the process group together: wait (up to ``SHUTDOWN_WAIT``) until every rank is here, then close.
+
+    A rank that closes its connections while a peer is still working makes the peer's next collective fail,
+    and under ``torchrun`` the first rank to exit gets the others killed (a slower rank's error line was lost
+    that way). The wait is gloo's ``monitored_barrier``: point-to-point messages that cannot be mistaken for a
+    collective a peer is still in, and a timeout, so a rank whose peer died still leaves.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if rank_world()[1] > 1:
+        try:
+            if dist.get_backend() == dist.Backend.GLOO:
+                dist.monitored_barrier(timeout=SHUTDOWN_WAIT, wait_all_ranks=True)
+            else:
+                dist.barrier()
+        except RuntimeError:
+            pass  # a peer is gone or stuck: leave anyway, the error that stopped it is reported there
+    dist.destroy_process_group()
 
 
 def resolve_device(device: str, amp: str = "none") -> torch.device:
