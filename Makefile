@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test classic clean
+.PHONY: install demo test bench-check classic clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Fails when a BENCHMARKS.md section was measured before the last change to the code it measures (git only).
+bench-check:
+	python3 bench/check_stale.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
