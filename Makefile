@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 DATA_STAMP := $(VENV)/.data
 
-.PHONY: install data demo test classic clean
+.PHONY: install data demo test bench-check classic clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: $(STAMP)
 
 test: $(STAMP) $(DATA_STAMP)
 	WARMSTART_REQUIRE_DATA=1 $(BIN)/python -m pytest
+
+# Fails when a BENCHMARKS.md section was measured before the last change to the code it measures (git only).
+bench-check:
+	python3 bench/check_stale.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

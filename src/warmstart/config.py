@@ -31,7 +31,9 @@ class TrainSettings(BaseModel):
     warmup: float = Field(0.05, ge=0, lt=1, description="fraction of steps with linear LR warm-up")
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = each epoch")
     seed: int = Field(0, ge=0, description="seed for initialisation, data order and augmentation")
-    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default")
+    threads: int = Field(
+        0, ge=0, description="torch CPU threads for the run (and after it, in this process); 0 = auto: "
+        "$OMP_NUM_THREADS if set, else one per core not busy with other processes at the start")
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     amp: Literal["none", "bf16", "fp16"] = Field(
         "none", description="mixed-precision autocast: none, bf16 (GPU; CPU works but is slow) or fp16 (GPU only)")

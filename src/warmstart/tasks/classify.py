@@ -89,6 +89,10 @@ class Classify(Task):
         if min(bundle.y_train.min(initial=0), bundle.y_test.min(initial=0)) < 0:
             raise UserError(f"{bundle.name}: negative labels found; labels must be class indices 0..K-1")
         if not bundle.class_names:
+            rows = len(bundle.y_train) + len(bundle.y_test)
+            if k > rows:  # e.g. a damaged label file: naming 2**40 classes would exhaust memory
+                raise UserError(f"{bundle.name}: labels go up to {k - 1} but there are only {rows} examples; labels "
+                                "must be class indices 0..K-1 (give class names to declare unused classes)")
             bundle.class_names = [str(i) for i in range(k)]
         if k > len(bundle.class_names):
             raise UserError(f"{bundle.name}: label {k - 1} is out of range for {len(bundle.class_names)} classes; "

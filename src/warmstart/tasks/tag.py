@@ -140,7 +140,8 @@ class Tag(Task):
                     raise UserError(f"{bundle.name}: {split} row {i} is not a word sequence with one tag per word; "
                                     "give (words, tags) rows")
                 if len(tags) and (tags.min() < 0 or tags.max() >= n_tags):
-                    raise UserError(f"{bundle.name}: {split} row {i} has tag id {int(tags.max())} outside 0..{n_tags - 1} "
+                    raise UserError(f"{bundle.name}: {split} row {i} has tag id {int(tags.max())} outside "
+                                    f"0..{n_tags - 1} "
                                     f"(O, then B-/I- of {len(bundle.class_names)} entity types)")
                 rows.append(tags.astype(np.int64))
             setattr(bundle, f"y_{split}", _objects(rows))
