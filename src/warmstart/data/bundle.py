@@ -61,6 +61,9 @@ class DataBundle:
     max_length: int = 128
     spec: str = ""  # the source spec with its defaults filled in, written into run configs ("" = name)
     inferred: str = ""  # why the source chose ``task``, quoted when a user asks for another one
+    # Tables: the original column of each feature index (one-hot levels of a categorical column repeat its
+    # name), so attributions can be folded back to columns; empty: every feature index is its own column.
+    feature_columns: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from warmstart.data.modalities import MODALITIES
@@ -82,6 +85,9 @@ class DataBundle:
                 f"{self.x_test.shape[1:]}; both splits must share one shape"
             )
         self.spec = self.spec or self.name
+        if self.feature_columns and len(self.feature_columns) != int(np.prod(self.input_shape)):
+            raise UserError(f"{self.name}: {len(self.feature_columns)} feature column names for "
+                            f"{int(np.prod(self.input_shape))} features; give one name per feature index")
         TASKS.get(self.task).check(self)
 
     @property

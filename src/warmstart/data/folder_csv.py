@@ -212,4 +212,5 @@ def load_csv(path: str, data_dir: str | None) -> DataBundle:
     std[std == 0] = 1.0
     x = ((x - mean) / std).astype(np.float32)
     return DataBundle(name, x[tr], y[tr], x[te], y[te], "table", class_names, task=task,
-                      target_names=[header[c] for c in targets] if task == "regress" else [], inferred=why)
+                      target_names=[header[c] for c in targets] if task == "regress" else [], inferred=why,
+                      feature_columns=[header[c] for c in features])

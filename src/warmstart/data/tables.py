@@ -21,11 +21,11 @@ def _standardised(x: np.ndarray, train: np.ndarray) -> np.ndarray:
     return ((x - mean) / std).astype(np.float32)
 
 
-def _bundle(name: str, x: np.ndarray, y: np.ndarray, target: str, why: str) -> DataBundle:
+def _bundle(name: str, x: np.ndarray, y: np.ndarray, target: str, why: str, columns: list[str]) -> DataBundle:
     train, test = fixed_split(np.zeros(len(y), np.int64))
     x = _standardised(x, train)
     return DataBundle(name, x[train], y[train], x[test], y[test], "table", task="regress", target_names=[target],
-                      inferred=why)
+                      inferred=why, feature_columns=columns)
 
 
 def load_diabetes(path: str | None = None, data_dir: str | None = None) -> DataBundle:
@@ -35,7 +35,7 @@ def load_diabetes(path: str | None = None, data_dir: str | None = None) -> DataB
 
     d = sklearn_diabetes(scaled=False)
     return _bundle("diabetes", d.data, d.target.astype(np.float32), "progression",
-                   "a real-valued measurement; inferred regress")
+                   "a real-valued measurement; inferred regress", list(d.feature_names))
 
 
 DIAMONDS_CATEGORICAL = ("cut", "color", "clarity")
@@ -49,8 +49,11 @@ def load_diamonds(path: str | None = None, data_dir: str | None = None) -> DataB
     with open(folder / "diamonds.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     columns = [np.array([float(r[c]) for r in rows], np.float64) for c in DIAMONDS_NUMERIC]
+    names = list(DIAMONDS_NUMERIC)
     for c in DIAMONDS_CATEGORICAL:
         values = np.array([r[c] for r in rows])
-        columns += [(values == level).astype(np.float64) for level in sorted(set(values))]
+        levels = sorted(set(values))
+        columns += [(values == level).astype(np.float64) for level in levels]
+        names += [c] * len(levels)
     y = np.log(np.array([float(r["price"]) for r in rows], np.float32))
-    return _bundle("diamonds", np.stack(columns, 1), y, "log_price", "a real-valued price; inferred regress")
+    return _bundle("diamonds", np.stack(columns, 1), y, "log_price", "a real-valued price; inferred regress", names)

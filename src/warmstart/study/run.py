@@ -209,6 +209,10 @@ def run_study(
     bar.close()
     final = [rows[c.key] for c in plan.cells]
     atomic_write_text(out / "results.csv", results_csv(final, plan.task))
+    if config.explain:
+        from warmstart.explain.study import explain_study
+
+        explain_study(runner, final)
     from warmstart.study.report import write_report
 
     write_report(out)
