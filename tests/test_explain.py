@@ -10,7 +10,7 @@ import torch
 
 pytest.importorskip("captum")
 
-from conftest import TEXT_ARGS, run_cli, toy_tags  # noqa: E402
+from conftest import TASK_SETUPS, TEXT_ARGS, run_cli, toy_tags  # noqa: E402
 
 from warmstart import pipeline  # noqa: E402
 from warmstart.config import FinetuneConfig  # noqa: E402
@@ -189,3 +189,24 @@ def test_study_report_gets_an_explanations_section(tmp_path):
     assert (tmp_path / "study" / "explain" / "explain.html").is_file()
     page = (tmp_path / "study" / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 3 + 6  # curves and two maps for each of the two models
+
+
+@pytest.mark.parametrize("task", sorted(TASK_SETUPS))
+def test_every_task_is_explained_by_every_method_of_its_modality(task, task_runs, tmp_path):
+    """Registry-wide: each task's ``explain_outputs`` and each modality's methods give finite attributions
+    (one per unit), curves that start at the input (1) and end at the baseline (0)."""
+    from warmstart.explain.views import VIEWS
+    from warmstart.tasks import TASKS
+
+    assert set(TASK_SETUPS) == set(TASKS.names())  # a new task brings a setup, and so this test
+    data, objective = task_runs[task]
+    config = FinetuneConfig(strategy="full", labels=TASK_SETUPS[task][4], epochs=3, lr=3e-3)
+    pipeline.finetune(config, tmp_path / "ft", data=data, encoder=objective.encoder)
+    result = explain([tmp_path / "ft"], data, n=3, maps=False)
+    r = result.results[0]
+    assert result.methods == list(VIEWS.get(data.modality).methods)
+    for method in result.methods:
+        for example, units in zip(r.examples, r.attributions[method]):
+            assert units.shape == (len(example.units),) and np.isfinite(units).all()
+    curves = r.faithfulness["random"]
+    assert abs(curves["deletion_curve"][0] - 1) < 1e-6 and abs(curves["deletion_curve"][-1]) < 1e-6

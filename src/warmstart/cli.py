@@ -257,7 +257,8 @@ def run(args: argparse.Namespace) -> int:
 
 def explain_table(result) -> str:
     """Deletion / insertion AUCs per model and ranking, with the verdict against the random ranking."""
-    lines = [f"{'model':<14} {'ranking':<11} {'deletion AUC':>12} {'insertion AUC':>13}  verdict (deletion / insertion)"]
+    lines = [f"{'model':<14} {'ranking':<11} {'deletion AUC':>12} {'insertion AUC':>13}  "
+             "verdict (deletion / insertion)"]
     for r in result.results:
         for name, s in r.faithfulness.items():
             versus = r.versus.get(name)

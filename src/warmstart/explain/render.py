@@ -8,9 +8,12 @@ from warmstart.explain.views import METHOD_DOCS, escape
 
 BASELINES = {"image": "a removed pixel turns black (0), the Integrated Gradients baseline is the black image",
              "table": "a removed column takes 0, the training mean of the standardised features (one-hot levels "
-                      "of a categorical column are removed together); the Integrated Gradients baseline is the mean row",
+                      "of a categorical column are removed together); the Integrated Gradients baseline is the "
+                      "mean row",
              "text": "a removed token becomes the pad token, which attention masks out; the Integrated Gradients "
                      "baseline replaces every token but [CLS]/[SEP] by the pad token's embedding"}
+#: Rows drawn as cards (every row's attributions are in attributions.safetensors).
+SHOWN = 32
 EXTRA_STYLE = """.cards{display:grid;grid-template-columns:1fr 1fr;gap:1em}.card{border:1px solid #ddd;
 border-radius:6px;padding:.5em .7em;overflow-x:auto}.card h4{margin:.2em 0;font-size:.95em}
 .card .model{font-size:.85em;color:#444;margin:.4em 0 .1em}.imaps td,.imaps th{border:none;padding:2px;
@@ -62,14 +65,19 @@ def card(result, i: int, row: int) -> str:
 
 
 def examples_section(result) -> str:
+    """Cards of at most ``SHOWN`` rows: correct and wrong predictions in two columns where there are both."""
     first = result.results[0].explained
     indexed = list(enumerate(result.rows))
+    more = f"<p>{len(indexed) - SHOWN} more rows are in attributions.safetensors.</p>" if len(indexed) > SHOWN else ""
     if all(e.correct is None for e in first) or all(e.correct for e in first) or not any(e.correct for e in first):
-        return '<div class="cards">' + "".join(card(result, i, row) for i, row in indexed) + "</div>"
+        return ('<div class="cards">' + "".join(card(result, i, row) for i, row in indexed[:SHOWN]) + "</div>"
+                + more)
     columns = []
     for title, want in (("Correct predictions", True), ("Wrong predictions", False)):
-        chosen = [card(result, i, row) for i, row in indexed if first[i].correct is want]
-        columns.append(f"<div><h3>{title} ({len(chosen)})</h3>" + ("".join(chosen) or "<p>none among these rows</p>")
+        chosen = [(i, row) for i, row in indexed if first[i].correct is want]
+        cards = "".join(card(result, i, row) for i, row in chosen[:SHOWN // 2])
+        shown = f", {SHOWN // 2} shown" if len(chosen) > SHOWN // 2 else ""
+        columns.append(f"<div><h3>{title} ({len(chosen)}{shown})</h3>" + (cards or "<p>none among these rows</p>")
                        + "</div>")
     return '<div class="cards">' + "".join(columns) + "</div>"
 
@@ -79,9 +87,10 @@ def render_html(result, info: dict, pngs: dict[str, bytes]) -> str:
 
     modality = result.results[0].subject.bundle.modality
     models = ", ".join(f"{m['label']} ({escape(m['run_dir'])})" for m in info["models"])
+    judged = info["correct"] + info["wrong"]
+    right_wrong = f" ({info['correct']} predicted right, {info['wrong']} wrong)" if judged else ""
     body = [f"<h1>Explanations: {escape(info['data'])} ({escape(info['task'])})</h1>",
-            f"<p>Models: {models}. {info['n']} test rows"
-            + (f" ({info['correct']} predicted right, {info['wrong']} wrong)" if info["correct"] + info["wrong"] else "")
+            f"<p>Models: {models}. {info['n']} test rows{right_wrong}"
             + f"; methods {', '.join(result.methods)}. Computed in {info['wall_s']:.1f} s wall, "
             f"{info['cpu_s']:.1f} s CPU.</p>",
             "<h2>Faithfulness: deletion and insertion curves against a random ranking</h2>",

@@ -38,11 +38,18 @@ def eager_attention(model: torch.nn.Module):
     """Hugging Face's SDPA kernels return no attention weights; switch ``model`` to eager attention
     while inside (same outputs, slower), then back."""
     before = getattr(model.config, "_attn_implementation", None) or "eager"
-    model.set_attn_implementation("eager")
+    _set_attention(model, "eager")
     try:
         yield
     finally:
-        model.set_attn_implementation(before)
+        _set_attention(model, before)
+
+
+def _set_attention(model: torch.nn.Module, name: str) -> None:
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(name)
+    else:  # older transformers read the config field
+        model.config._attn_implementation = name
 
 
 @torch.no_grad()
