@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 
 from warmstart.explain.faithfulness import BOOTSTRAP, RANDOM_DRAWS
-from warmstart.explain.views import METHOD_DOCS, escape
+from warmstart.explain.views import CLASS_DEPENDENT, METHOD_DOCS, escape
 
 BASELINES = {"image": "a removed pixel turns black (0), the Integrated Gradients baseline is the black image",
              "table": "a removed column takes 0, the training mean of the standardised features (one-hot levels "
@@ -57,7 +57,8 @@ def card(result, i: int, row: int) -> str:
         e, example = r.explained[i], r.examples[i]
         groups = [(f"predicted {e.prediction}", [(m, r.attributions[m][i]) for m in result.methods])]
         if e.true_score is not None:
-            groups.append((f"true {e.truth}", [(m, r.true_attributions[m][i]) for m in result.methods]))
+            groups.append((f"true {e.truth}", [(m, r.true_attributions[m][i]) for m in result.methods
+                                               if m in CLASS_DEPENDENT]))
         verdict = "" if e.correct is None else (" ✓" if e.correct else " ✗ wrong")
         parts.append(f'<div class="model">{escape(r.subject.label)}: predicted {escape(e.prediction)}{verdict}</div>')
         parts.append(result.view.draw(example, groups))

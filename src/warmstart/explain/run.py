@@ -17,7 +17,7 @@ from torch import nn
 
 from warmstart.errors import UserError
 from warmstart.explain import faithfulness as faith
-from warmstart.explain.views import SIGNED, VIEWS, Example, InputView
+from warmstart.explain.views import CLASS_DEPENDENT, SIGNED, VIEWS, Example, InputView
 from warmstart.tasks.base import Explained, Task
 
 #: How many random test rows are scanned for wrong predictions when ``pick="balanced"``.
@@ -132,7 +132,7 @@ def explain_subject(subject: Subject, task: Task, view: InputView, rows: np.ndar
             raw = view.attribute(method, model, e.score, example, e.focus)
             units = example.per_unit(raw)
             true = units
-            if e.true_score is not None and method != "rollout":  # rollout does not depend on the class
+            if e.true_score is not None and method in CLASS_DEPENDENT:
                 true = example.per_unit(view.attribute(method, model, e.true_score, example, e.focus))
             result.seconds[method] += time.perf_counter() - started
             result.attributions.setdefault(method, []).append(units)

@@ -33,6 +33,8 @@ SMOOTHGRAD_NOISE = 0.15
 
 #: Methods whose attributions carry a sign (the others give sizes: absolute gradients, attention shares).
 SIGNED = ("ig",)
+#: Methods whose attributions depend on the explained output (attention rollout does not: one map per row).
+CLASS_DEPENDENT = ("ig", "saliency", "smoothgrad")
 
 METHOD_DOCS = {
     "ig": "Integrated Gradients (Sundararajan et al., 2017): the gradient averaged along the straight path "
