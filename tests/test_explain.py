@@ -189,6 +189,15 @@ def test_study_report_gets_an_explanations_section(tmp_path):
     assert (tmp_path / "study" / "explain" / "explain.html").is_file()
     page = (tmp_path / "study" / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 3 + 6  # curves and two maps for each of the two models
+    # The explained models are the cells' own: fine-tuned again with the same seed, they score the same.
+    import csv
+
+    with open(tmp_path / "study" / "results.csv", newline="") as f:
+        scores = {r["method"]: float(r["accuracy"]) for r in csv.DictReader(f)}
+    for method in ("autoencoder+full", "scratch"):
+        again = json.loads((tmp_path / "study" / "explain-models" / method.replace("+", "-") /
+                            "test_metrics.json").read_text())
+        assert abs(again["accuracy"] - scores[method]) < 1e-6
 
 
 @pytest.mark.parametrize("task", sorted(TASK_SETUPS))

@@ -40,7 +40,6 @@ def explained_cells(runner, rows: list[dict]) -> list:
 def explain_study(runner, rows: list[dict]) -> None:
     """Fine-tune the explained cells' models (once) and explain them into ``OUT/explain`` (once)."""
     from warmstart.explain import explain
-    from warmstart.pipeline import finetune
 
     out, config = runner.out, runner.config
     target = out / EXPLAIN_DIR
@@ -58,9 +57,7 @@ def explain_study(runner, rows: list[dict]) -> None:
         run_dir = out / MODELS_DIR / cell.method.replace("+", "-")
         if not (run_dir / "model.safetensors").is_file():
             shutil.rmtree(run_dir, ignore_errors=True)  # a fine-tune killed midway starts again
-            encoder = runner.encoder_for(cell) if cell.kind == "pretrained" else None
-            finetune(config.finetune_config(cell.strategy, cell.budget, cell.seed), run_dir, data=runner.data,
-                     encoder=encoder)
+            runner.finetune_cell(cell, run_dir)
         dirs.append(run_dir)
     shutil.rmtree(target, ignore_errors=True)  # no faithfulness.json: whatever is there is incomplete
     explain(dirs, runner.data, target, n=min(config.explain, len(runner.data.y_test)), seed=0)
