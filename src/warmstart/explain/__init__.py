@@ -51,11 +51,11 @@ def check_out(out: str | Path | None) -> Path | None:
 
 def explain(models: list[str | Path], data=None, out: str | Path | None = None, *, n: int = 16,
             methods: list[str] | None = None, seed: int = 0, pick: str = "balanced", data_dir: str | None = None,
-            maps: bool = True) -> ExplainResult:
+            maps: bool = True, labels: list[str] | None = None) -> ExplainResult:
     """Explain the fine-tuned models in run directories ``models`` (the first is the model; the others,
     e.g. a scratch run on the same labels, are shown beside it) on ``n`` test rows of ``data`` (a source
-    spec or a ``DataBundle``; default: the data the first model was fine-tuned on). Writes ``out`` when
-    given; checks everything before any work starts."""
+    spec or a ``DataBundle``; default: the data the first model was fine-tuned on). ``labels`` name the
+    models (default: their strategies). Writes ``out`` when given; checks everything before any work starts."""
     from warmstart.data.sources import load_data
     from warmstart.explain.methods import require_captum
     from warmstart.pipeline import model_data
@@ -68,6 +68,8 @@ def explain(models: list[str | Path], data=None, out: str | Path | None = None, 
     subjects = []
     for run_dir in models:
         subjects.append(load_subject(run_dir, {s.label for s in subjects}))
+    for subject, label in zip(subjects, labels or []):
+        subject.label = label
     first = subjects[0].meta
     tasks = {s.meta.get("task", "classify") for s in subjects}
     if len(tasks) > 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from warmstart.explain.faithfulness import GRID
-from warmstart.study.plots import _figure, _png, embedding_png
+from warmstart.study.plots import _figure, _png
 
 #: Test rows an embedding map shows (a seeded sample when the split is larger; t-SNE is quadratic-ish).
 MAP_POINTS = 1000
@@ -45,6 +45,25 @@ def embedding_maps(features: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     return {"PCA": pca.astype(np.float32), "t-SNE": tsne.astype(np.float32)}
 
 
-def map_png(xy: np.ndarray, values: np.ndarray, class_names: list[str], title: str, value_name: str,
-            kind: str) -> bytes:
-    return embedding_png(xy, values, class_names, title, value_name, axes=(f"{kind} 1", f"{kind} 2"))
+def maps_png(models: list[tuple[str, dict[str, np.ndarray]]], values: np.ndarray, class_names: list[str],
+             value_name: str) -> bytes:
+    """One figure: a row per map kind (PCA, t-SNE), a column per model, coloured by class or by a value."""
+    kinds = list(models[0][1])
+    fig = _figure(4.2 * len(models) + 1.4, 3.8 * len(kinds))
+    axes = fig.subplots(len(kinds), len(models), squeeze=False)
+    cmap = ("tab10" if len(class_names) <= 10 else "tab20") if class_names else "viridis"
+    limits = {"vmin": -0.5, "vmax": len(class_names) - 0.5} if class_names else {}
+    for row, kind in enumerate(kinds):
+        for col, (label, maps) in enumerate(models):
+            ax = axes[row][col]
+            scatter = ax.scatter(maps[kind][:, 0], maps[kind][:, 1], c=values, cmap=cmap, s=6, alpha=0.8, **limits)
+            ax.set_title(f"{label}: {kind}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if class_names:
+        handles = [axes[0][-1].scatter([], [], color=scatter.cmap(scatter.norm(i)), s=16, label=name)
+                   for i, name in enumerate(class_names)]
+        fig.legend(handles=handles, fontsize=7, loc="outside right center", title="class")
+    else:
+        fig.colorbar(scatter, ax=axes, label=value_name or "target", shrink=0.8)
+    return _png(fig)

@@ -19,9 +19,8 @@ border-radius:6px;padding:.5em .7em;overflow-x:auto}.card h4{margin:.2em 0;font-
 .card .model{font-size:.85em;color:#444;margin:.4em 0 .1em}.imaps td,.imaps th{border:none;padding:2px;
 font-size:.75em;text-align:center}.imaps img{width:84px;image-rendering:pixelated}.tokens{margin:.25em 0;
 font-size:.9em;line-height:1.9}.tokens span{padding:1px 3px;border-radius:3px;margin:0 1px}
-.tokens span.focus{outline:2px solid #222}.attr td{font-size:.8em}.maps{display:flex;flex-wrap:wrap;gap:.5em}
-.maps img{width:460px}.verdict-bad{color:#b00;font-weight:bold}.verdict-good{color:#070}
-body{max-width:1200px}"""
+.tokens span.focus{outline:2px solid #222}.attr td{font-size:.8em}.verdict-bad{color:#b00;font-weight:bold}
+.verdict-good{color:#070}body{max-width:1200px}"""
 
 
 def _img(pngs: dict[str, bytes], name: str, alt: str) -> str:
@@ -108,13 +107,11 @@ def render_html(result, info: dict, pngs: dict[str, bytes]) -> str:
     body += ["<h2>Examples</h2>",
              "<p>Red supports the explained output, blue opposes it; each map is scaled to its own largest value. "
              "Wrong predictions are also explained for the true label.</p>", examples_section(result)]
-    if any(m["maps"] for m in info["models"]):
+    if info["maps_png"]:
         body += ["<h2>Embedding maps of the test set</h2>",
                  "<p>Each model's encoder features of the test rows (up to 1000, a seeded sample), by PCA and by "
-                 "t-SNE, coloured by the true class or target: side by side they show what pretraining changed.</p>"]
-        for kind in ("PCA", "t-SNE"):
-            imgs = [_img(pngs, m["maps"][kind], f"{m['label']} {kind}") for m in info["models"] if kind in m["maps"]]
-            body.append('<div class="maps">' + "".join(imgs) + "</div>")
+                 "t-SNE, coloured by the true class or target: side by side they show what pretraining changed.</p>",
+                 f"<figure>{_img(pngs, info['maps_png'], 'embedding maps')}</figure>"]
     body += ["<h2>Methods</h2>", "<ul>" + "".join(f"<li><b>{k}</b>: {escape(METHOD_DOCS[k])}.</li>"
                                                    for k in result.methods) + "</ul>"]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Explanations: '

@@ -60,7 +60,8 @@ def explain_study(runner, rows: list[dict]) -> None:
             runner.finetune_cell(cell, run_dir)
         dirs.append(run_dir)
     shutil.rmtree(target, ignore_errors=True)  # no faithfulness.json: whatever is there is incomplete
-    explain(dirs, runner.data, target, n=min(config.explain, len(runner.data.y_test)), seed=0)
+    explain(dirs, runner.data, target, n=min(config.explain, len(runner.data.y_test)), seed=0,
+            labels=[c.method for c in cells])
 
 
 def report_blocks(run_dir: Path, pngs: dict[str, bytes]) -> list[tuple]:
@@ -87,12 +88,12 @@ def report_blocks(run_dir: Path, pngs: dict[str, bytes]) -> list[tuple]:
             body.append([m["label"], row["ranking"], f"{row['deletion_auc']:.3f}", cells[0],
                          f"{row['insertion_auc']:.3f}", cells[1]])
     blocks.append(("table", header, body, set()))
-    for i, m in enumerate(info["models"]):
-        for kind, file in [("curves", m["curves_png"]), *m["maps"].items()]:
-            source = Path(run_dir) / EXPLAIN_DIR / file
-            if source.is_file():
-                name = f"explain_{file}"
-                pngs[name] = source.read_bytes()
-                what = "deletion and insertion curves" if kind == "curves" else f"{kind} map of test features"
-                blocks.append(("img", name, f"{m['label']}: {what}"))
+    figures = [(m["curves_png"], f"{m['label']}: deletion and insertion curves") for m in info["models"]]
+    if info.get("maps_png"):
+        figures.append((info["maps_png"], f"PCA and t-SNE maps of the test features, {labels} side by side"))
+    for file, caption in figures:
+        source = Path(run_dir) / EXPLAIN_DIR / file
+        if source.is_file():
+            pngs[f"explain_{file}"] = source.read_bytes()
+            blocks.append(("img", f"explain_{file}", caption))
     return blocks

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from warmstart.checkpoint import atomic_write_bytes, atomic_write_text, save_tensors
-from warmstart.explain.figures import curves_png, map_png
+from warmstart.explain.figures import curves_png, maps_png
 
 FAITHFULNESS_FILE = "faithfulness.json"
 
@@ -37,24 +37,20 @@ def colouring(result, r) -> tuple[np.ndarray, list[str], str]:
     return values, names, bundle.target_names[0] if result.task == "regress" else ""
 
 
-def figures(result, seed: int) -> tuple[dict[str, bytes], list[dict]]:
-    """The PNGs (file name -> bytes) and, per model, the file names of its curves and maps."""
+def figures(result, seed: int) -> tuple[dict[str, bytes], list[dict], str]:
+    """The PNGs (file name -> bytes), each model's curves file, and the embedding maps' file ("" if none)."""
     from warmstart.explain.figures import map_rows
 
     pngs, names = {}, []
     for i, r in enumerate(result.results):
-        entry = {"curves": f"curves_{i}.png", "maps": {}}
-        pngs[entry["curves"]] = curves_png(r.subject.label, r.faithfulness)
-        if r.maps:
-            values, classes, value_name = colouring(result, r)
-            shown = values[map_rows(len(values), seed)]
-            for kind, xy in r.maps.items():
-                file = f"map_{i}_{kind.lower().replace('-', '')}.png"
-                pngs[file] = map_png(xy, shown, classes, f"{r.subject.label}: {kind} of test features", value_name,
-                                     kind)
-                entry["maps"][kind] = file
-        names.append(entry)
-    return pngs, names
+        names.append({"curves": f"curves_{i}.png"})
+        pngs[names[-1]["curves"]] = curves_png(r.subject.label, r.faithfulness)
+    if not result.results[0].maps:
+        return pngs, names, ""
+    values, classes, value_name = colouring(result, result.results[0])
+    shown = values[map_rows(len(values), seed)]
+    pngs["maps.png"] = maps_png([(r.subject.label, r.maps) for r in result.results], shown, classes, value_name)
+    return pngs, names, "maps.png"
 
 
 def table_rows(r) -> list[dict]:
@@ -69,15 +65,15 @@ def table_rows(r) -> list[dict]:
     return rows
 
 
-def summary(result, files: list[dict]) -> dict:
+def summary(result, files: list[dict], maps: str) -> dict:
     first = result.results[0].explained
     return {
         "task": result.task, "data": result.data, "n": len(result.rows), "rows": [int(r) for r in result.rows],
         "methods": result.methods, "correct": sum(e.correct is True for e in first),
         "wrong": sum(e.correct is False for e in first), "wall_s": round(result.wall_s, 2),
-        "cpu_s": round(result.cpu_s, 2),
+        "cpu_s": round(result.cpu_s, 2), "maps_png": maps,
         "models": [{"label": r.subject.label, "run_dir": str(r.subject.run_dir), "table": table_rows(r),
-                    "curves_png": f["curves"], "maps": f["maps"], "curve_seconds": round(r.seconds["curves"], 3)}
+                    "curves_png": f["curves"], "curve_seconds": round(r.seconds["curves"], 3)}
                    for r, f in zip(result.results, files)],
     }
 
@@ -106,8 +102,8 @@ def tensors(result) -> tuple[dict[str, torch.Tensor], dict]:
 def write_explanations(result, path: Path, seed: int) -> None:
     from warmstart.explain.render import render_html
 
-    pngs, files = figures(result, seed)
-    info = summary(result, files)
+    pngs, files, maps = figures(result, seed)
+    info = summary(result, files, maps)
     temporary = path.parent / f".{path.name}.partial"
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
