@@ -15,6 +15,7 @@ import torch
 
 from warmstart.data.modalities.base import MODALITIES, Modality
 from warmstart.data.modalities.table_schema import TableSchema
+from warmstart.errors import UserError
 
 
 class TableModality(Modality):
@@ -29,8 +30,10 @@ class TableModality(Modality):
         if bundle.schema is None:
             bundle.schema = TableSchema.numeric(np.asarray(bundle.x_train) * np.float32(bundle.scale))
         if len(bundle.schema.columns) != bundle.x_train.shape[1]:
-            raise ValueError(f"{bundle.name}: the schema has {len(bundle.schema.columns)} columns but the rows "
-                             f"{bundle.x_train.shape[1]}")
+            raise UserError(f"{bundle.name}: the schema has {len(bundle.schema.columns)} columns but the rows "
+                            f"{bundle.x_train.shape[1]}")
+        if not bundle.feature_columns:  # each model input's column, so attributions fold back to columns
+            bundle.feature_columns = [c.name for c in bundle.schema.columns for _ in range(c.size)]
 
     def input_shape(self, bundle) -> tuple[int, ...]:
         return (bundle.schema.width,)
