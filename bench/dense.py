@@ -19,11 +19,8 @@ CPU seconds (``time.process_time``) are the budget, wall seconds are inflated by
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,6 +34,9 @@ from warmstart.rundir import load_run  # noqa: E402
 from warmstart.tasks import resolve_task  # noqa: E402
 
 CACHE = common.ROOT / "bench" / "cache" / "dense"
+MEASURES = ["src/warmstart/tasks/segment.py", "src/warmstart/tasks/detect.py", "src/warmstart/tasks/instances.py",
+            "src/warmstart/models/dense.py", "src/warmstart/models/centernet.py", "src/warmstart/data/scenes.py",
+            "src/warmstart/objectives/dense_masked.py"]
 ENCODER, ENCODER_ARGS = "cnn", {"width": 8}
 OBJECTIVES = ("masked-dense", "masked", "simclr", "denoising")
 BUDGETS, SEEDS, LRS = (50, 500), (0, 1, 2), (1e-3, 3e-3)
@@ -152,9 +152,7 @@ def summary() -> str:
     pre_table = common.table(["pretraining", "epochs", "CPU s", "wall s", "final loss"],
                              [[p["objective"], p["epochs"], p["cpu_s"], p["wall_s"], f"{p['final_loss']:.4f}"]
                               for p in pre])
-    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=common.ROOT).stdout.strip()
-    return (f"`python bench/dense.py` (stages pretrain, finetune, table) at {revision}; {common.machine()}.\n\n"
+    return (f"`python bench/dense.py` (stages pretrain, finetune, table); {common.machine()}.\n\n"
             "Test mIoU (segment) and COCO mAP@[.5:.95] (detect) in points, mean ± std (ddof=1) over seeds; "
             "mIoU includes the background class.\n\n" + common.table(header, body) + "\n\nPretraining:\n\n" + pre_table)
 
@@ -182,7 +180,7 @@ def main() -> None:
     text = summary() + (f"\n\n{args.note}" if args.note else "")
     print(text)
     if args.table:
-        common.write_section("dense", text)
+        common.write_section("dense", text, __file__)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """Dense tasks: targets that move with the pixels, the COCO round trip, the metrics on known answers, learning."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest

@@ -37,7 +37,8 @@ def combos() -> list[tuple[str, str, str]]:
             for encoder in ENCODER_ARGS:
                 readable = (modality in ENCODERS.get(encoder).modalities
                             and encoder in TASK_ENCODERS.get(task, ENCODER_ARGS))
-                if readable and modality in OBJECTIVES.get(objective).modalities and (objective, encoder) not in REFUSED:
+                applies = modality in OBJECTIVES.get(objective).modalities
+                if readable and applies and (objective, encoder) not in REFUSED:
                     out.append((task, objective, encoder))
     return out
 
