@@ -37,6 +37,33 @@ class TrainSettings(BaseModel):
         "none", description="mixed-precision autocast: none, bf16 (GPU; CPU works but is slow) or fp16 (GPU only)")
 
 
+class PrivacySettings(BaseModel):
+    """``privacy:``: differentially private training (DP-SGD through Opacus) of the rows a stage reads.
+
+    Off unless ``epsilon`` or ``noise_multiplier`` is given. Fine-tuning treats the labeled rows as private;
+    pretraining is private only with ``private_pool=true`` (otherwise the pool is public and costs no ε).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    epsilon: float | None = Field(
+        None, gt=0, description="target ε spent by the end of the run (the noise is chosen to reach it)")
+    noise_multiplier: float | None = Field(
+        None, gt=0, description="noise std / max_grad_norm, instead of a target epsilon")
+    delta: float | None = Field(
+        None, gt=0, lt=1, description="δ; None: 1/N rounded down to a power of ten below it (N: private rows)")
+    max_grad_norm: float = Field(1.0, gt=0, description="per-example gradient clipping norm C")
+    accountant: Literal["prv", "rdp"] = Field("prv", description="Opacus accountant: prv (tighter) or rdp")
+    private_pool: bool = Field(
+        False, description="the pretraining pool is private too: pretraining runs DP-SGD on its objective")
+    changes: list[str] = Field(
+        default_factory=list, description="filled in by the run: what was changed to make the model private")
+
+    @property
+    def enabled(self) -> bool:
+        return self.epsilon is not None or self.noise_multiplier is not None
+
+
 class PretrainConfig(TrainSettings):
     """``warmstart pretrain``: a self-supervised objective on the unlabeled training split."""
 
@@ -48,6 +75,8 @@ class PretrainConfig(TrainSettings):
         1024, ge=0, description="training inputs embedded each epoch for the RankMe/feature-std health checks; 0 = off")
     probe_labels: int = Field(
         0, ge=0, description="labeled training examples used ONLY for the kNN-accuracy health check; 0 = off")
+    privacy: PrivacySettings | None = Field(
+        None, description="DP-SGD settings (privacy.epsilon=3); pretraining is private with privacy.private_pool=true")
 
 
 class FinetuneConfig(TrainSettings):
@@ -65,6 +94,8 @@ class FinetuneConfig(TrainSettings):
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
     epochs: int = Field(100, ge=1, description="passes over the labeled examples")
     batch_size: int = Field(64, ge=1, description="labeled examples per step")
+    privacy: PrivacySettings | None = Field(
+        None, description="DP-SGD on the labeled rows (privacy.epsilon=3); see PrivacySettings")
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

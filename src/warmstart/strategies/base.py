@@ -41,6 +41,7 @@ class FinetuneContext:
     unlabeled: np.ndarray
     model: nn.Module
     objective: nn.Module | None = None
+    privacy: Any = None  # a warmstart.privacy.PrivateTraining for DP-SGD runs
 
 
 def labeled_stream(ctx: FinetuneContext, batch_size: int | None = None) -> Stream:
@@ -76,6 +77,8 @@ class Strategy:
     needs_objective = False
     #: The tasks (keys of ``warmstart.tasks.TASKS``) this strategy can train.
     tasks: tuple[str, ...] = ("classify", "regress", "tag")
+    #: Why DP-SGD cannot make this strategy private ("": it can; see ``warmstart.privacy``).
+    not_private = ""
 
     def __init__(self, augment: str = "none") -> None:
         if augment not in AUGMENTS:
@@ -91,6 +94,10 @@ class Strategy:
             raise UserError(f"strategy '{name}': augment={self.augment!r} does not apply to {data.modality} data; "
                             "use strategy_args.augment=none")
 
+    def privacy_problem(self) -> str:
+        """Why this strategy, with its options, cannot be trained privately ("" when it can)."""
+        return self.not_private
+
     def train(self, ctx: FinetuneContext, run_dir=None, resume: bool = False, after_step=None) -> list[dict]:
         """Train ``ctx.model`` in place with the engine; returns its per-epoch metrics."""
         trained = self.setup(ctx)
@@ -98,6 +105,7 @@ class Strategy:
             trained, lambda *batches: self.loss(ctx.model, *batches), self.streams(ctx), self.settings(ctx.config),
             param_groups=self.param_groups(ctx.model), run_dir=run_dir, resume=resume,
             desc=f"finetune {ctx.config.strategy}", config=ctx.config.model_dump(mode="json"), after_step=after_step,
+            privacy=ctx.privacy,
         )
 
     def bind(self, ctx: FinetuneContext) -> None:
@@ -185,6 +193,11 @@ class Full(Strategy):
         if head_init not in HEAD_INITS:
             raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {head_init!r}")
         self.layer_decay, self.head_init = layer_decay, head_init
+
+    def privacy_problem(self) -> str:
+        if self.head_init == "probe":
+            return "head_init=probe fits its logistic-regression head on the labeled rows without noise"
+        return super().privacy_problem()
 
     def setup(self, ctx: FinetuneContext) -> nn.Module:
         self.bind(ctx)

@@ -81,6 +81,9 @@ class SelfTrain(Strategy):
     epoch, uses every unlabeled image (not just confident ones) and never feeds its own errors back.
     """
 
+    not_private = ("its soft targets (label spreading, a probe or a teacher) are fitted on the labeled rows "
+                   "without noise and then taught to the student on every row")
+
     def __init__(
         self, augment: str = "none", temperature: float = 1.0, epochs: int | None = None, batch: int = 256,
         layer_decay: float | None = None, targets: str | None = None, neighbors: int = 10, graph: str = "teacher",

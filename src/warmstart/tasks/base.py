@@ -45,6 +45,8 @@ class Task:
     default_pseudo = "propagate"
     #: Probes and self-training graphs read one pooled feature vector per row (False: per word, ``tag``).
     row_features = True
+    #: Why DP-SGD cannot train this task privately ("": it can; its loss is a mean of per-example terms).
+    not_private = ""
 
     # --- targets -----------------------------------------------------------------------------------
 
