@@ -1,0 +1,174 @@
+"""Privacy benchmark (not a test): DP-SGD fine-tuning on Fashion-MNIST, and federated SimCLR + fine-tuning.
+
+DP protocol. The 60k training images are split once (a fixed permutation, seed 12345) into a **public**
+half (30k images, used without labels, no privacy cost) and a **private** half (30k images with labels).
+Every private fine-tune runs DP-SGD (Opacus, PRV accountant) at ε ∈ {1, 3, 8}, δ = 1e-5, clipping norm 1,
+Poisson sampling of expected batch 256; the test set (10k) is scored once at the end. Rows:
+
+- (a) ``scratch``: the MLP from random init, end-to-end DP (the baseline Tramèr & Boneh beat);
+- (b) ``simclr-public+linear`` / ``+full``: SimCLR pretrained on the public half only, then a DP linear
+  probe (frozen encoder) or DP full fine-tuning on the private half;
+- (c) the same (a)/(b) rows on 1,000 private labels (balanced, drawn with the seed);
+- (d) ``simclr-all+linear``: SimCLR pretrained on all 60k images (the private ones without labels) — the
+  fine-tune's DP then protects the private labels' contribution to the classifier, not the images, which
+  pretraining saw without any noise.
+
+One encoder for every row: the MLP with GroupNorm (width 512, 256 features), so no row pays a conversion.
+The DP settings were fixed beforehand, not tuned (no validation split was spent on them): 10 epochs at 30k
+labels, 30 at 1,000 (expected batch 64 there); AdamW at lr 2e-3 (scratch), 1e-2 (linear), 1e-3 (full).
+
+    python bench/privacy.py dp          # the DP table (cells cached in bench/cache/privacy/)
+    python bench/privacy.py federated   # the federated table
+    python bench/privacy.py table       # rewrite the BENCHMARKS.md sections from the cache
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import common
+
+from warmstart import pipeline  # noqa: E402
+from warmstart.config import FinetuneConfig, PretrainConfig  # noqa: E402
+from warmstart.data import DataBundle  # noqa: E402
+from warmstart.data.sources import load_data  # noqa: E402
+from warmstart.data.splits import LabelBudget  # noqa: E402
+from warmstart.rundir import load_run  # noqa: E402
+
+CACHE = common.ROOT / "bench" / "cache" / "privacy"
+ENCODER = {"encoder": "mlp", "encoder_args": {"width": 512, "feature_dim": 256, "norm": "group"}}
+SIMCLR = {"objective": "simclr", "objective_args": {"augment": {"crop_scale": [0.6, 1.0]}}, **ENCODER,
+          "epochs": 20, "batch_size": 512, "lr": 2e-3, "threads": 1, "health_samples": 0}
+EPSILONS = (1.0, 3.0, 8.0)
+SEEDS = (0, 1, 2)
+DELTA = 1e-5
+LR = {"scratch": 2e-3, "linear": 1e-2, "full": 1e-3}
+SCHEDULE = {30000: {"epochs": 10, "batch_size": 256}, 1000: {"epochs": 30, "batch_size": 64}}
+
+
+def git_revision() -> str:
+    import subprocess
+
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=common.ROOT).stdout.strip()
+
+
+def split_bundles() -> tuple[DataBundle, DataBundle, DataBundle]:
+    """(public half, private half, all 60k) of Fashion-MNIST's training split, each with the full test set."""
+    data = load_data("fashion-mnist")
+    order = np.random.default_rng(12345).permutation(len(data.x_train))
+    public, private = np.sort(order[:30000]), np.sort(order[30000:])
+
+    def part(rows, name):
+        return DataBundle(name, np.asarray(data.x_train[rows]), data.y_train[rows], data.x_test, data.y_test,
+                          data.modality, list(data.class_names), spec=f"fashion-mnist[{name}]")
+    return part(public, "public"), part(private, "private"), data
+
+
+def pretrained(name: str, bundle: DataBundle):
+    run = CACHE / "pretrain" / name
+    if not (run / "encoder.safetensors").exists():
+        started = time.process_time()
+        result = pipeline.pretrain(PretrainConfig(**SIMCLR), run, resume=run.exists(), data=bundle)
+        (run / "cpu_s.json").write_text(json.dumps({"cpu_s": time.process_time() - started,
+                                                    "final_loss": result.history[-1]["loss"]}))
+    return load_run(run, "encoder")[0]
+
+
+def cells() -> dict[str, dict]:
+    path = CACHE / "cells.jsonl"
+    return {json.loads(l)["key"]: json.loads(l) for l in path.read_text().splitlines()} if path.exists() else {}
+
+
+def run_dp(only: set[str] | None) -> None:
+    public, private, everything = split_bundles()
+    done = cells()
+    plan = []
+    for labels in (30000, 1000):
+        for eps in EPSILONS:
+            rows = [("scratch", "scratch", None), ("simclr-public+linear", "linear", "public"),
+                    ("simclr-public+full", "full", "public")]
+            if labels == 30000:
+                rows.append(("simclr-all+linear", "linear", "all"))
+            for seed in SEEDS:
+                plan += [(row, strategy, pre, labels, eps, seed) for row, strategy, pre in rows]
+    for row, strategy, pre, labels, eps, seed in plan:
+        key = f"{row}|{labels}|{eps}|{seed}"
+        if key in done or (only and row not in only):
+            continue
+        encoder = None if pre is None else pretrained(pre, public if pre == "public" else everything)
+        rows = np.arange(len(private.x_train)) if labels == 30000 else \
+            LabelBudget.parse(f"count={labels}").split(private.y_train, seed)[0]
+        config = FinetuneConfig(data="fashion-mnist", strategy=strategy, seed=seed, lr=LR[strategy], threads=1,
+                                **SCHEDULE[labels], **({} if encoder is not None else ENCODER),
+                                privacy={"epsilon": eps, "delta": DELTA})
+        started, wall = time.process_time(), time.perf_counter()
+        result = pipeline.finetune(config, data=private, encoder=encoder, labeled=rows)
+        cell = {"key": key, "row": row, "labels": labels, "epsilon_target": eps, "seed": seed,
+                "accuracy": result.metrics["accuracy"], "epsilon": result.metrics["epsilon"],
+                "noise_multiplier": result.metrics["privacy"]["noise_multiplier"],
+                "cpu_s": round(time.process_time() - started, 1), "wall_s": round(time.perf_counter() - wall, 1)}
+        print(json.dumps(cell), flush=True)
+        with open(CACHE / "cells.jsonl", "a") as f:
+            f.write(json.dumps(cell) + "\n")
+    dp_table()
+
+
+def dp_table() -> None:
+    done = list(cells().values())
+    header = ["row", "private labels"] + [f"ε = {e:g}" for e in EPSILONS] + ["CPU s / run"]
+    body = []
+    for row in dict.fromkeys(c["row"] for c in done):
+        for labels in (30000, 1000):
+            mine = [c for c in done if c["row"] == row and c["labels"] == labels]
+            if not mine:
+                continue
+            line = [row, f"{labels:,}"]
+            for eps in EPSILONS:
+                acc = [c["accuracy"] for c in mine if c["epsilon_target"] == eps]
+                spent = max((c["epsilon"] for c in mine if c["epsilon_target"] == eps), default=float("nan"))
+                line.append("—" if not acc else f"{np.mean(acc):.3f} ± {np.std(acc, ddof=1) if len(acc) > 1 else 0:.3f}"
+                            f" (n={len(acc)}, ε={spent:.2f})")
+            line.append(f"{np.median([c['cpu_s'] for c in mine]):.0f}")
+            body.append(line)
+    pre = []
+    for name in ("public", "all"):
+        info = CACHE / "pretrain" / name / "cpu_s.json"
+        if info.exists():
+            p = json.loads(info.read_text())
+            pre.append(f"SimCLR on {name} ({'30k' if name == 'public' else '60k'} images): {p['cpu_s'] / 60:.1f} CPU-min, "
+                       f"final loss {p['final_loss']:.3f}")
+    text = (__doc__.split("\n\n")[1] + "\n\n" + common.table(header, body) +
+            "\n\nMean ± std over seeds (ddof=1), test accuracy; ε = the largest spent ε the accountant reported "
+            f"(δ = {DELTA:g}). " + "; ".join(pre) + ".\n\n" + f"Machine: {common.machine()}. Command: "
+            "`nice -n 10 python bench/privacy.py dp` at git " + git_revision() + ".")
+    print(text)
+    common.write_section("privacy", text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["dp", "federated", "table"])
+    parser.add_argument("--only", help="comma-separated rows")
+    args = parser.parse_args()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    only = set(args.only.split(",")) if args.only else None
+    if args.what == "dp":
+        run_dp(only)
+    elif args.what == "federated":
+        from privacy_federated import run_federated
+
+        run_federated()
+    else:
+        dp_table()
+    print(f"CPU: {resource.getrusage(resource.RUSAGE_SELF).ru_utime:.0f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
