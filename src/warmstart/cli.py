@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "classify logistic_regression,label_spreading,self_training (+hist_gradient_boosting on "
                        "tables); regress ridge,knn_regression,hist_gradient_boosting; tag majority_tag)")
     study.add_argument("--encoder", help="encoder shared by every neural method (default mlp)")
+    study.add_argument("--sweep", metavar="KEY=V1,V2", help="run every fine-tuned cell once per value of one fine-tune "
+                       "setting, e.g. privacy.epsilon=1,3,8 (DP fine-tuning at three budgets: the report draws "
+                       "accuracy versus ε)")
     study.add_argument("--pretrain-per-seed", action="store_true", default=None,
                        help="pretrain once per objective and seed instead of once per objective")
     study.add_argument("--out", metavar="DIR", help="study directory (rerun with the same --out to continue)")
@@ -189,7 +192,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "study":
         names = ["data", "data_dir", "task", "objectives", "strategies", "labels", "seeds", "baselines", "encoder",
                  "pretrain_per_seed"]
-        config = cfg.resolve_study(file=args.config, flags=_flags(args, names), overrides=args.overrides)
+        flags = _flags(args, names)
+        if args.sweep:
+            key, sep, values = args.sweep.partition("=")
+            if not sep or not key or not values:
+                raise UserError(f"--sweep {args.sweep!r} is not KEY=V1,V2; write it like --sweep privacy.epsilon=1,3,8")
+            flags["sweep"] = {key: values}
+        config = cfg.resolve_study(file=args.config, flags=flags, overrides=args.overrides)
         if args.print_config:
             print(cfg.to_yaml(config), end="")
             return 0

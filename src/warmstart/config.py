@@ -194,7 +194,7 @@ def to_yaml(config: BaseModel) -> str:
 
 #: Study settings that choose which cells exist; the rest decide what a cell computes and must not change
 #: between runs sharing one directory.
-GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds")
+GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds", "sweep")
 
 #: Pretrain/finetune settings a study sets itself, per cell, from its own fields.
 STUDY_CONTROLLED = {
@@ -231,15 +231,54 @@ class StudyConfig(BaseModel):
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
     pretrain: dict[str, Any] = Field(default_factory=dict, description="PretrainConfig settings, e.g. epochs")
     finetune: dict[str, Any] = Field(default_factory=dict, description="FinetuneConfig settings, e.g. epochs")
+    sweep: dict[str, list[Any]] = Field(
+        default_factory=dict, description="one fine-tune setting and its values, e.g. {privacy.epsilon: [1, 3, 8]}: "
+        "every fine-tuned cell runs once per value (--sweep privacy.epsilon=1,3,8)")
+
+    def settings(self) -> list[str]:
+        """The sweep's ``key=value`` settings, one per value (``[""]`` without a sweep)."""
+        return [f"{key}={value}" for key, values in self.sweep.items() for value in values] or [""]
 
     def pretrain_config(self, objective: str, seed: int) -> PretrainConfig:
-        return PretrainConfig(**{**self.pretrain, "data": self.data, "data_dir": self.data_dir, "seed": seed,
+        # A pretrain section's privacy settings apply only to a private pool; a public pool trains plainly.
+        section = {k: v for k, v in self.pretrain.items()
+                   if k != "privacy" or (v or {}).get("private_pool")}
+        return PretrainConfig(**{**section, "data": self.data, "data_dir": self.data_dir, "seed": seed,
                                  "objective": objective, "encoder": self.encoder, "encoder_args": self.encoder_args})
 
-    def finetune_config(self, strategy: str, labels: str, seed: int) -> FinetuneConfig:
-        return FinetuneConfig(**{**self.finetune, "data": self.data, "data_dir": self.data_dir, "seed": seed,
+    def finetune_config(self, strategy: str, labels: str, seed: int, setting: str = "") -> FinetuneConfig:
+        values = _merge(self.finetune, parse_overrides([setting]) if setting else {})
+        return FinetuneConfig(**{**values, "data": self.data, "data_dir": self.data_dir, "seed": seed,
                                  "task": self.task, "strategy": strategy, "labels": labels,
                                  "encoder": self.encoder, "encoder_args": self.encoder_args})
+
+
+def _flat_sweep(sweep: Any) -> Any:
+    """``{privacy: {epsilon: [1, 3]}}`` (YAML or ``sweep.privacy.epsilon=[1,3]``) → ``{"privacy.epsilon": [1, 3]}``;
+    checked: one setting, a list of values, a fine-tune setting the study does not set itself."""
+    if not isinstance(sweep, dict):
+        return sweep
+
+    def flatten(node: dict, prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if isinstance(value, dict):
+                out.update(flatten(value, f"{prefix}{key}."))
+            else:
+                out[prefix + key] = (_split_list(value) if isinstance(value, str) else
+                                     value if isinstance(value, list) else [value])
+        return out
+
+    flat = flatten(sweep, "")
+    if len(flat) > 1:
+        raise UserError(f"sweep one setting at a time, got {', '.join(flat)}; run one study per setting")
+    for key, values in flat.items():
+        top = key.split(".")[0]
+        if top in STUDY_CONTROLLED or top not in FinetuneConfig.model_fields:
+            raise UserError(f"sweep {key}: sweep a fine-tune setting the study does not set itself, e.g. "
+                            "sweep.privacy.epsilon=[1,3,8] or sweep.lr=[1e-3,3e-3]")
+        flat[key] = [_parse_value(str(v)) if isinstance(v, str) else v for v in values]
+    return flat
 
 
 def _split_list(value: Any) -> Any:
@@ -312,6 +351,8 @@ def resolve_study(
             values[key] = _split_list(values[key])
             if isinstance(values[key], list):
                 values[key] = [str(v) for v in values[key]]
+    if "sweep" in values:
+        values["sweep"] = _flat_sweep(values["sweep"])
     config = build_config(StudyConfig, flags=values)
     from warmstart.data.splits import LabelBudget  # canonical budget specs: "20" and "count=20" are one cell
 
@@ -335,4 +376,10 @@ def resolve_study(
             where = ".".join(str(p) for p in first["loc"])
             raise UserError(f"setting {stage}.{where}={first.get('input')!r}: {first['msg']}") from err
         setattr(config, stage, {k: v for k, v in resolved.model_dump(mode="json").items() if k in fields})
+    for setting in config.settings():  # every swept value is a valid fine-tune setting
+        try:
+            config.finetune_config("full", config.labels[0], 0, setting)
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise UserError(f"sweep {setting}: {first['msg']}") from err
     return config

@@ -19,6 +19,7 @@ activations, which break the backward hooks Opacus relies on (Opacus issue #828)
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import warnings
@@ -122,6 +123,18 @@ def make_per_example(module: nn.Module) -> list[str]:
             "their inputs intact, Opacus issue #828)"] if changed else []
 
 
+@functools.lru_cache(maxsize=64)
+def noise_for(epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> float:
+    """Opacus' noise multiplier that spends ``epsilon`` in ``steps`` steps at ``sample_rate`` (a search of
+    seconds with PRV; cached, since every seed of a study asks for the same one)."""
+    from opacus.accountants.utils import get_noise_multiplier
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # RDP's note that its best order is its largest: PRV asks RDP for a start
+        return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
+                                          steps=steps, accountant=accountant))
+
+
 # --- the batches -------------------------------------------------------------------------------------
 
 @dataclass
@@ -168,7 +181,6 @@ class PrivateTraining:
         ``optimizer`` (clip, sum, noise) for ``epochs`` passes; the stream becomes Poisson-sampled.
         Returns the private optimiser and streams."""
         from opacus import PrivacyEngine
-        from opacus.accountants.utils import get_noise_multiplier
         from torch.utils.data import DataLoader
 
         if len(streams) != 1:
@@ -181,13 +193,11 @@ class PrivateTraining:
         rows = DataLoader(range(stream.size), batch_size=stream.batch_size)
         model.train()  # Opacus checks the model in training mode (a frozen encoder stays in eval mode)
         with warnings.catch_warnings():
-            # Opacus' notes that secure_mode is off (the noise is seeded, by design, for reproducible runs)
-            # and that RDP's best order is its largest (the PRV accountant's bounds ask RDP for a start).
+            # Opacus' note that secure_mode is off: the noise is seeded, by design, for reproducible runs.
             warnings.simplefilter("ignore")
             if self.settings.epsilon is not None:
-                self.noise_multiplier = float(get_noise_multiplier(
-                    target_epsilon=self.settings.epsilon, target_delta=self.settings.delta,
-                    sample_rate=self.sample_rate, steps=total_steps, accountant=self.settings.accountant))
+                self.noise_multiplier = noise_for(self.settings.epsilon, self.settings.delta, self.sample_rate,
+                                                  total_steps, self.settings.accountant)
             else:
                 self.noise_multiplier = float(self.settings.noise_multiplier)
             self._engine = PrivacyEngine(accountant=self.settings.accountant)
