@@ -64,6 +64,32 @@ class PrivacySettings(BaseModel):
         return self.epsilon is not None or self.noise_multiplier is not None
 
 
+class FederatedSettings(BaseModel):
+    """``federated:``: train over ``clients`` simulated clients with Flower, each running the engine on its shard.
+
+    The training rows (pretraining) or the labeled rows (fine-tuning) are split over the clients, IID or
+    by a Dirichlet(α) draw of each class's share per client (non-IID); every round, the sampled clients
+    train ``local_epochs`` passes over their own rows from the global weights, and FedAvg (or FedProx)
+    averages what they send back. ``noise_multiplier`` adds client-level DP: each client's update is
+    clipped to ``clipping_norm`` and the average gets Gaussian noise (Flower's server-side fixed clipping).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    clients: int = Field(10, ge=1, description="simulated clients the rows are split over")
+    rounds: int = Field(10, ge=1, description="federated rounds")
+    local_epochs: int = Field(1, ge=1, description="passes over its own rows each client makes per round")
+    partition: Literal["iid", "dirichlet"] = Field("iid", description="iid, or dirichlet: class shares ~ Dir(alpha)")
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration: small = each client sees few classes")
+    algorithm: Literal["fedavg", "fedprox"] = Field("fedavg", description="fedavg, or fedprox (proximal term)")
+    proximal_mu: float = Field(0.01, ge=0, description="FedProx's mu: weight of ||w - w_global||^2 / 2")
+    fraction: float = Field(1.0, gt=0, le=1, description="share of the clients sampled each round")
+    noise_multiplier: float | None = Field(
+        None, gt=0, description="client-level DP: noise std / clipping_norm added to the average (None: off)")
+    clipping_norm: float = Field(1.0, gt=0, description="client-level DP: bound on each client's update norm")
+    delta: float | None = Field(None, gt=0, lt=1, description="client-level DP δ; None: below 1/clients")
+
+
 class PretrainConfig(TrainSettings):
     """``warmstart pretrain``: a self-supervised objective on the unlabeled training split."""
 
@@ -77,6 +103,8 @@ class PretrainConfig(TrainSettings):
         0, ge=0, description="labeled training examples used ONLY for the kNN-accuracy health check; 0 = off")
     privacy: PrivacySettings | None = Field(
         None, description="DP-SGD settings (privacy.epsilon=3); pretraining is private with privacy.private_pool=true")
+    federated: FederatedSettings | None = Field(
+        None, description="federated pretraining over simulated clients (federated.clients=10); see FederatedSettings")
 
 
 class FinetuneConfig(TrainSettings):
@@ -96,6 +124,8 @@ class FinetuneConfig(TrainSettings):
     batch_size: int = Field(64, ge=1, description="labeled examples per step")
     privacy: PrivacySettings | None = Field(
         None, description="DP-SGD on the labeled rows (privacy.epsilon=3); see PrivacySettings")
+    federated: FederatedSettings | None = Field(
+        None, description="federated fine-tuning on the clients' labeled rows (federated.clients=10)")
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

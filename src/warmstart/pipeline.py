@@ -100,6 +100,12 @@ def pretrain(
 ) -> PretrainResult:
     """Pretrain ``config.encoder`` with ``config.objective`` on the training split (labels withheld)."""
     data = data if data is not None else load_data(config.data, config.data_dir)
+    strata = np.asarray(data.y_train) if data.task == "classify" else np.zeros(len(data.x_train), np.int64)
+    if config.federated is not None:
+        from warmstart import federated
+
+        federated.check(config, resume)
+        federated.partition(strata, config.federated, config.seed, "training rows")  # refused before any write
     private, changes = None, []
     if config.privacy is not None:
         if not config.privacy.private_pool:
@@ -123,17 +129,22 @@ def pretrain(
     run_dir = prepare_run_dir(out, resume)
     _write_config(run_dir, config, data)
     stream = data.input_stream(np.arange(len(data.x_train)), config.batch_size)
-    history = fit(
-        objective, lambda batch: objective.loss(batch[0]), [stream], config, run_dir=run_dir, resume=resume,
-        desc=f"pretrain {config.objective}", config=config.model_dump(mode="json"), after_step=after_step,
-        on_epoch_end=monitor, privacy=private,
-    )
-    report = private.report() if private is not None else None
+    if config.federated is not None:
+        history, report = federated.train("pretrain", objective, config, data, np.arange(len(data.x_train)), strata,
+                                          run_dir, "training rows")
+    else:
+        history = fit(
+            objective, lambda batch: objective.loss(batch[0]), [stream], config, run_dir=run_dir, resume=resume,
+            desc=f"pretrain {config.objective}", config=config.model_dump(mode="json"), after_step=after_step,
+            on_epoch_end=monitor, privacy=private,
+        )
+        report = private.report() if private is not None else None
     if run_dir is not None and runtime.is_main():
         save_pretrained(run_dir, objective, {"data": data.spec, "objective": config.objective})
         if report is not None:
-            atomic_write_text(run_dir / "privacy.json", json.dumps(report, indent=2))
-    return PretrainResult(run_dir, objective, history, report)
+            name = "federated.json" if config.federated is not None else "privacy.json"
+            atomic_write_text(run_dir / name, json.dumps(report, indent=2))
+    return PretrainResult(run_dir, objective, history, report if config.federated is None else None)
 
 
 def objective_around(source: Objective, encoder: Encoder) -> Objective:
@@ -212,6 +223,15 @@ def finetune(
     strategy.check(task, data, config.strategy)
     labeled, unlabeled = _labeled_rows(task, data, config, labeled)
     private = _private_finetune(config, strategy, task, labeled)
+    if config.federated is not None:
+        from warmstart import federated
+
+        federated.check(config, resume)
+        if strategy.privacy_problem():
+            raise UserError(f"strategy '{config.strategy}' cannot run federated (a client trains on its own labeled "
+                            f"rows alone): {strategy.privacy_problem()}; use --strategy full, linear or scratch")
+        federated.partition(task.strata(data, len(labeled))[0][labeled], config.federated, config.seed,
+                            "labeled rows")  # refuses an impossible split before anything is written
     encoder, objective = _starting_encoder(config, strategy, data, encoder, objective)
     spec = encoder.spec if encoder is not None else {
         "encoder": config.encoder, "encoder_args": config.encoder_args, "input_shape": list(data.input_shape)}
@@ -244,12 +264,19 @@ def finetune(
     _write_config(run_dir, config, data)
     if run_dir is not None and runtime.is_main():
         atomic_write_text(run_dir / "labeled_indices.json", json.dumps(labeled.tolist()))
-    history = strategy.train(ctx, run_dir=run_dir, resume=resume, after_step=after_step)
+    if config.federated is not None:
+        history, summary = federated.train("finetune", model, config, data, labeled,
+                                           task.strata(data, len(labeled))[0][labeled], run_dir, "labeled rows",
+                                           info=task.info(data))
+    else:
+        history = strategy.train(ctx, run_dir=run_dir, resume=resume, after_step=after_step)
     metrics = task.evaluate(model, data)
     metrics.update({"task": task.name, "labels": int(len(labeled)), "strategy": config.strategy,
                     "seed": config.seed})
     if private is not None:
         metrics.update(private.report())
+    if config.federated is not None:
+        metrics["federated"] = summary
     if run_dir is not None and runtime.is_main():
         save_model(run_dir, model, {**task.info(data), "task": task.name, "data": data.spec,
                                     "strategy": config.strategy})

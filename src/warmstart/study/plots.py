@@ -80,6 +80,9 @@ def sweep_png(lines: dict[str, list[tuple[float, float, float]]], xlabel: str, y
         ticks = sorted({p[0] for points in lines.values() for p in points})
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.minorticks_off()
+    means = [p[1] for points in lines.values() for p in points]
+    if means and all(0 <= m <= 1 for m in means):  # a score in [0, 1]: wide intervals of few seeds stay in range
+        ax.set_ylim(max(0.0, min(means) - 0.1), min(1.0, max(means) + 0.1))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
