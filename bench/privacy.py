@@ -117,8 +117,10 @@ def run_dp(only: set[str] | None) -> None:
         encoder = None if pre is None else pretrained(pre, public if pre == "public" else everything)
         rows = np.arange(len(private.x_train)) if labels == 30000 else \
             LabelBudget.parse(f"count={labels}").split(private.y_train, seed)[0]
-        config = FinetuneConfig(data="fashion-mnist", strategy=strategy, seed=seed, lr=LR.get(row, LR.get(strategy)),
-                                threads=1, **SCHEDULE[labels], **(scratch_encoder or {}),
+        # head_init=random: the probe head (linear's default) would be fitted on the private labels without noise.
+        args = {"head_init": "random"} if strategy in ("linear", "full") else {}
+        config = FinetuneConfig(data="fashion-mnist", strategy=strategy, strategy_args=args, seed=seed,
+                                lr=LR.get(row, LR.get(strategy)), threads=1, **SCHEDULE[labels], **(scratch_encoder or {}),
                                 privacy={"epsilon": eps, "delta": DELTA})
         started, wall = time.process_time(), time.perf_counter()
         result = pipeline.finetune(config, data=private, encoder=encoder, labeled=rows)

@@ -74,8 +74,8 @@ def run_federated() -> None:
             key = f"simclr|{name}|{seed}"
             if key in cache:
                 continue
-            config = FinetuneConfig(strategy="linear", labels="count=1000", seed=seed, epochs=30, batch_size=100,
-                                    lr=1e-2, threads=1)
+            config = FinetuneConfig(strategy="linear", strategy_args={"head_init": "random"}, labels="count=1000",
+                                    seed=seed, epochs=30, batch_size=100, lr=1e-2, threads=1)
             result = pipeline.finetune(config, data=data, encoder=encoder)
             record({"key": key, "accuracy": result.metrics["accuracy"], **json.loads((run / "cost.json").read_text())})
     federated_table()

@@ -115,7 +115,8 @@ def test_a_batchnorm_encoder_is_converted_and_the_run_says_so(tmp_path, digits):
     assert any(isinstance(m, nn.GroupNorm) for m in model.modules())
     assert json.loads((tmp_path / "ft" / "test_metrics.json").read_text())["epsilon"] > 0
     # The linear probe's frozen encoder keeps its BatchNorm: in eval mode it treats each example alone.
-    linear = finetune(config.model_copy(update={"strategy": "linear"}), data=digits)
+    linear = finetune(config.model_copy(update={"strategy": "linear", "strategy_args": {"head_init": "random"}}),
+                      data=digits)
     assert any(isinstance(m, nn.BatchNorm1d) for m in linear.model.modules())
 
 
@@ -160,6 +161,7 @@ def test_private_pretraining_runs_dp_sgd_on_the_objective(tmp_path, digits):
 @pytest.mark.parametrize("extra, message", [
     ({"strategy": "selftrain"}, "strategy 'selftrain' cannot be made differentially private: its soft targets"),
     ({"strategy": "full", "strategy_args": {"head_init": "probe"}}, "head_init=probe fits its"),
+    ({"strategy": "linear"}, "(give strategy_args.head_init=random)"),
     ({"privacy": {"noise_multiplier": 1.0, "delta": 0.01}}, "privacy.delta=0.01 is not below 1/N = 0.005"),
     ({"privacy": {"delta": 1e-4}}, "privacy needs privacy.epsilon"),
     ({"privacy": {"epsilon": 1.0, "noise_multiplier": 1.0}}, "not both"),
