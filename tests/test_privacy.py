@@ -200,3 +200,34 @@ def test_cli_refuses_a_strategy_that_cannot_be_private(cli, tmp_path):
     assert done.returncode == 2
     assert "strategy 'joint' cannot be made differentially private: each step adds the pretraining loss" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_study_sweeps_epsilon_and_its_report_draws_accuracy_versus_epsilon(tmp_path, digits):
+    from warmstart.config import resolve_study
+    from warmstart.study import run_study
+
+    config = resolve_study(
+        flags={"objectives": "denoising", "strategies": "full", "labels": "100", "seeds": 1, "baselines": "none",
+               "encoder_args": SMALL | {"norm": "group"}, "sweep": {"privacy.epsilon": "2,8"}},
+        overrides=["pretrain.epochs=2", "finetune.epochs=5", "finetune.lr=1e-2", "finetune.privacy.accountant=rdp"])
+    rows = run_study(config, tmp_path / "study", data=digits)
+    assert sorted({r["setting"] for r in rows}) == ["privacy.epsilon=2", "privacy.epsilon=8"]
+    assert {r["method"] for r in rows} == {"scratch[privacy.epsilon=2]", "scratch[privacy.epsilon=8]",
+                                           "denoising+full[privacy.epsilon=2]", "denoising+full[privacy.epsilon=8]"}
+    assert all(r["epsilon"] <= float(r["setting"].split("=")[1]) + 1e-6 for r in rows)
+    header = (tmp_path / "study" / "results.csv").read_text().splitlines()[0]
+    assert header.endswith("setting,epsilon,delta")
+    report = (tmp_path / "study" / "report.md").read_text()
+    assert "## accuracy versus privacy.epsilon" in report and "accuracy-versus-ε" in report
+    assert "the labeled rows are the private data" in report and "pretraining pool is treated as public" in report
+    assert (tmp_path / "study" / "sweep.png").stat().st_size > 1000
+
+
+def test_a_study_refuses_a_strategy_that_cannot_be_private_before_writing(tmp_path, digits):
+    from warmstart.config import resolve_study
+    from warmstart.study import run_study
+
+    config = resolve_study(flags={"strategies": "selftrain", "sweep": {"privacy.epsilon": "3"}})
+    with pytest.raises(UserError, match="strategy 'selftrain' cannot be made differentially private"):
+        run_study(config, tmp_path / "study", data=digits)
+    assert not (tmp_path / "study").exists()
