@@ -120,8 +120,8 @@ def run_dp(only: set[str] | None) -> None:
         # head_init=random: the probe head (linear's default) would be fitted on the private labels without noise.
         args = {"head_init": "random"} if strategy in ("linear", "full") else {}
         config = FinetuneConfig(data="fashion-mnist", strategy=strategy, strategy_args=args, seed=seed,
-                                lr=LR.get(row, LR.get(strategy)), threads=1, **SCHEDULE[labels], **(scratch_encoder or {}),
-                                privacy={"epsilon": eps, "delta": DELTA})
+                                lr=LR.get(row, LR.get(strategy)), threads=1, **SCHEDULE[labels],
+                                **(scratch_encoder or {}), privacy={"epsilon": eps, "delta": DELTA})
         started, wall = time.process_time(), time.perf_counter()
         result = pipeline.finetune(config, data=private, encoder=encoder, labeled=rows)
         cell = {"key": key, "row": row, "labels": labels, "epsilon_target": eps, "seed": seed,
@@ -148,8 +148,8 @@ def dp_table() -> None:
             for eps in EPSILONS:
                 acc = [c["accuracy"] for c in mine if c["epsilon_target"] == eps]
                 spent = max((c["epsilon"] for c in mine if c["epsilon_target"] == eps), default=float("nan"))
-                line.append("—" if not acc else f"{np.mean(acc):.3f} ± {np.std(acc, ddof=1) if len(acc) > 1 else 0:.3f}"
-                            f" (n={len(acc)}, ε={spent:.2f})")
+                spread = np.std(acc, ddof=1) if len(acc) > 1 else 0.0
+                line.append(f"{np.mean(acc):.3f} ± {spread:.3f} (n={len(acc)}, ε={spent:.2f})" if acc else "—")
             line.append(f"{np.median([c['cpu_s'] for c in mine]):.0f}")
             body.append(line)
     pre = []
@@ -157,9 +157,10 @@ def dp_table() -> None:
         info = CACHE / "pretrain" / name / "cpu_s.json"
         if info.exists():
             p = json.loads(info.read_text())
-            pre.append(f"SimCLR on {name} ({'30k' if name == 'public' else '60k'} images): {p['cpu_s'] / 60:.1f} CPU-min, "
+            images = "30k" if name == "public" else "60k"
+            pre.append(f"SimCLR on {name} ({images} images): {p['cpu_s'] / 60:.1f} CPU-min, "
                        f"final loss {p['final_loss']:.3f}")
-    text = (__doc__.split("\n\n")[1] + "\n\n" + common.table(header, body) +
+    text = ("\n\n".join(__doc__.split("\n\n")[1:4]) + "\n\n" + common.table(header, body) +
             "\n\nMean ± std over seeds (ddof=1), test accuracy; ε = the largest spent ε the accountant reported "
             f"(δ = {DELTA:g}). " + "; ".join(pre) + ".\n\n" + f"Machine: {common.machine()}. Command: "
             "`nice -n 10 python bench/privacy.py dp` at git " + git_revision() + ".")

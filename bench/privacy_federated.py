@@ -81,6 +81,10 @@ def run_federated() -> None:
     federated_table()
 
 
+def spread(values: list[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def federated_table() -> None:
     rows = done()
     body = []
@@ -91,8 +95,7 @@ def federated_table() -> None:
         body.append([name,
                      "—" if sup is None else f"{sup['accuracy']:.3f}",
                      "—" if sup is None or sup.get("s_per_round") is None else f"{sup['s_per_round']:.1f}",
-                     "—" if not probe else f"{np.mean(probe):.3f} ± {np.std(probe, ddof=1) if len(probe) > 1 else 0:.3f}"
-                                          f" (n={len(probe)})",
+                     "—" if not probe else f"{np.mean(probe):.3f} ± {spread(probe):.3f} (n={len(probe)})",
                      "—" if cost.get("s_per_round") is None else f"{cost['s_per_round']:.1f}",
                      "—" if sup is None else f"{sup['cpu_s']}", "—" if not cost else f"{cost['cpu_s']}"])
     header = ["clients", f"supervised FedAvg, 60k labels, {ROUNDS} rounds", "s / round",

@@ -139,7 +139,8 @@ def _finetune_line(strategy: str, metrics: dict) -> str:
 
     task = TASKS.get(metrics["task"])
     shown = ", ".join(f"{name} {metrics[name]:.4f}" for name in task.metric_names[:3])
-    return f"{strategy} on {metrics['labels']} labels ({task.name}): test {shown}"
+    private = f" at ε = {metrics['epsilon']:.2f} (δ = {metrics['delta']:g})" if "epsilon" in metrics else ""
+    return f"{strategy} on {metrics['labels']} labels ({task.name}): test {shown}{private}"
 
 
 def _flags(args: argparse.Namespace, names: list[str]) -> dict:

@@ -241,7 +241,8 @@ def train(stage: str, module: nn.Module, config, data, rows: np.ndarray, strata:
              y_test=data.y_test[:1], client=owner)  # uncompressed: memory-mapped by every client
     job = {"stage": stage, "config": config.model_dump(mode="json"), "encoder": module_encoder(module).spec,
            "data": str(path), "name": data.name, "modality": data.modality, "class_names": list(data.class_names),
-           "scale": data.scale, "target_names": list(data.target_names), "task": data.task, "spec": data.spec, "info": info, "local_epochs": settings.local_epochs,
+           "scale": data.scale, "target_names": list(data.target_names), "task": data.task, "spec": data.spec,
+           "info": info, "local_epochs": settings.local_epochs,
            "equal_weights": settings.noise_multiplier is not None}
     rounds: list[dict[str, Any]] = []
     outcome: dict[str, Any] = {}

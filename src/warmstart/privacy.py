@@ -235,7 +235,8 @@ class PrivateTraining:
     def report(self) -> dict[str, Any]:
         """What ``test_metrics.json`` and the study's table say about the run's privacy."""
         return {"epsilon": round(self.epsilon(), 4), "delta": self.settings.delta,
-                "privacy": {"epsilon_target": self.settings.epsilon, "noise_multiplier": round(self.noise_multiplier, 4),
+                "privacy": {"epsilon_target": self.settings.epsilon,
+                            "noise_multiplier": round(self.noise_multiplier, 4),
                             "max_grad_norm": self.settings.max_grad_norm, "sample_rate": self.sample_rate,
                             "steps": self.steps, "accountant": self.settings.accountant, "private_rows": self.rows,
                             "rows": self.what, "changes": list(self.settings.changes)}}

@@ -74,7 +74,8 @@ def sweep_png(lines: dict[str, list[tuple[float, float, float]]], xlabel: str, y
     for label, points in lines.items():
         xs, mean, ci = (np.array([p[i] for p in sorted(points)], float) for i in range(3))
         (line,) = ax.plot(xs, mean, marker="o", lw=2, ms=4, label=label)
-        ax.fill_between(xs, mean - np.nan_to_num(ci), mean + np.nan_to_num(ci), color=line.get_color(), alpha=0.15, lw=0)
+        spread = np.nan_to_num(ci)
+        ax.fill_between(xs, mean - spread, mean + spread, color=line.get_color(), alpha=0.15, lw=0)
     if log_x:
         ax.set_xscale("log")
         ticks = sorted({p[0] for points in lines.values() for p in points})
