@@ -50,6 +50,7 @@ def read_json(path):
 
 # The Flower runs go through the CLI, as a user runs them: Ray's simulation engine then lives and dies
 # with its own process instead of the test process.
+@pytest.mark.timeout(900)  # Ray's start-up: ~15 s on idle cores, minutes on a crowded machine
 def test_two_iid_clients_match_centralised_training(cli, tmp_path, digits):
     """FedAvg over 2 IID clients, one local epoch a round, against one process training as many epochs on the
     same 200 labels. Tolerance: test accuracy within 0.06 (FedAvg averages two AdamW runs, not gradients;
@@ -59,7 +60,7 @@ def test_two_iid_clients_match_centralised_training(cli, tmp_path, digits):
     central = finetune(FinetuneConfig(**base, epochs=8), data=digits)
     done = cli("finetune", "--data", "digits", "--strategy", "scratch", "--labels", "per_class=20", "--out",
                str(tmp_path / "fed"), "batch_size=20", "lr=1e-2", "threads=1", "encoder_args.width=64",
-               "encoder_args.feature_dim=32", "federated.clients=2", "federated.rounds=8")
+               "encoder_args.feature_dim=32", "federated.clients=2", "federated.rounds=8", timeout=850)
     assert done.returncode == 0, done.stderr[-2000:]
     fed = read_json(tmp_path / "fed" / "test_metrics.json")
     rounds = [json.loads(line) for line in (tmp_path / "fed" / "metrics.jsonl").read_text().splitlines()]
@@ -69,12 +70,14 @@ def test_two_iid_clients_match_centralised_training(cli, tmp_path, digits):
     assert fed["accuracy"] > 0.7
 
 
+@pytest.mark.timeout(900)
 def test_federated_pretraining_then_dp_fedprox_fine_tuning(cli, tmp_path, digits):
     from opacus.accountants import RDPAccountant
 
     done = cli("pretrain", "--data", "digits", "--objective", "denoising", "--out", str(tmp_path / "pre"),
                "encoder_args.width=32", "encoder_args.feature_dim=16", "batch_size=64", "threads=1",
-               "federated.clients=3", "federated.rounds=2", "federated.partition=dirichlet", "federated.alpha=0.5")
+               "federated.clients=3", "federated.rounds=2", "federated.partition=dirichlet", "federated.alpha=0.5",
+               timeout=400)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = read_json(tmp_path / "pre" / "federated.json")
     assert sum(summary["client_rows"]) == len(digits.x_train) and len(set(summary["client_rows"])) > 1
@@ -83,7 +86,7 @@ def test_federated_pretraining_then_dp_fedprox_fine_tuning(cli, tmp_path, digits
     done = cli("finetune", "--from", str(tmp_path / "pre"), "--data", "digits", "--strategy", "full", "--labels",
                "per_class=20", "--out", str(tmp_path / "ft"), "batch_size=20", "lr=1e-2", "threads=1",
                "federated.clients=4", "federated.rounds=3", "federated.algorithm=fedprox",
-               "federated.noise_multiplier=0.5", "federated.clipping_norm=5")
+               "federated.noise_multiplier=0.5", "federated.clipping_norm=5", timeout=400)
     assert done.returncode == 0, done.stderr[-2000:]
     fed = read_json(tmp_path / "ft" / "test_metrics.json")["federated"]
     check = RDPAccountant()
