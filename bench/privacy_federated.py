@@ -100,9 +100,10 @@ def federated_table() -> None:
                      "—" if sup is None else f"{sup['cpu_s']}", "—" if not cost else f"{cost['cpu_s']}"])
     header = ["clients", f"supervised FedAvg, 60k labels, {ROUNDS} rounds", "s / round",
               f"SimCLR ({SIMCLR_ROUNDS} rounds) + linear probe, 1,000 labels", "s / round",
-              "supervised CPU s", "SimCLR CPU s"]
+              "supervised CPU s (driver)", "SimCLR CPU s (driver)"]
     text = (__doc__.split("\n\n", 1)[1] + "\n\n" + common.table(header, body) +
-            "\n\n`central`: one process, as many epochs as rounds. Probe accuracy: mean ± std (ddof=1) over the "
+            "\n\n`central`: one process, as many epochs as rounds. CPU s: the driver process only (federated "
+            "clients run in Ray worker processes, not counted there). Probe accuracy: mean ± std (ddof=1) over the "
             f"seeds that drew the 1,000 labels. Machine: {common.machine()}. Command: "
             f"`nice -n 10 python bench/privacy.py federated` at git {git_revision()}.")
     print(text)
