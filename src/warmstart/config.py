@@ -31,7 +31,9 @@ class TrainSettings(BaseModel):
     warmup: float = Field(0.05, ge=0, lt=1, description="fraction of steps with linear LR warm-up")
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = each epoch")
     seed: int = Field(0, ge=0, description="seed for initialisation, data order and augmentation")
-    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default")
+    threads: int = Field(
+        0, ge=0, description="torch CPU threads for the run (and after it, in this process); 0 = auto: "
+        "$OMP_NUM_THREADS if set, else one per core not busy with other processes at the start")
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     amp: Literal["none", "bf16", "fp16"] = Field(
         "none", description="mixed-precision autocast: none, bf16 (GPU; CPU works but is slow) or fp16 (GPU only)")
@@ -222,9 +224,9 @@ def to_yaml(config: BaseModel) -> str:
 
 # --- studies ------------------------------------------------------------------------------------
 
-#: Study settings that choose which cells exist; the rest decide what a cell computes and must not change
-#: between runs sharing one directory.
-GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds", "sweep")
+#: Study settings that choose which cells exist (or how they are ranked, and ``explain``, which only adds to the
+#: report); the rest decide what a cell computes and must not change between runs sharing one directory.
+GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds", "metric", "explain", "sweep")
 
 #: Pretrain/finetune settings a study sets itself, per cell, from its own fields.
 STUDY_CONTROLLED = {
@@ -256,6 +258,9 @@ class StudyConfig(BaseModel):
         ["count=20", "count=50", "count=100"], min_length=1,
         description="label budgets: a bare N means count=N (balanced); per_class=K, fraction=F also work")
     seeds: int = Field(3, ge=1, description="seeds 0..seeds-1: each draws its own labeled subset and init")
+    metric: str | None = Field(
+        None, description="the metric the report ranks methods by (one of the task's, e.g. roc_auc for an "
+        "imbalanced binary task); None: the task's primary")
     pretrain_per_seed: bool = Field(False, description="pretrain once per objective and seed (else once per objective)")
     encoder: str = Field("mlp", description="encoder architecture shared by every neural method")
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
@@ -268,6 +273,9 @@ class StudyConfig(BaseModel):
     def settings(self) -> list[str]:
         """The sweep's ``key=value`` settings, one per value (``[""]`` without a sweep)."""
         return [f"{key}={value}" for key, values in self.sweep.items() for value in values] or [""]
+    explain: int = Field(16, ge=0, description="test rows the report's Explanations section explains for the "
+                         "best pretrained method and scratch at the smallest budget (seed 0); 0: none. Needs "
+                         "the explain extra (pip install 'warmstart[explain]'); without it the section is skipped")
 
     def pretrain_config(self, objective: str, seed: int) -> PretrainConfig:
         # A pretrain section's privacy settings apply only to a private pool; a public pool trains plainly.

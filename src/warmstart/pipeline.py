@@ -76,7 +76,8 @@ def build_objective(config: PretrainConfig, data: DataBundle) -> Objective:
     if data.modality not in objective_cls.modalities:
         raise UserError(f"objective '{config.objective}' does not apply to {data.modality} data; "
                         f"it works on: {', '.join(objective_cls.modalities)}")
-    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train)
+    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train,
+                            schema=data.schema)
     objective = OBJECTIVES.build(config.objective, encoder, **config.objective_args)
     objective.spec = {"objective": config.objective, "objective_args": dict(config.objective_args)}
     return objective
@@ -192,8 +193,8 @@ def _starting_encoder(config, strategy: Strategy, data: DataBundle, encoder, obj
                             "pass --from RUN_DIR (a `warmstart pretrain` run)")
         objective, _meta = load_run(config.pretrained, "objective")
         encoder = encoder if encoder is not None else objective.encoder
-    if encoder is not None:
-        check_input_shape(encoder.input_shape, data, "the encoder was pretrained on",
+    if encoder is not None:  # (a table is first re-read in the encoder's column schema)
+        check_input_shape(encoder.input_shape, data.handler.prepare(data, encoder), "the encoder was pretrained on",
                           "pretrain on the same kind of data")
     if encoder is None and strategy.load_pretrained and config.encoder.startswith("hf:"):
         # A Hugging Face model directory's own weights are the pretrained encoder.
@@ -248,7 +249,7 @@ def finetune(
     # so one pretrained encoder can serve many fine-tunes.
     model_encoder = build_encoder(spec["encoder"], data.input_shape, spec["encoder_args"], data.modality,
                                   tokenizer=spec.get("tokenizer"), corpus=data.x_train,
-                                  weights=strategy.load_pretrained)
+                                  weights=strategy.load_pretrained, schema=spec.get("schema") or data.schema)
     if strategy.load_pretrained:
         state = encoder.state_dict()
         model_encoder.load_state_dict(dp.without_batchnorm_stats(state, model_encoder) if changes else state)
@@ -308,13 +309,23 @@ def evaluate(model_dir: str | Path, data: str | DataBundle, data_dir: str | None
     model, meta = load_run(model_dir, "model")
     task = TASKS.get(meta.get("task", "classify"))
     bundle = data if isinstance(data, DataBundle) else load_data(data, data_dir)
+    bundle = model_data(model_dir, meta, bundle, "evaluate", model)
+    return task.evaluate(model, bundle.handler.prepare(bundle, model.encoder))
+
+
+def model_data(model_dir: str | Path, meta: dict[str, Any], bundle: DataBundle, command: str,
+               model: nn.Module) -> DataBundle:
+    """``bundle`` read as the task of the fine-tuned ``model`` whose metadata is ``meta`` (a table re-read in
+    the model's column schema), or one line saying why the model cannot be used on it (another input shape,
+    more classes than the model knows)."""
+    task = TASKS.get(meta.get("task", "classify"))
     bundle, _ = resolve_task(bundle, task.name)
+    bundle = bundle.handler.prepare(bundle, model.encoder)  # a table is re-read in the model's column schema
     check_input_shape(meta["input_shape"], bundle, f"the model in {model_dir} expects",
-                      "evaluate on the data it was trained for")
+                      f"{command} on the data it was trained for")
     known, given = task.info(bundle), {k: meta.get(k) for k in task.info(bundle)}
     for key, values in known.items():
         if len(values) > len(given[key] or []):
             raise UserError(f"{bundle.name} has {len(values)} {key.replace('_', ' ')} but the model knows "
-                            f"{len(given[key] or [])}; evaluate on data like the data it was trained on")
-    bundle = bundle.handler.prepare(bundle, model.encoder)
-    return task.evaluate(model, bundle)
+                            f"{len(given[key] or [])}; {command} on data like the data it was trained on")
+    return bundle

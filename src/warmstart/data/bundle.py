@@ -61,6 +61,11 @@ class DataBundle:
     max_length: int = 128
     spec: str = ""  # the source spec with its defaults filled in, written into run configs ("" = name)
     inferred: str = ""  # why the source chose ``task``, quoted when a user asks for another one
+    # Table: the column schema with the training split's statistics (data/modalities/table_schema.py).
+    schema: Any = None
+    # Tables: the original column of each feature index (one-hot levels of a categorical column repeat its
+    # name), so attributions can be folded back to columns; empty: every feature index is its own column.
+    feature_columns: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from warmstart.data.modalities import MODALITIES
@@ -82,11 +87,16 @@ class DataBundle:
                 f"{self.x_test.shape[1:]}; both splits must share one shape"
             )
         self.spec = self.spec or self.name
+        self.handler.check(self)
+        if self.feature_columns and len(self.feature_columns) != int(np.prod(self.input_shape)):
+            raise UserError(f"{self.name}: {len(self.feature_columns)} feature column names for "
+                            f"{int(np.prod(self.input_shape))} features; give one name per feature index")
         TASKS.get(self.task).check(self)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.x_train.shape[1:])
+        """The shape of one model input (for a table, the width of its encoded row)."""
+        return self.handler.input_shape(self)
 
     @property
     def num_classes(self) -> int:

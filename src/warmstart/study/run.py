@@ -126,16 +126,23 @@ class StudyRunner:
         speed = round(len(x_train) / max(time.perf_counter() - started, 1e-9), 1)
         return self.task.metrics(self.data, self.data.y_test, predicted), labeled, speed
 
+    def finetune_cell(self, cell: Cell, out: Path | None = None):
+        """Fine-tune ``cell``'s model as the study does (into the run directory ``out`` when given: the
+        Explanations section re-runs a cell this way, with the same seed and settings)."""
+        objective = self.objective_for(cell) if cell.kind == "pretrained" else None
+        config = self.config.finetune_config(cell.strategy, cell.budget, cell.seed, cell.setting)
+        return finetune(config, out, data=self.data, objective=objective,
+                        encoder=objective.encoder if objective is not None else None)
+
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         started = time.perf_counter()
         if cell.kind == "baseline":
             metrics, labeled, speed = self.run_baseline(cell)
         else:
-            objective = self.objective_for(cell) if cell.kind == "pretrained" else None
+            if cell.kind == "pretrained":
+                self.objective_for(cell)
             started = time.perf_counter()  # pretraining is shared: it is timed on its own
-            config = self.config.finetune_config(cell.strategy, cell.budget, cell.seed, cell.setting)
-            result = finetune(config, data=self.data, objective=objective,
-                              encoder=objective.encoder if objective is not None else None)
+            result = self.finetune_cell(cell)
             metrics, labeled, speed = result.metrics, result.labeled, _throughput(result.history)
         row = {"method": cell.method, "kind": cell.kind, "objective": cell.objective, "strategy": cell.strategy,
                "budget": cell.budget, "labels": int(len(labeled)), "seed": cell.seed}
@@ -165,9 +172,10 @@ def _eta(seconds: float) -> str:
 
 def _write_info(out: Path, plan: StudyPlan) -> None:
     d, task = plan.data, plan.task
+    metric = plan.config.metric or task.primary  # what the report ranks by
     atomic_write_text(out / "study_info.json", json.dumps({
-        "data": d.name, "spec": d.spec, "modality": d.modality, "task": task.name, "primary": task.primary,
-        "higher_is_better": task.higher_is_better, "metrics": list(task.metric_names),
+        "data": d.name, "spec": d.spec, "modality": d.modality, "task": task.name, "primary": metric,
+        "higher_is_better": task.higher_is_better_for(metric), "metrics": list(task.metric_names),
         "input_shape": list(d.input_shape), "class_names": d.class_names, "target_names": d.target_names,
         "n_train": int(len(d.y_train)), "n_test": int(len(d.y_test)), "budgets": plan.sizes,
         "baselines": plan.baselines}))
@@ -198,7 +206,7 @@ def run_study(
     bar = tqdm(total=total, initial=len(rows), desc="study", unit="cell", disable=not interactive, position=0)
     if rows:
         echo(f"resuming {out}: {len(rows)}/{total} cells already done")
-    primary = plan.task.primary
+    primary = config.metric or plan.task.primary
     for cell in plan.cells:
         if cell.key in rows:
             continue
@@ -218,6 +226,10 @@ def run_study(
     bar.close()
     final = [rows[c.key] for c in plan.cells]
     atomic_write_text(out / "results.csv", results_csv(final, plan.task))
+    if config.explain:
+        from warmstart.explain.study import explain_study
+
+        explain_study(runner, final)
     from warmstart.study.report import write_report
 
     write_report(out)
