@@ -45,7 +45,8 @@ class TableModality(Modality):
         schema = getattr(encoder, "schema", None)
         if schema is None or schema is bundle.schema or not schema.has_marginals:
             return bundle  # an encoder built without data (a passthrough schema) reads any rows of its width
-        return replace(bundle, schema=schema.adopt(bundle.schema, bundle.name))
+        # feature_columns follow the new schema's layout (the check refills them from it)
+        return replace(bundle, schema=schema.adopt(bundle.schema, bundle.name), feature_columns=[])
 
     def flat_features(self, bundle) -> tuple[np.ndarray, np.ndarray]:
         return self.batch(bundle, bundle.x_train).numpy(), self.batch(bundle, bundle.x_test).numpy()
