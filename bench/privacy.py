@@ -29,7 +29,6 @@ import json
 import resource
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -83,7 +82,10 @@ def pretrained(name: str, bundle: DataBundle):
 
 def cells() -> dict[str, dict]:
     path = CACHE / "cells.jsonl"
-    return {json.loads(l)["key"]: json.loads(l) for l in path.read_text().splitlines()} if path.exists() else {}
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {row["key"]: row for row in rows}
 
 
 # (row, strategy, pretraining, encoder for scratch rows, private labels), cheapest and most wanted first: the

@@ -34,7 +34,10 @@ FILE = CACHE / "federated.jsonl"
 
 
 def done() -> dict[str, dict]:
-    return {json.loads(l)["key"]: json.loads(l) for l in FILE.read_text().splitlines()} if FILE.exists() else {}
+    if not FILE.exists():
+        return {}
+    rows = [json.loads(line) for line in FILE.read_text().splitlines()]
+    return {row["key"]: row for row in rows}
 
 
 def record(row: dict) -> None:
