@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "per-column embeddings of a table)")
     study.add_argument("--metric", help="rank methods by this metric of the task (default its primary: accuracy, "
                        "rmse; e.g. roc_auc for an imbalanced binary task)")
+    study.add_argument("--sweep", metavar="KEY=V1,V2", help="run every fine-tuned cell once per value of one fine-tune "
+                       "setting, e.g. privacy.epsilon=1,3,8 (DP fine-tuning at three budgets: the report draws "
+                       "accuracy versus ε)")
     study.add_argument("--pretrain-per-seed", action="store_true", default=None,
                        help="pretrain once per objective and seed instead of once per objective")
     study.add_argument("--out", metavar="DIR", help="study directory (rerun with the same --out to continue)")
@@ -165,7 +168,8 @@ def _finetune_line(strategy: str, metrics: dict) -> str:
 
     task = TASKS.get(metrics["task"])
     shown = ", ".join(f"{name} {metrics[name]:.4f}" for name in task.metric_names[:3])
-    return f"{strategy} on {metrics['labels']} labels ({task.name}): test {shown}"
+    private = f" at ε = {metrics['epsilon']:.2f} (δ = {metrics['delta']:g})" if "epsilon" in metrics else ""
+    return f"{strategy} on {metrics['labels']} labels ({task.name}): test {shown}{private}"
 
 
 def _flags(args: argparse.Namespace, names: list[str]) -> dict:
@@ -218,7 +222,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "study":
         names = ["data", "data_dir", "task", "objectives", "strategies", "labels", "seeds", "baselines", "encoder",
                  "pretrain_per_seed", "metric"]
-        config = cfg.resolve_study(file=args.config, flags=_flags(args, names), overrides=args.overrides)
+        flags = _flags(args, names)
+        if args.sweep:
+            key, sep, values = args.sweep.partition("=")
+            if not sep or not key or not values:
+                raise UserError(f"--sweep {args.sweep!r} is not KEY=V1,V2; write it like --sweep privacy.epsilon=1,3,8")
+            flags["sweep"] = {key: values}
+        config = cfg.resolve_study(file=args.config, flags=flags, overrides=args.overrides)
         if args.print_config:
             print(cfg.to_yaml(config), end="")
             return 0

@@ -39,6 +39,59 @@ class TrainSettings(BaseModel):
         "none", description="mixed-precision autocast: none, bf16 (GPU; CPU works but is slow) or fp16 (GPU only)")
 
 
+class PrivacySettings(BaseModel):
+    """``privacy:``: differentially private training (DP-SGD through Opacus) of the rows a stage reads.
+
+    Off unless ``epsilon`` or ``noise_multiplier`` is given. Fine-tuning treats the labeled rows as private;
+    pretraining is private only with ``private_pool=true`` (otherwise the pool is public and costs no ε).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    epsilon: float | None = Field(
+        None, gt=0, description="target ε spent by the end of the run (the noise is chosen to reach it)")
+    noise_multiplier: float | None = Field(
+        None, gt=0, description="noise std / max_grad_norm, instead of a target epsilon")
+    delta: float | None = Field(
+        None, gt=0, lt=1, description="δ; None: 1/N rounded down to a power of ten below it (N: private rows)")
+    max_grad_norm: float = Field(1.0, gt=0, description="per-example gradient clipping norm C")
+    accountant: Literal["prv", "rdp"] = Field("prv", description="Opacus accountant: prv (tighter) or rdp")
+    private_pool: bool = Field(
+        False, description="the pretraining pool is private too: pretraining runs DP-SGD on its objective")
+    changes: list[str] = Field(
+        default_factory=list, description="filled in by the run: what was changed to make the model private")
+
+    @property
+    def enabled(self) -> bool:
+        return self.epsilon is not None or self.noise_multiplier is not None
+
+
+class FederatedSettings(BaseModel):
+    """``federated:``: train over ``clients`` simulated clients with Flower, each running the engine on its shard.
+
+    The training rows (pretraining) or the labeled rows (fine-tuning) are split over the clients, IID or
+    by a Dirichlet(α) draw of each class's share per client (non-IID); every round, the sampled clients
+    train ``local_epochs`` passes over their own rows from the global weights, and FedAvg (or FedProx)
+    averages what they send back. ``noise_multiplier`` adds client-level DP: each client's update is
+    clipped to ``clipping_norm`` and the average gets Gaussian noise (Flower's server-side fixed clipping).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    clients: int = Field(10, ge=1, description="simulated clients the rows are split over")
+    rounds: int = Field(10, ge=1, description="federated rounds")
+    local_epochs: int = Field(1, ge=1, description="passes over its own rows each client makes per round")
+    partition: Literal["iid", "dirichlet"] = Field("iid", description="iid, or dirichlet: class shares ~ Dir(alpha)")
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration: small = each client sees few classes")
+    algorithm: Literal["fedavg", "fedprox"] = Field("fedavg", description="fedavg, or fedprox (proximal term)")
+    proximal_mu: float = Field(0.01, ge=0, description="FedProx's mu: weight of ||w - w_global||^2 / 2")
+    fraction: float = Field(1.0, gt=0, le=1, description="share of the clients sampled each round")
+    noise_multiplier: float | None = Field(
+        None, gt=0, description="client-level DP: noise std / clipping_norm added to the average (None: off)")
+    clipping_norm: float = Field(1.0, gt=0, description="client-level DP: bound on each client's update norm")
+    delta: float | None = Field(None, gt=0, lt=1, description="client-level DP δ; None: below 1/clients")
+
+
 class PretrainConfig(TrainSettings):
     """``warmstart pretrain``: a self-supervised objective on the unlabeled training split."""
 
@@ -50,6 +103,10 @@ class PretrainConfig(TrainSettings):
         1024, ge=0, description="training inputs embedded each epoch for the RankMe/feature-std health checks; 0 = off")
     probe_labels: int = Field(
         0, ge=0, description="labeled training examples used ONLY for the kNN-accuracy health check; 0 = off")
+    privacy: PrivacySettings | None = Field(
+        None, description="DP-SGD settings (privacy.epsilon=3); pretraining is private with privacy.private_pool=true")
+    federated: FederatedSettings | None = Field(
+        None, description="federated pretraining over simulated clients (federated.clients=10); see FederatedSettings")
 
 
 class FinetuneConfig(TrainSettings):
@@ -67,6 +124,10 @@ class FinetuneConfig(TrainSettings):
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
     epochs: int = Field(100, ge=1, description="passes over the labeled examples")
     batch_size: int = Field(64, ge=1, description="labeled examples per step")
+    privacy: PrivacySettings | None = Field(
+        None, description="DP-SGD on the labeled rows (privacy.epsilon=3); see PrivacySettings")
+    federated: FederatedSettings | None = Field(
+        None, description="federated fine-tuning on the clients' labeled rows (federated.clients=10)")
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -165,7 +226,7 @@ def to_yaml(config: BaseModel) -> str:
 
 #: Study settings that choose which cells exist (or how they are ranked, and ``explain``, which only adds to the
 #: report); the rest decide what a cell computes and must not change between runs sharing one directory.
-GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds", "metric", "explain")
+GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds", "metric", "explain", "sweep")
 
 #: Pretrain/finetune settings a study sets itself, per cell, from its own fields.
 STUDY_CONTROLLED = {
@@ -205,18 +266,57 @@ class StudyConfig(BaseModel):
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
     pretrain: dict[str, Any] = Field(default_factory=dict, description="PretrainConfig settings, e.g. epochs")
     finetune: dict[str, Any] = Field(default_factory=dict, description="FinetuneConfig settings, e.g. epochs")
+    sweep: dict[str, list[Any]] = Field(
+        default_factory=dict, description="one fine-tune setting and its values, e.g. {privacy.epsilon: [1, 3, 8]}: "
+        "every fine-tuned cell runs once per value (--sweep privacy.epsilon=1,3,8)")
+
+    def settings(self) -> list[str]:
+        """The sweep's ``key=value`` settings, one per value (``[""]`` without a sweep)."""
+        return [f"{key}={value}" for key, values in self.sweep.items() for value in values] or [""]
     explain: int = Field(16, ge=0, description="test rows the report's Explanations section explains for the "
                          "best pretrained method and scratch at the smallest budget (seed 0); 0: none. Needs "
                          "the explain extra (pip install 'warmstart[explain]'); without it the section is skipped")
 
     def pretrain_config(self, objective: str, seed: int) -> PretrainConfig:
-        return PretrainConfig(**{**self.pretrain, "data": self.data, "data_dir": self.data_dir, "seed": seed,
+        # A pretrain section's privacy settings apply only to a private pool; a public pool trains plainly.
+        section = {k: v for k, v in self.pretrain.items()
+                   if k != "privacy" or (v or {}).get("private_pool")}
+        return PretrainConfig(**{**section, "data": self.data, "data_dir": self.data_dir, "seed": seed,
                                  "objective": objective, "encoder": self.encoder, "encoder_args": self.encoder_args})
 
-    def finetune_config(self, strategy: str, labels: str, seed: int) -> FinetuneConfig:
-        return FinetuneConfig(**{**self.finetune, "data": self.data, "data_dir": self.data_dir, "seed": seed,
+    def finetune_config(self, strategy: str, labels: str, seed: int, setting: str = "") -> FinetuneConfig:
+        values = _merge(self.finetune, parse_overrides([setting]) if setting else {})
+        return FinetuneConfig(**{**values, "data": self.data, "data_dir": self.data_dir, "seed": seed,
                                  "task": self.task, "strategy": strategy, "labels": labels,
                                  "encoder": self.encoder, "encoder_args": self.encoder_args})
+
+
+def _flat_sweep(sweep: Any) -> Any:
+    """``{privacy: {epsilon: [1, 3]}}`` (YAML or ``sweep.privacy.epsilon=[1,3]``) → ``{"privacy.epsilon": [1, 3]}``;
+    checked: one setting, a list of values, a fine-tune setting the study does not set itself."""
+    if not isinstance(sweep, dict):
+        return sweep
+
+    def flatten(node: dict, prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if isinstance(value, dict):
+                out.update(flatten(value, f"{prefix}{key}."))
+            else:
+                out[prefix + key] = (_split_list(value) if isinstance(value, str) else
+                                     value if isinstance(value, list) else [value])
+        return out
+
+    flat = flatten(sweep, "")
+    if len(flat) > 1:
+        raise UserError(f"sweep one setting at a time, got {', '.join(flat)}; run one study per setting")
+    for key, values in flat.items():
+        top = key.split(".")[0]
+        if top in STUDY_CONTROLLED or top not in FinetuneConfig.model_fields:
+            raise UserError(f"sweep {key}: sweep a fine-tune setting the study does not set itself, e.g. "
+                            "sweep.privacy.epsilon=[1,3,8] or sweep.lr=[1e-3,3e-3]")
+        flat[key] = [_parse_value(str(v)) if isinstance(v, str) else v for v in values]
+    return flat
 
 
 def _split_list(value: Any) -> Any:
@@ -301,6 +401,8 @@ def resolve_study(
             values[key] = _split_list(values[key])
             if isinstance(values[key], list):
                 values[key] = [str(v) for v in values[key]]
+    if "sweep" in values:
+        values["sweep"] = _flat_sweep(values["sweep"])
     config = build_config(StudyConfig, flags=values)
     from warmstart.data.splits import LabelBudget  # canonical budget specs: "20" and "count=20" are one cell
 
@@ -324,4 +426,10 @@ def resolve_study(
             where = ".".join(str(p) for p in first["loc"])
             raise UserError(f"setting {stage}.{where}={first.get('input')!r}: {first['msg']}") from err
         setattr(config, stage, {k: v for k, v in resolved.model_dump(mode="json").items() if k in fields})
+    for setting in config.settings():  # every swept value is a valid fine-tune setting
+        try:
+            config.finetune_config("full", config.labels[0], 0, setting)
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise UserError(f"sweep {setting}: {first['msg']}") from err
     return config

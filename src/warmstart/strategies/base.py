@@ -42,6 +42,7 @@ class FinetuneContext:
     unlabeled: np.ndarray
     model: nn.Module
     objective: nn.Module | None = None
+    privacy: Any = None  # a warmstart.privacy.PrivateTraining for DP-SGD runs
 
 
 def labeled_stream(ctx: FinetuneContext, batch_size: int | None = None) -> Stream:
@@ -77,6 +78,8 @@ class Strategy:
     needs_objective = False
     #: The tasks (keys of ``warmstart.tasks.TASKS``) this strategy can train.
     tasks: tuple[str, ...] = ("classify", "regress", "tag", "segment", "detect")
+    #: Why DP-SGD cannot make this strategy private ("": it can; see ``warmstart.privacy``).
+    not_private = ""
 
     def __init__(self, augment: str = "none") -> None:
         if augment not in AUGMENTS:
@@ -92,6 +95,13 @@ class Strategy:
             raise UserError(f"strategy '{name}': augment={self.augment!r} does not apply to {data.modality} data; "
                             "use strategy_args.augment=none")
 
+    def privacy_problem(self) -> str:
+        """Why this strategy, with its options, cannot be trained privately ("" when it can)."""
+        if getattr(self, "head_init", None) == "probe":
+            return ("head_init=probe fits its closed-form head on the labeled rows without noise "
+                    "(give strategy_args.head_init=random)")
+        return self.not_private
+
     def train(self, ctx: FinetuneContext, run_dir=None, resume: bool = False, after_step=None) -> list[dict]:
         """Train ``ctx.model`` in place with the engine; returns its per-epoch metrics."""
         trained = self.setup(ctx)
@@ -99,6 +109,7 @@ class Strategy:
             trained, lambda *batches: self.loss(ctx.model, *batches), self.streams(ctx), self.settings(ctx.config),
             param_groups=self.param_groups(ctx.model), run_dir=run_dir, resume=resume,
             desc=f"finetune {ctx.config.strategy}", config=ctx.config.model_dump(mode="json"), after_step=after_step,
+            privacy=ctx.privacy,
         )
 
     def bind(self, ctx: FinetuneContext) -> None:

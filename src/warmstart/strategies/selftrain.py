@@ -83,6 +83,8 @@ class SelfTrain(Strategy):
 
     #: Soft targets exist for classes, values and tags; masks and boxes would need their own (not built).
     tasks = ("classify", "regress", "tag")
+    not_private = ("its soft targets (label spreading, a probe or a teacher) are fitted on the labeled rows "
+                   "without noise and then taught to the student on every row")
 
     def __init__(
         self, augment: str = "none", temperature: float = 1.0, epochs: int | None = None, batch: int = 256,

@@ -19,6 +19,7 @@ from warmstart.data import DataBundle, load_data
 from warmstart.errors import UserError
 from warmstart.models.build import build_encoder
 from warmstart.objectives import OBJECTIVES
+from warmstart.privacy import refuse
 from warmstart.strategies import STRATEGIES
 from warmstart.tasks import resolve_task
 
@@ -32,10 +33,12 @@ class Cell:
     strategy: str  # the fine-tune strategy, or the baseline's name
     budget: str  # canonical LabelBudget spec, e.g. "count=20"
     seed: int
+    setting: str = ""  # the swept fine-tune setting of this cell, e.g. "privacy.epsilon=3" ("" without a sweep)
 
     @property
     def method(self) -> str:
-        return f"{self.objective}+{self.strategy}" if self.kind == "pretrained" else self.strategy
+        base = f"{self.objective}+{self.strategy}" if self.kind == "pretrained" else self.strategy
+        return f"{base}[{self.setting}]" if self.setting else base
 
     @property
     def key(self) -> str:
@@ -56,10 +59,17 @@ def _check_objectives(config: StudyConfig, data: DataBundle, task) -> None:
     encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train,
                             schema=data.schema)
     task.build_model(encoder, task.info(data))  # the head fits this encoder (dense heads need feature maps)
+    private = config.pretrain.get("privacy") or {}
+    if private and not private.get("private_pool"):
+        raise UserError("pretrain.privacy settings make the pool private: add pretrain.privacy.private_pool=true, or "
+                        "drop them (the pool is then public and fine-tuning alone is private: finetune.privacy...)")
     for objective in config.objectives:
         if data.modality not in OBJECTIVES.get(objective).modalities:
             raise UserError(f"objective '{objective}' does not apply to {data.modality} data; "
                             f"it works on: {', '.join(OBJECTIVES.get(objective).modalities)}")
+        if private:
+            refuse("objective", objective, OBJECTIVES.get(objective).not_private,
+                   "pretrain the private pool with autoencoder, denoising, masked or vae")
         OBJECTIVES.build(objective, encoder, **config.pretrain_config(objective, 0).objective_args)
 
 
@@ -68,6 +78,10 @@ def _check_strategy(config: StudyConfig, name: str, task, data: DataBundle, impl
     try:
         strategy = STRATEGIES.build(name, **args)
         strategy.check(task, data, name)
+        for setting in config.settings():
+            if config.finetune_config(name, config.labels[0], 0, setting).privacy is not None:
+                refuse("strategy", name, strategy.privacy_problem(), "use full, linear or scratch with privacy")
+                refuse("task", task.name, task.not_private, "privacy serves the classify task")
     except UserError as err:
         if implicit:  # the user never named scratch: say why it runs and where its arguments came from
             raise UserError(f"the study always runs scratch as the baseline, with finetune.strategy_args: "
@@ -96,12 +110,14 @@ def plan_study(config: StudyConfig, data: DataBundle | None = None) -> StudyPlan
             random_init.append(name)
     grid = [(budget, seed) for budget in config.labels for seed in range(config.seeds)]
     cells = [Cell("baseline", "none", name, b, s) for name in baselines for b, s in grid]
-    cells += [Cell("scratch", "none", strategy, b, s) for strategy in random_init for b, s in grid]
+    # Every fine-tuned cell runs once per swept setting; the baselines do not read fine-tune settings.
+    settings = config.settings()
+    cells += [Cell("scratch", "none", strategy, b, s, v) for strategy in random_init for v in settings for b, s in grid]
     # Grouped by pretrained encoder, so each is built (or loaded) once and then reused.
     for objective in config.objectives:
         for seed_group in (range(config.seeds) if config.pretrain_per_seed else [None]):
-            cells += [Cell("pretrained", objective, strategy, b, s) for strategy in pretrained for b, s in grid
-                      if seed_group is None or s == seed_group]
+            cells += [Cell("pretrained", objective, strategy, b, s, v) for strategy in pretrained for v in settings
+                      for b, s in grid if seed_group is None or s == seed_group]
     return StudyPlan(config, data, task, cells, sizes, baselines)
 
 

@@ -36,14 +36,16 @@ from warmstart.study.plan import Cell, StudyPlan, open_study_dir, plan_study
 #: Columns before and after the task's metric columns.
 LEADING = ["method", "kind", "objective", "strategy", "budget", "labels", "seed"]
 TRAILING = ["wall_s", "images_per_s", "labeled_hash"]
+#: Columns a study has only when some cell fills them: the swept setting, a private run's spent ε and δ.
+OPTIONAL = ["setting", "epsilon", "delta"]
 #: Columns that measure the machine, not the method: they differ between two runs of one study.
 TIMING_COLUMNS = ("wall_s", "images_per_s")
 EMBEDDING_FILE = "embedding.safetensors"
 PRETRAIN_INFO = "pretrain_info.json"
 
 
-def columns(task) -> list[str]:
-    return [*LEADING, *task.metric_names, *TRAILING]
+def columns(task, rows: list[dict[str, Any]] = ()) -> list[str]:
+    return [*LEADING, *task.metric_names, *TRAILING, *[c for c in OPTIONAL if any(c in r for r in rows)]]
 
 
 def _labeled_hash(labeled: np.ndarray) -> str:
@@ -99,7 +101,9 @@ class StudyRunner:
                 last = result.history[-1] if result.history else {}
                 atomic_write_text(info, json.dumps({
                     "objective": cell.objective, "seed": seed, "wall_s": round(time.perf_counter() - started, 2),
-                    "images_per_s": _throughput(result.history), "final_loss": last.get("loss")}))
+                    "images_per_s": _throughput(result.history), "final_loss": last.get("loss"),
+                    **({"epsilon": result.privacy["epsilon"], "delta": result.privacy["delta"]}
+                       if result.privacy else {})}))
             if not (run_dir / EMBEDDING_FILE).exists():
                 self.save_embedding(result.encoder, run_dir / EMBEDDING_FILE, cell.objective)
             self.objectives[name] = result.objective
@@ -130,7 +134,7 @@ class StudyRunner:
         """Fine-tune ``cell``'s model as the study does (into the run directory ``out`` when given: the
         Explanations section re-runs a cell this way, with the same seed and settings)."""
         objective = self.objective_for(cell) if cell.kind == "pretrained" else None
-        config = self.config.finetune_config(cell.strategy, cell.budget, cell.seed)
+        config = self.config.finetune_config(cell.strategy, cell.budget, cell.seed, cell.setting)
         return finetune(config, out, data=self.data, objective=objective,
                         encoder=objective.encoder if objective is not None else None)
 
@@ -155,12 +159,15 @@ class StudyRunner:
                     "labeled_hash": _labeled_hash(labeled)})
         if "confusion_matrix" in metrics:
             row["confusion_matrix"] = metrics["confusion_matrix"]
+        if cell.setting:
+            row["setting"] = cell.setting
+        row.update({k: metrics[k] for k in ("epsilon", "delta") if k in metrics})
         return row
 
 
 def results_csv(rows: list[dict[str, Any]], task) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, columns(task), extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, columns(task, rows), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()

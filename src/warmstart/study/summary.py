@@ -21,7 +21,7 @@ from warmstart.errors import UserError
 
 KIND_ORDER = {"scratch": 0, "pretrained": 1, "baseline": 2}
 #: results.csv columns that hold text (every other column is a number).
-TEXT_COLUMNS = ("method", "kind", "objective", "strategy", "budget", "labeled_hash")
+TEXT_COLUMNS = ("method", "kind", "objective", "strategy", "budget", "labeled_hash", "setting")
 
 
 @dataclass

@@ -70,6 +70,8 @@ class Task:
     row_features = True
     #: The head can start as a linear probe (``probe_head``; LP-FT's ``head_init=probe``).
     linear_probe = True
+    #: Why DP-SGD cannot train this task privately ("": it can; its loss is a mean of per-example terms).
+    not_private = ""
 
     def higher_is_better_for(self, metric: str) -> bool:
         """The direction of ``metric``, one of ``metric_names`` (a study may rank by any of them)."""

@@ -72,6 +72,8 @@ class InstanceTask(Task):
     default_pseudo = ""
     linear_probe = False
     need_masks = False
+    not_private = ("its loss is normalised over the whole batch (Dice over the batch's pixels, CenterNet over "
+                   "the batch's objects), so one image's gradient is scaled by the others")
 
     def check(self, bundle) -> None:
         check_instances(bundle, self.name, self.need_masks)

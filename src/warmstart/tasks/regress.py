@@ -100,6 +100,8 @@ class Regress(Task):
 
         return Regressor(encoder, len(info["target_names"]))
 
+    not_private = "its target scaling is the labeled targets' mean and std, computed without noise"
+
     def init_model(self, model, bundle, labeled) -> None:
         y = bundle.y_train[labeled].astype(np.float64)
         std = y.std(0) if len(y) > 1 else np.ones(y.shape[1])

@@ -176,6 +176,9 @@ class Tag(Task):
         ids, encodings = encode(bundle.tokenizer, bundle.x_train[index], bundle.max_length)
         return ids, align(encodings, bundle.y_train[index]).reshape(-1)
 
+    not_private = ("its loss averages over the batch's tokens, so one sentence's gradient is scaled by the "
+                   "others' lengths")
+
     def loss(self, output, target, model):
         loss = F.cross_entropy(output, target, ignore_index=IGNORE)
         kept = target != IGNORE
