@@ -79,7 +79,7 @@ def plan_study(config: StudyConfig, data: DataBundle | None = None) -> StudyPlan
     data, task = resolve_task(data, config.task)
     sizes = {spec: task.size(data, spec) for spec in config.labels}
     baselines = task.baselines(data.modality) if config.baselines is None else list(config.baselines)
-    check_baselines(baselines, task.name)
+    check_baselines(baselines, task.name, data.modality)
     _check_objectives(config, data)
     random_init, pretrained = ["scratch"], []
     _check_strategy(config, "scratch", task, data, implicit="scratch" not in config.strategies)

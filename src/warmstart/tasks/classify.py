@@ -144,7 +144,7 @@ class Classify(Task):
 
     def baselines(self, modality: str) -> list[str]:
         # Gradient boosting is what practitioners reach for first on tables.
-        extra = ["hist_gradient_boosting"] if modality == "table" else []
+        extra = {"table": ["hist_gradient_boosting"], "text": ["tfidf_logistic"]}.get(modality, [])
         return ["logistic_regression", "label_spreading", "self_training", *extra]
 
 

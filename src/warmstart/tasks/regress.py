@@ -156,7 +156,7 @@ class Regress(Task):
         return soft
 
     def baselines(self, modality: str) -> list[str]:
-        return ["ridge", "knn_regression", "hist_gradient_boosting"]
+        return ["ridge", "knn_regression", "hist_gradient_boosting", *(["tfidf_ridge"] if modality == "text" else [])]
 
 
 def _is_number(text: str) -> bool:
