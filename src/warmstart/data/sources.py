@@ -234,7 +234,7 @@ SOURCES.register("wordnet")(Source(
     locate=lambda data_dir: (str(p) if (p := _wordnet.locate(data_dir)) else None), missing=_wordnet.MISSING,
 ))
 SOURCES.register("wordnet-tags")(Source(
-    "WordNet example sentences with the synset's lemma BIO-tagged by supersense (token classification)",
+    "WordNet example sentences, the synset's lemma marked and BIO-tagged by its supersense (token classification)",
     _wordnet.load_wordnet_tags, locate=lambda data_dir: (str(p) if (p := _wordnet.locate(data_dir)) else None),
     missing=_wordnet.MISSING,
 ))
