@@ -43,7 +43,7 @@ import torch
 import yaml
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler, normalize
+from sklearn.preprocessing import normalize
 from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 from threadpoolctl import threadpool_limits
 
@@ -59,7 +59,38 @@ from warmstart.config import FinetuneConfig, PretrainConfig  # noqa: E402
 from warmstart.data import DataBundle  # noqa: E402
 from warmstart.data.sources import load_data  # noqa: E402
 from warmstart.data.splits import LabelBudget  # noqa: E402
+from warmstart.probes import LinearProbe  # noqa: E402
+from warmstart.rundir import load_run  # noqa: E402
 from warmstart.evaluate import embed  # noqa: E402
+
+# The files these figures depend on (``make bench-check`` flags the section when one changes).
+MEASURES = [
+    "src/warmstart/engine.py",
+    "src/warmstart/runtime.py",
+    "src/warmstart/pipeline.py",
+    "src/warmstart/models/encoders.py",
+    "src/warmstart/data/bundle.py",
+    "bench/accuracy_recipes.py",
+    "src/warmstart/config.py",
+    "src/warmstart/models/heads.py",
+    "src/warmstart/augment.py",
+    "src/warmstart/evaluate.py",
+    "src/warmstart/health.py",
+    "src/warmstart/data/idx.py",
+    "src/warmstart/data/sources.py",
+    "src/warmstart/data/splits.py",
+    "src/warmstart/strategies/base.py",
+    "src/warmstart/strategies/joint.py",
+    "src/warmstart/strategies/selftrain.py",
+    "src/warmstart/objectives/base.py",
+    "src/warmstart/objectives/autoencoder.py",
+    "src/warmstart/objectives/denoising.py",
+    "src/warmstart/objectives/gan.py",
+    "src/warmstart/objectives/masked.py",
+    "src/warmstart/objectives/simclr.py",
+    "src/warmstart/objectives/ntxent_loss.py",
+    "src/warmstart/objectives/vae.py",
+]
 
 
 def sklearn_rows(data: DataBundle, labeled: np.ndarray, cache: dict) -> dict[str, float]:
@@ -120,10 +151,10 @@ def run_cell(row: str, budget: int, seed: int, data: DataBundle, runs: dict, sta
         z_train, z_test = features(objective, data, runs, state)
         y = np.full(len(z_train), -1)
         y[labeled] = data.y_train[labeled]
-        if strategy == "linear":  # standardised with the pool's statistics: +0.4 to +2 points over raw features
-            scaler = StandardScaler().fit(z_train)
-            z_train, z_test = scaler.transform(z_train), scaler.transform(z_test)
-            model = LogisticRegression(max_iter=3000).fit(z_train[labeled], y[labeled])
+        if strategy == "linear":  # the library's probe, standardised with the pool's statistics
+            probe = LinearProbe("logistic").fit(z_train[labeled], y[labeled], data.num_classes, scale_from=z_train)
+            accuracy = float((probe.predict(z_test) == data.y_test).mean())
+            return {"accuracy": accuracy, "seconds": time.perf_counter() - started, "images_per_s": None}
         else:  # cosine neighbours: the geometry the contrastive loss shapes
             z_train, z_test = normalize(z_train), normalize(z_test)
             with warnings.catch_warnings():
@@ -150,7 +181,7 @@ def run_cell(row: str, budget: int, seed: int, data: DataBundle, runs: dict, sta
 
 def features(objective: str, data: DataBundle, runs: dict, state: dict) -> tuple[np.ndarray, np.ndarray]:
     if ("z", objective) not in state:
-        encoder, _ = pipeline.load_encoder(runs[objective][0])
+        encoder, _ = load_run(runs[objective][0], "encoder")
         z_train, z_test = embed(encoder, data, data.x_train), embed(encoder, data, data.x_test)
         state[("z", objective)] = z_train, z_test
     return state[("z", objective)]
@@ -274,7 +305,7 @@ def main() -> None:
     print("\n" + text + f"\n\nthis invocation: {time.perf_counter() - started:.0f}s")
     if not args.quick:
         flags = [a for a in ("--only " + args.only if args.only else "", "--table" if args.table else "") if a]
-        common.write_section("accuracy", section(text, " ".join(["python bench/accuracy.py", *flags])))
+        common.write_section("accuracy", section(text, " ".join(["python bench/accuracy.py", *flags])), __file__)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -38,6 +37,32 @@ from warmstart.config import FinetuneConfig, PretrainConfig  # noqa: E402
 from warmstart.pipeline import finetune, pretrain  # noqa: E402
 from warmstart.rundir import load_run  # noqa: E402
 from warmstart.tasks import TASKS  # noqa: E402
+
+# The files these figures depend on (``make bench-check`` flags the section when one changes).
+MEASURES = [
+    "src/warmstart/engine.py",
+    "src/warmstart/runtime.py",
+    "src/warmstart/pipeline.py",
+    "src/warmstart/models/encoders.py",
+    "src/warmstart/data/bundle.py",
+    "src/warmstart/config.py",
+    "src/warmstart/text_pipeline.py",
+    "src/warmstart/models/text.py",
+    "src/warmstart/models/heads.py",
+    "src/warmstart/objectives/base.py",
+    "src/warmstart/objectives/mlm.py",
+    "src/warmstart/strategies/base.py",
+    "src/warmstart/evaluate.py",
+    "src/warmstart/data/text.py",
+    "src/warmstart/data/wordnet.py",
+    "src/warmstart/data/splits.py",
+    "src/warmstart/data/ner.py",
+    "src/warmstart/data/sentiment.py",
+    "src/warmstart/baselines.py",
+    "src/warmstart/tasks/tag.py",
+    "src/warmstart/tasks/classify.py",
+    "bench/text_corpora.py",
+]
 
 LABELS = {"baseline": "{baseline} (warmstart.baselines)", "scratch": "transformer, scratch",
           "minilm": "all-MiniLM-L6-v2 (full fine-tune)"}
@@ -240,11 +265,10 @@ def main() -> None:
         machine = (f"{os.cpu_count()} cores ({common.cpu_name()}), shared with other jobs; torch "
                    f"{torch.__version__}, 1 thread")
         common.write_section(corpus.section, f"## Text: {corpus.title}\n\n"
-                             f"`python bench/text_accuracy.py --corpus {args.corpus}` at git revision "
-                             f"{common.git_revision()} — `{corpus.source}`, {describe(corpus)} Mean ± sd (ddof=1) "
-                             f"over seeds. Machine: {machine}; CPU seconds are this process's, wall seconds "
-                             "are inflated by the neighbours.\n\n" + body + "\n\n" + "\n".join(notes)
-                             + (f"\n\n{args.note}" if args.note else ""))
+                             f"`python bench/text_accuracy.py --corpus {args.corpus}` — `{corpus.source}`, "
+                             f"{describe(corpus)} Mean ± sd (ddof=1) over seeds. Machine: {machine}; CPU seconds "
+                             "are this process's, wall seconds are inflated by the neighbours.\n\n" + body
+                             + "\n\n" + "\n".join(notes) + (f"\n\n{args.note}" if args.note else ""), __file__)
 
 
 def corpus_task(corpus: Corpus) -> str:

@@ -39,7 +39,7 @@ def context(task_name: str, name: str, task_runs, epochs: int = 6):
     torch.manual_seed(0)
     spec = objective.encoder.spec
     encoder = build_encoder(spec["encoder"], data.input_shape, spec["encoder_args"], data.modality,
-                            tokenizer=spec.get("tokenizer"))
+                            tokenizer=spec.get("tokenizer"), schema=spec.get("schema"))
     if strategy.load_pretrained:
         encoder.load_state_dict(objective.encoder.state_dict())
     data = data.handler.prepare(data, encoder)
@@ -93,7 +93,8 @@ def test_a_strategy_refuses_a_task_it_does_not_serve(task_runs, tmp_path, monkey
 
     monkeypatch.setitem(STRATEGIES._entries, "classes-only", ClassesOnly)
     data, _ = task_runs["regress"]
-    with pytest.raises(UserError, match="strategy 'classes-only' does not apply to the regress task; it serves classify"):
+    message = "strategy 'classes-only' does not apply to the regress task; it serves classify"
+    with pytest.raises(UserError, match=message):
         pipeline.finetune(FinetuneConfig(strategy="classes-only", epochs=1), tmp_path / "run", data=data)
     assert not (tmp_path / "run").exists()
 

@@ -24,7 +24,8 @@ TASK_HELP = ("what the labels are: classify, regress or tag (default: inferred f
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML file of settings (flags and key=value win over it)")
     parser.add_argument("--data", metavar="SOURCE", help="data: digits, fashion-mnist, mnist, npz:PATH, idx:DIR, "
-                        "folder:DIR, csv:PATH; text: wordnet, wordnet-tags, text:PATH, jsonl:PATH "
+                        "folder:DIR, csv:PATH, parquet:PATH; tables: adult, diamonds, diabetes; text: wordnet, "
+                        "wordnet-tags, text:PATH, jsonl:PATH "
                         "(see `warmstart datasets`)")
     parser.add_argument("--data-dir", metavar="DIR", help="extra directory to look for data files in")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -61,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "examples (labels are never read). Writes config.yaml, metrics.jsonl, "
                          "checkpoint.safetensors and encoder.safetensors to --out.",
                          epilog=EPILOG_OVERRIDES)
-    pre.add_argument("--objective", help="autoencoder, denoising, ...; for text mlm, clm, simcse (default autoencoder)")
-    pre.add_argument("--encoder", help="linear, mlp, cnn, resnet; for text transformer, gpt, hf:DIR (default mlp)")
+    pre.add_argument("--objective", help="autoencoder, denoising, ...; for tables also scarf, vime; for text mlm, "
+                     "clm, simcse (default autoencoder)")
+    pre.add_argument("--encoder", help="linear, mlp, cnn, resnet; for tables tabular; for text transformer, gpt, "
+                     "hf:DIR (default mlp)")
     _common(pre)
 
     fine = sub.add_parser("finetune", help="fine-tune on a label budget (classify, regress or tag) and evaluate",
@@ -108,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "classify logistic_regression,label_spreading,self_training (+hist_gradient_boosting on "
                        "tables, +tfidf_logistic on text); regress ridge,knn_regression,hist_gradient_boosting "
                        "(+tfidf_ridge on text); tag majority_tag)")
-    study.add_argument("--encoder", help="encoder shared by every neural method (default mlp)")
+    study.add_argument("--encoder", help="encoder shared by every neural method (default mlp; tabular for "
+                       "per-column embeddings of a table)")
+    study.add_argument("--metric", help="rank methods by this metric of the task (default its primary: accuracy, "
+                       "rmse; e.g. roc_auc for an imbalanced binary task)")
     study.add_argument("--pretrain-per-seed", action="store_true", default=None,
                        help="pretrain once per objective and seed instead of once per objective")
     study.add_argument("--out", metavar="DIR", help="study directory (rerun with the same --out to continue)")
@@ -189,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
                 print(_finetune_line(config.strategy, result.metrics) + f" -> {result.run_dir}")
     elif args.command == "study":
         names = ["data", "data_dir", "task", "objectives", "strategies", "labels", "seeds", "baselines", "encoder",
-                 "pretrain_per_seed"]
+                 "pretrain_per_seed", "metric"]
         config = cfg.resolve_study(file=args.config, flags=_flags(args, names), overrides=args.overrides)
         if args.print_config:
             print(cfg.to_yaml(config), end="")

@@ -31,7 +31,9 @@ class TrainSettings(BaseModel):
     warmup: float = Field(0.05, ge=0, lt=1, description="fraction of steps with linear LR warm-up")
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = each epoch")
     seed: int = Field(0, ge=0, description="seed for initialisation, data order and augmentation")
-    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default")
+    threads: int = Field(
+        0, ge=0, description="torch CPU threads for the run (and after it, in this process); 0 = auto: "
+        "$OMP_NUM_THREADS if set, else one per core not busy with other processes at the start")
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     amp: Literal["none", "bf16", "fp16"] = Field(
         "none", description="mixed-precision autocast: none, bf16 (GPU; CPU works but is slow) or fp16 (GPU only)")
@@ -161,9 +163,9 @@ def to_yaml(config: BaseModel) -> str:
 
 # --- studies ------------------------------------------------------------------------------------
 
-#: Study settings that choose which cells exist; the rest decide what a cell computes and must not change
-#: between runs sharing one directory.
-GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds")
+#: Study settings that choose which cells exist (or how they are ranked); the rest decide what a cell computes and
+#: must not change between runs sharing one directory.
+GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds", "metric")
 
 #: Pretrain/finetune settings a study sets itself, per cell, from its own fields.
 STUDY_CONTROLLED = {
@@ -195,6 +197,9 @@ class StudyConfig(BaseModel):
         ["count=20", "count=50", "count=100"], min_length=1,
         description="label budgets: a bare N means count=N (balanced); per_class=K, fraction=F also work")
     seeds: int = Field(3, ge=1, description="seeds 0..seeds-1: each draws its own labeled subset and init")
+    metric: str | None = Field(
+        None, description="the metric the report ranks methods by (one of the task's, e.g. roc_auc for an "
+        "imbalanced binary task); None: the task's primary")
     pretrain_per_seed: bool = Field(False, description="pretrain once per objective and seed (else once per objective)")
     encoder: str = Field("mlp", description="encoder architecture shared by every neural method")
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
@@ -263,6 +268,18 @@ def study_values_from_file(raw: dict[str, Any]) -> dict[str, Any]:
     return _merge(values, study)
 
 
+def _shared_to_stages(values: dict[str, Any]) -> dict[str, Any]:
+    """``threads=1`` on a study's command line means both stages' ``threads`` (as in a shared YAML file)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in TrainSettings.model_fields and key not in StudyConfig.model_fields:
+            for stage in ("pretrain", "finetune"):
+                out.setdefault(stage, {})[key] = value
+        else:
+            out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) and key in out else value
+    return out
+
+
 def resolve_study(
     *, file: str | Path | None = None, flags: dict[str, Any] | None = None, overrides: list[str] | None = None,
 ) -> StudyConfig:
@@ -273,7 +290,7 @@ def resolve_study(
     """
     values: dict[str, Any] = study_values_from_file(read_yaml(file)) if file else {}
     values = _merge(values, {k: v for k, v in (flags or {}).items() if v is not None})
-    values = _merge(values, parse_overrides(overrides or []))
+    values = _merge(values, _shared_to_stages(parse_overrides(overrides or [])))
     if isinstance(values.get("baselines"), str) and values["baselines"].strip().lower() == "none":
         values["baselines"] = []  # --baselines none
     for key in ("objectives", "strategies", "baselines", "labels"):

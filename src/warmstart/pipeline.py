@@ -75,7 +75,8 @@ def build_objective(config: PretrainConfig, data: DataBundle) -> Objective:
     if data.modality not in objective_cls.modalities:
         raise UserError(f"objective '{config.objective}' does not apply to {data.modality} data; "
                         f"it works on: {', '.join(objective_cls.modalities)}")
-    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train)
+    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train,
+                            schema=data.schema)
     objective = OBJECTIVES.build(config.objective, encoder, **config.objective_args)
     objective.spec = {"objective": config.objective, "objective_args": dict(config.objective_args)}
     return objective
@@ -152,8 +153,8 @@ def _labeled_rows(task, data: DataBundle, config: FinetuneConfig, labeled) -> tu
 def _starting_encoder(config, strategy: Strategy, data: DataBundle, encoder, objective):
     """The pretrained encoder (and objective, for strategies that keep training it) a fine-tune starts from."""
     if config.pretrained is not None and config.pretrained.startswith("hf:"):
-        raise UserError(f"--from takes a `warmstart pretrain` run directory; {config.pretrained} is a Hugging Face "
-                        f"model: give it as --encoder {config.pretrained} (its weights are the pretrained encoder)")
+        raise UserError(f"--from takes a `warmstart pretrain` run directory and {config.pretrained} is a Hugging Face "
+                        f"model: use --encoder {config.pretrained} instead (its weights are the pretrained encoder)")
     if encoder is None and config.pretrained is not None:
         encoder, _meta = load_run(config.pretrained, "encoder")
     if strategy.needs_objective and objective is None:
@@ -162,8 +163,8 @@ def _starting_encoder(config, strategy: Strategy, data: DataBundle, encoder, obj
                             "pass --from RUN_DIR (a `warmstart pretrain` run)")
         objective, _meta = load_run(config.pretrained, "objective")
         encoder = encoder if encoder is not None else objective.encoder
-    if encoder is not None:
-        check_input_shape(encoder.input_shape, data, "the encoder was pretrained on",
+    if encoder is not None:  # (a table is first re-read in the encoder's column schema)
+        check_input_shape(encoder.input_shape, data.handler.prepare(data, encoder), "the encoder was pretrained on",
                           "pretrain on the same kind of data")
     if encoder is None and strategy.load_pretrained and config.encoder.startswith("hf:"):
         # A Hugging Face model directory's own weights are the pretrained encoder.
@@ -189,6 +190,8 @@ def finetune(
     """
     data = data if data is not None else load_data(config.data, config.data_dir)
     data, task = resolve_task(data, config.task)
+    # The resolved config says what ran: the task and budget chosen by default are written out.
+    config = config.model_copy(update={"task": task.name, "labels": str(task.budget(config.labels))})
     strategy: Strategy = STRATEGIES.build(config.strategy, **config.strategy_args)
     strategy.check(task, data, config.strategy)
     labeled, unlabeled = _labeled_rows(task, data, config, labeled)
@@ -200,7 +203,7 @@ def finetune(
     # so one pretrained encoder can serve many fine-tunes.
     model_encoder = build_encoder(spec["encoder"], data.input_shape, spec["encoder_args"], data.modality,
                                   tokenizer=spec.get("tokenizer"), corpus=data.x_train,
-                                  weights=strategy.load_pretrained)
+                                  weights=strategy.load_pretrained, schema=spec.get("schema") or data.schema)
     if strategy.load_pretrained:
         model_encoder.load_state_dict(encoder.state_dict())
     data = data.handler.prepare(data, model_encoder)
@@ -230,6 +233,7 @@ def evaluate(model_dir: str | Path, data: str | DataBundle, data_dir: str | None
     task = TASKS.get(meta.get("task", "classify"))
     bundle = data if isinstance(data, DataBundle) else load_data(data, data_dir)
     bundle, _ = resolve_task(bundle, task.name)
+    bundle = bundle.handler.prepare(bundle, model.encoder)  # a table is re-read in the model's column schema
     check_input_shape(meta["input_shape"], bundle, f"the model in {model_dir} expects",
                       "evaluate on the data it was trained for")
     known, given = task.info(bundle), {k: meta.get(k) for k in task.info(bundle)}

@@ -4,3 +4,4 @@ from warmstart.models.heads import Classifier, Decoder, Regressor
 from warmstart.models import text as _text  # noqa: E402,F401  registers transformer, gpt
 
 __all__ = ["ENCODERS", "Encoder", "Classifier", "Decoder", "Regressor"]
+from warmstart.models import tabular as _tabular  # noqa: E402,F401  registers tabular

@@ -6,9 +6,11 @@ from warmstart.objectives.denoising import DenoisingAutoencoder
 from warmstart.objectives.gan import GAN
 from warmstart.objectives.masked import MaskedAutoencoder
 from warmstart.objectives.mlm import MaskedLM
+from warmstart.objectives.scarf import SCARF
 from warmstart.objectives.simclr import SimCLR
 from warmstart.objectives.simcse import SimCSE
 from warmstart.objectives.vae import VAE
+from warmstart.objectives.vime import VIME
 from warmstart.registry import Registry
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")
@@ -22,5 +24,7 @@ OBJECTIVES.register("vae")(VAE)
 OBJECTIVES.register("mlm")(MaskedLM)
 OBJECTIVES.register("clm")(CausalLM)
 OBJECTIVES.register("simcse")(SimCSE)
+OBJECTIVES.register("scarf")(SCARF)
+OBJECTIVES.register("vime")(VIME)
 
 __all__ = ["OBJECTIVES", "Objective"]

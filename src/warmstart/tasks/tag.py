@@ -142,7 +142,8 @@ class Tag(Task):
                 if not len(words):
                     raise UserError(f"{bundle.name}: {split} row {i} is an empty sentence (no words); drop it")
                 if len(tags) and (tags.min() < 0 or tags.max() >= n_tags):
-                    raise UserError(f"{bundle.name}: {split} row {i} has tag id {int(tags.max())} outside 0..{n_tags - 1} "
+                    raise UserError(f"{bundle.name}: {split} row {i} has tag id {int(tags.max())} outside "
+                                    f"0..{n_tags - 1} "
                                     f"(O, then B-/I- of {len(bundle.class_names)} entity types)")
                 rows.append(tags.astype(np.int64))
             setattr(bundle, f"y_{split}", _objects(rows))
