@@ -46,7 +46,6 @@ MEASURES = [
     "src/warmstart/models/encoders.py",
     "src/warmstart/data/bundle.py",
     "src/warmstart/config.py",
-    "src/warmstart/text_pipeline.py",
     "src/warmstart/models/text.py",
     "src/warmstart/models/heads.py",
     "src/warmstart/objectives/base.py",
