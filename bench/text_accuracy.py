@@ -228,7 +228,7 @@ def choice_lines(corpus: Corpus, methods: list[str], out: Path, higher: bool) ->
             scores = ", ".join(f"lr {lr:g}: {v:.3f}" for lr, v in means.items())
             parts.append(f"{n} labels ({scores}; seeds {seeds}) → {chosen:g}")
         if parts:
-            lines.append(f"- `{method}`: " + "; ".join(parts))
+            lines.append(f"- `{method}`, validation {corpus.metrics[0]} per lr: " + "; ".join(parts))
     return lines
 
 
