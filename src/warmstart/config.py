@@ -163,9 +163,9 @@ def to_yaml(config: BaseModel) -> str:
 
 # --- studies ------------------------------------------------------------------------------------
 
-#: Study settings that choose which cells exist (or how they are ranked); the rest decide what a cell computes and
-#: must not change between runs sharing one directory.
-GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds", "metric")
+#: Study settings that choose which cells exist (or how they are ranked, and ``explain``, which only adds to the
+#: report); the rest decide what a cell computes and must not change between runs sharing one directory.
+GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds", "metric", "explain")
 
 #: Pretrain/finetune settings a study sets itself, per cell, from its own fields.
 STUDY_CONTROLLED = {
@@ -205,6 +205,9 @@ class StudyConfig(BaseModel):
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
     pretrain: dict[str, Any] = Field(default_factory=dict, description="PretrainConfig settings, e.g. epochs")
     finetune: dict[str, Any] = Field(default_factory=dict, description="FinetuneConfig settings, e.g. epochs")
+    explain: int = Field(16, ge=0, description="test rows the report's Explanations section explains for the "
+                         "best pretrained method and scratch at the smallest budget (seed 0); 0: none. Needs "
+                         "the explain extra (pip install 'warmstart[explain]'); without it the section is skipped")
 
     def pretrain_config(self, objective: str, seed: int) -> PretrainConfig:
         return PretrainConfig(**{**self.pretrain, "data": self.data, "data_dir": self.data_dir, "seed": seed,

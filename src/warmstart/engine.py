@@ -155,7 +155,8 @@ def fit(
             sums = runtime.mean_over_ranks(sums)  # the global batch's mean, as one process would log it
             count = float(sums.pop("_steps"))
             record.update({k: float(v) / count for k, v in sums.items()})
-            record.update({"seconds": round(seconds, 3), "examples_per_s": round(images / max(seconds, 1e-9), 1)})
+            record.update({"seconds": round(seconds, 3), "examples_per_s": round(images / max(seconds, 1e-9), 1),
+                           "threads": torch.get_num_threads()})  # what threads=0 (auto) chose: rerun with it
             if on_epoch_end is not None:
                 record.update(on_epoch_end(epoch))
                 model.train()
