@@ -46,6 +46,10 @@ class BaselineData:
 class Baseline:
     fit_predict: Callable[[BaselineData], np.ndarray]  # its docstring is what the report quotes
     tasks: tuple[str, ...]
+    #: "features": the task's baseline inputs (flat features for most tasks); "rows": the training and test
+    #: rows as stored (documents, for a baseline that builds its own text features).
+    inputs: str = "features"
+    modalities: tuple[str, ...] | None = None  # None: any
 
 
 BASELINES: Registry[Baseline] = Registry("baseline")
@@ -55,21 +59,33 @@ BASELINES: Registry[Baseline] = Registry("baseline")
 KNN_DIMS = 50
 
 
-def register(name: str, *tasks: str):
+def register(name: str, *tasks: str, inputs: str = "features", modalities: tuple[str, ...] | None = None):
     def add(fn: Callable[[BaselineData], np.ndarray]) -> Callable[[BaselineData], np.ndarray]:
-        BASELINES.register(name)(Baseline(fn, tasks))
+        BASELINES.register(name)(Baseline(fn, tasks, inputs, modalities))
         return fn
     return add
 
 
-def check_baselines(names: list[str], task: str) -> None:
-    """Refuse, in one line, a baseline that does not serve ``task``."""
+def check_baselines(names: list[str], task: str, modality: str | None = None) -> None:
+    """Refuse, in one line, a baseline that does not serve ``task`` (or ``modality``, when given)."""
+    def serves(baseline: Baseline) -> bool:
+        return task in baseline.tasks and (modality is None or baseline.modalities is None
+                                           or modality in baseline.modalities)
+
     for name in names:
         baseline = BASELINES.get(name)
-        if task not in baseline.tasks:
-            serving = [n for n in BASELINES if task in BASELINES.get(n).tasks]
-            raise UserError(f"baseline '{name}' does not apply to the {task} task; for {task} use: "
+        if not serves(baseline):
+            serving = [n for n in BASELINES if serves(BASELINES.get(n))]
+            what = f"the {task} task" + (f" on {modality} data" if modality else "")
+            raise UserError(f"baseline '{name}' does not apply to {what}; there use: "
                             f"{', '.join(serving) or 'none'} (or --baselines none)")
+
+
+def baseline_inputs(name: str, task, bundle) -> tuple[np.ndarray, np.ndarray]:
+    """What baseline ``name`` reads from ``bundle``: the task's baseline inputs, or the stored rows."""
+    if BASELINES.get(name).inputs == "rows":
+        return bundle.x_train, bundle.x_test
+    return task.baseline_inputs(bundle)
 
 
 def _proba(model, x: np.ndarray) -> np.ndarray:
@@ -184,3 +200,36 @@ def majority_tag(d: BaselineData) -> np.ndarray:
                 tags[j] -= 1
         out[r] = tags
     return out
+
+
+#: The TF-IDF + logistic regression recipe: word 1-2-grams, sublinear term frequency, words seen at least
+#: twice, and a fixed inverse regularisation C (a priori, not tuned on any test split).
+TFIDF_C = 10.0
+
+
+def _tfidf(d: BaselineData):
+    """Sparse TF-IDF ``(train, test)`` matrices; vocabulary and IDF are fit on every training document."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from warmstart.data.text import as_text
+
+    vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
+    train = vectorizer.fit_transform([as_text(doc) for doc in d.x_train])
+    return train, vectorizer.transform([as_text(doc) for doc in d.x_test])
+
+
+@register("tfidf_logistic", "classify", inputs="rows", modalities=("text",))
+def tfidf_logistic(d: BaselineData) -> np.ndarray:
+    """Sparse TF-IDF of word 1-2-grams (sublinear tf, min_df 2; vocabulary and IDF fit on every training
+    document, labels unused) + L2 logistic regression (C = 10) on the labeled rows: the classical text peer."""
+    train, test = _tfidf(d)
+    model = LogisticRegression(C=TFIDF_C, max_iter=3000)
+    return model.fit(train[d.labeled], d.y_train[d.labeled]).predict(test)
+
+
+@register("tfidf_ridge", "regress", inputs="rows", modalities=("text",))
+def tfidf_ridge(d: BaselineData) -> np.ndarray:
+    """The same sparse TF-IDF + ridge regression, the penalty chosen by leave-one-out on the labeled rows."""
+    train, test = _tfidf(d)
+    model = RidgeCV(alphas=np.logspace(-3, 4, 15))
+    return model.fit(train[d.labeled], d.y_train[d.labeled]).predict(test).reshape(test.shape[0], -1)

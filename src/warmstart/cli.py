@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--seeds", type=int, metavar="S", help="seeds 0..S-1 per budget (default 3)")
     study.add_argument("--baselines", metavar="A,B", help="scikit-learn baselines, or none (default: the task's: "
                        "classify logistic_regression,label_spreading,self_training (+hist_gradient_boosting on "
-                       "tables); regress ridge,knn_regression,hist_gradient_boosting; tag majority_tag)")
+                       "tables, +tfidf_logistic on text); regress ridge,knn_regression,hist_gradient_boosting "
+                       "(+tfidf_ridge on text); tag majority_tag)")
     study.add_argument("--encoder", help="encoder shared by every neural method (default mlp; tabular for "
                        "per-column embeddings of a table)")
     study.add_argument("--metric", help="rank methods by this metric of the task (default its primary: accuracy, "

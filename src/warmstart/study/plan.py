@@ -99,7 +99,7 @@ def plan_study(config: StudyConfig, data: DataBundle | None = None) -> StudyPlan
         raise UserError(f"metric '{config.metric}' is not one of the {task.name} task's: "
                         f"{', '.join(task.metric_names)}")
     baselines = task.baselines(data.modality) if config.baselines is None else list(config.baselines)
-    check_baselines(baselines, task.name)
+    check_baselines(baselines, task.name, data.modality)
     _check_objectives(config, data, task)
     random_init, pretrained = ["scratch"], []
     _check_strategy(config, "scratch", task, data, implicit="scratch" not in config.strategies)

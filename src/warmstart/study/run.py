@@ -26,7 +26,7 @@ import torch
 from sklearn.decomposition import PCA
 from tqdm.auto import tqdm
 
-from warmstart.baselines import BASELINES, BaselineData
+from warmstart.baselines import BASELINES, BaselineData, baseline_inputs
 from warmstart.checkpoint import atomic_write_text, save_tensors
 from warmstart.config import StudyConfig, to_yaml
 from warmstart.evaluate import embed
@@ -80,7 +80,7 @@ class StudyRunner:
         self.plan, self.out, self.config, self.data, self.echo = plan, out, plan.config, plan.data, echo
         self.task = plan.task
         self.objectives: dict[str, torch.nn.Module] = {}  # pretrained objectives (encoder + heads) by run name
-        self._inputs: tuple[np.ndarray, np.ndarray] | None = None
+        self._inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # baseline input kind -> (train, test)
 
     def pretrain_name(self, cell: Cell) -> tuple[str, int]:
         if self.config.pretrain_per_seed:
@@ -120,9 +120,10 @@ class StudyRunner:
             "class_names": names, "coloured_by": self.data.target_names[0] if self.task.name == "regress" else ""})
 
     def run_baseline(self, cell: Cell) -> tuple[dict, np.ndarray, float]:
-        if self._inputs is None:
-            self._inputs = self.task.baseline_inputs(self.data)
-        x_train, x_test = self._inputs
+        kind = BASELINES.get(cell.strategy).inputs
+        if kind not in self._inputs:
+            self._inputs[kind] = baseline_inputs(cell.strategy, self.task, self.data)
+        x_train, x_test = self._inputs[kind]
         labeled, _ = self.task.split(self.data, cell.budget, cell.seed)
         started = time.perf_counter()
         predicted = BASELINES.get(cell.strategy).fit_predict(

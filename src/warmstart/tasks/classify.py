@@ -194,8 +194,9 @@ class Classify(Task):
 
     def baselines(self, modality: str) -> list[str]:
         # Gradient boosting is what practitioners reach for first on tables; k-NN is the other classical bar.
-        extra = (["hist_gradient_boosting", "self_training_gradient_boosting", "knn_classification"]
-                 if modality == "table" else [])
+        # On text, sparse TF-IDF + logistic regression is the classical peer.
+        extra = {"table": ["hist_gradient_boosting", "self_training_gradient_boosting", "knn_classification"],
+                 "text": ["tfidf_logistic"]}.get(modality, [])
         return ["logistic_regression", "label_spreading", "self_training", *extra]
 
 

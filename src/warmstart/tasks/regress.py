@@ -173,7 +173,7 @@ class Regress(Task):
         return [Explained(score, f"{name} {p:.4g}", f"{float(np.ravel(t)[0]):.4g}") for p, t in zip(predicted, y)]
 
     def baselines(self, modality: str) -> list[str]:
-        return ["ridge", "knn_regression", "hist_gradient_boosting"]
+        return ["ridge", "knn_regression", "hist_gradient_boosting", *(["tfidf_ridge"] if modality == "text" else [])]
 
 
 def _is_number(text: str) -> bool:

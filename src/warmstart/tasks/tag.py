@@ -147,6 +147,8 @@ class Tag(Task):
                 if not isinstance(words, (tuple, list)) or tags.ndim != 1 or len(tags) != len(words):
                     raise UserError(f"{bundle.name}: {split} row {i} is not a word sequence with one tag per word; "
                                     "give (words, tags) rows")
+                if not len(words):
+                    raise UserError(f"{bundle.name}: {split} row {i} is an empty sentence (no words); drop it")
                 if len(tags) and (tags.min() < 0 or tags.max() >= n_tags):
                     raise UserError(f"{bundle.name}: {split} row {i} has tag id {int(tags.max())} outside "
                                     f"0..{n_tags - 1} "
@@ -156,8 +158,8 @@ class Tag(Task):
 
     def adopt(self, bundle):
         raise UserError(f"--task tag needs word sequences with one BIO tag per word (a tagging source such as "
-                        f"wordnet-tags); {bundle.name} holds {bundle.modality} data with {bundle.task} targets; "
-                        "drop --task to use the inferred task")
+                        f"wnut16, wordnet-tags or conll:PATH); {bundle.name} holds {bundle.modality} data with "
+                        f"{bundle.task} targets; drop --task to use the inferred task")
 
     def strata(self, bundle, size):
         """Sentences are stratified by the type of their first entity (or "no entity")."""
