@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -33,6 +33,7 @@ class BaselineData:
     labeled: np.ndarray
     x_test: np.ndarray
     seed: int
+    groups: dict[str, np.ndarray] = field(default_factory=dict)  # named column groups (``Modality.feature_groups``)
 
     def semi_supervised_labels(self) -> np.ndarray:
         """``y`` with -1 on unlabeled rows (the ``sklearn.semi_supervised`` convention)."""
@@ -157,3 +158,7 @@ def majority_tag(d: BaselineData) -> np.ndarray:
                 tags[j] -= 1
         out[r] = tags
     return out
+
+
+# Recommender baselines (most-popular, implicit's ALS/BPR, biases, biased MF, side/history logistic regression).
+from warmstart import recsys_baselines as _recsys  # noqa: E402,F401 (registers)

@@ -35,14 +35,20 @@ class Source:
     takes_path: bool = False
     locate: Callable[[str | None], str | None] | None = None  # where it is on this machine
     missing: str = ""  # what `warmstart datasets` says when ``locate`` finds nothing
+    takes_options: bool = False  # a named source written ``name?key=value&...`` (``load`` gets "?key=value&...")
 
 
 SOURCES: Registry[Source] = Registry("data source")
 
 
 def load_data(spec: str, data_dir: str | None = None) -> DataBundle:
-    """Resolve ``spec`` (a source name or ``kind:PATH``) and load it."""
-    kind, sep, path = spec.partition(":")
+    """Resolve ``spec`` (a source name, ``name?key=value``, or ``kind:PATH``) and load it."""
+    kind, asks, query = spec.partition("?")
+    if ":" in kind or not asks:  # kind:PATH[?options] (the options belong to the path), or a bare name
+        kind, sep, path = spec.partition(":")
+        asks = ""
+    else:  # name?options, whose values may hold ':' (target=user:gender)
+        sep, path = "", ""
     if kind not in SOURCES:
         hint = closest(kind, SOURCES) or _path_hint(spec)
         raise UserError(f"unknown data source '{spec}'{hint}; choose one of: {', '.join(_display_names())}")
@@ -51,7 +57,9 @@ def load_data(spec: str, data_dir: str | None = None) -> DataBundle:
         raise UserError(f"data source '{kind}' needs a path; write it as {kind}:PATH")
     if not source.takes_path and sep:
         raise UserError(f"data source '{kind}' takes no path; write just '{kind}' (use --data-dir for its location)")
-    return source.load(path or None, data_dir)
+    if asks and not source.takes_options:
+        raise UserError(f"data source '{kind}' takes no ?options; write just '{kind}'")
+    return source.load(f"?{query}" if asks else (path or None), data_dir)
 
 
 def describe_sources(data_dir: str | None = None) -> list[dict]:
@@ -208,8 +216,9 @@ SOURCES.register("npz")(Source("NumPy .npz with x_train, y_train [, x_test, y_te
 SOURCES.register("idx")(Source("folder with the 4 MNIST-style IDX files (optionally .gz)", _load_idx, True))
 SOURCES.register("folder")(Source("class subfolders of images, optionally under train/ and test/", load_folder, True))
 SOURCES.register("csv")(Source("CSV of numeric features and a target column (?target=COL[,COL]; default "
-                               "'label', else the last column; real values: regress), or of a 'text' column "
-                               "(?text=COL&label=COL)", load_csv, True))
+                               "'label', else the last column; real values: regress), of a 'text' column "
+                               "(?text=COL&label=COL), or an interaction log (?user=COL&item=COL[&rating=COL])",
+                               load_csv, True))
 
 # Tables (data/tables.py); diamonds comes from a PyPI package's files (data/packages.py).
 from warmstart.data import packages as _packages, tables as _tables  # noqa: E402
@@ -238,3 +247,13 @@ SOURCES.register("wordnet-tags")(Source(
     _wordnet.load_wordnet_tags, locate=lambda data_dir: (str(p) if (p := _wordnet.locate(data_dir)) else None),
     missing=_wordnet.MISSING,
 ))
+
+# Interactions (data/interaction_sources.py); MovieLens-100k comes from the recbole wheel's files.
+from warmstart.data import interaction_sources as _interactions  # noqa: E402
+
+SOURCES.register("movielens-100k")(Source(
+    "100,000 ratings by 943 users of 1,682 movies, user and movie side tables (interactions: rank, rate; "
+    "?target=user:gender|user:age|user:occupation|item:genre for a downstream task; ?split=, ?holdout=, ?min_rating=)",
+    _interactions.load_movielens, takes_options=True,
+    locate=lambda data_dir: (str(p) if (p := _packages.locate("movielens-100k", data_dir)) else None),
+    missing=_packages.missing_message("movielens-100k")))

@@ -29,6 +29,12 @@ class Encoder(nn.Module):
         self.input_shape = tuple(input_shape)
         self.input_size = math.prod(self.input_shape)
 
+    @classmethod
+    def data_args(cls, corpus) -> dict:
+        """Options the data fixes (the embedding encoder's table sizes, from the modality's ``corpus``); they are
+        merged under the user's options when the encoder is first built and kept in its spec."""
+        return {}
+
 
 def _norm1d(kind: str, width: int) -> nn.Module:
     return nn.BatchNorm1d(width) if kind == "batch" else nn.GroupNorm(min(8, width), width)

@@ -1,13 +1,16 @@
 """Self-supervised objectives. Adding one: a new file with an ``Objective`` subclass and one line below."""
 from warmstart.objectives.autoencoder import Autoencoder
 from warmstart.objectives.base import Objective
+from warmstart.objectives.bpr import BPR
 from warmstart.objectives.clm import CausalLM
 from warmstart.objectives.denoising import DenoisingAutoencoder
 from warmstart.objectives.gan import GAN
+from warmstart.objectives.lightgcn import LightGCN
 from warmstart.objectives.masked import MaskedAutoencoder
 from warmstart.objectives.mlm import MaskedLM
 from warmstart.objectives.simclr import SimCLR
 from warmstart.objectives.simcse import SimCSE
+from warmstart.objectives.simgcl import SimGCL
 from warmstart.objectives.vae import VAE
 from warmstart.registry import Registry
 
@@ -22,5 +25,8 @@ OBJECTIVES.register("vae")(VAE)
 OBJECTIVES.register("mlm")(MaskedLM)
 OBJECTIVES.register("clm")(CausalLM)
 OBJECTIVES.register("simcse")(SimCSE)
+OBJECTIVES.register("bpr")(BPR)
+OBJECTIVES.register("lightgcn")(LightGCN)
+OBJECTIVES.register("simgcl")(SimGCL)
 
 __all__ = ["OBJECTIVES", "Objective"]

@@ -75,7 +75,7 @@ class Strategy:
     #: Needs the pretraining objective with its heads (saved by `pretrain` as objective.safetensors).
     needs_objective = False
     #: The tasks (keys of ``warmstart.tasks.TASKS``) this strategy can train.
-    tasks: tuple[str, ...] = ("classify", "regress", "tag")
+    tasks: tuple[str, ...] = ("classify", "regress", "tag", "rank", "rate")
 
     def __init__(self, augment: str = "none") -> None:
         if augment not in AUGMENTS:

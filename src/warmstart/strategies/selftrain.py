@@ -81,6 +81,9 @@ class SelfTrain(Strategy):
     epoch, uses every unlabeled image (not just confident ones) and never feeds its own errors back.
     """
 
+    #: Every task with soft targets (``rank`` has none: its "labels" are the interactions themselves).
+    tasks = ("classify", "regress", "tag", "rate")
+
     def __init__(
         self, augment: str = "none", temperature: float = 1.0, epochs: int | None = None, batch: int = 256,
         layer_decay: float | None = None, targets: str | None = None, neighbors: int = 10, graph: str = "teacher",

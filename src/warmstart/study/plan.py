@@ -53,7 +53,8 @@ class StudyPlan:
 
 
 def _check_objectives(config: StudyConfig, data: DataBundle) -> None:
-    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train)
+    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality,
+                            corpus=data.handler.corpus(data))
     for objective in config.objectives:
         if data.modality not in OBJECTIVES.get(objective).modalities:
             raise UserError(f"objective '{objective}' does not apply to {data.modality} data; "

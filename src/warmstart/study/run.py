@@ -117,7 +117,8 @@ class StudyRunner:
         labeled, _ = self.task.split(self.data, cell.budget, cell.seed)
         started = time.perf_counter()
         predicted = BASELINES.get(cell.strategy).fit_predict(
-            BaselineData(x_train, self.data.y_train, labeled, x_test, cell.seed))
+            BaselineData(x_train, self.data.y_train, labeled, x_test, cell.seed,
+                         self.data.handler.feature_groups(self.data)))
         speed = round(len(x_train) / max(time.perf_counter() - started, 1e-9), 1)
         return self.task.metrics(self.data, self.data.y_test, predicted), labeled, speed
 

@@ -144,7 +144,9 @@ class Classify(Task):
 
     def baselines(self, modality: str) -> list[str]:
         # Gradient boosting is what practitioners reach for first on tables.
-        extra = ["hist_gradient_boosting"] if modality == "table" else []
+        # Users and items: logistic regression on their side features alone and on their history alone too.
+        extra = {"table": ["hist_gradient_boosting"], "interactions": ["side_logistic", "history_logistic"]}
+        extra = extra.get(modality, [])
         return ["logistic_regression", "label_spreading", "self_training", *extra]
 
 
