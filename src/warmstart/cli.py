@@ -17,14 +17,15 @@ EPILOG_OVERRIDES = (
 )
 
 
-TASK_HELP = ("what the labels are: classify, regress or tag (default: inferred from the data, e.g. real-valued "
-             "targets with many distinct values are regress)")
+TASK_HELP = ("what the labels are: classify, regress, tag, rank or rate (default: inferred from the data, e.g. "
+             "real-valued targets with many distinct values are regress, an interaction log is rank)")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML file of settings (flags and key=value win over it)")
     parser.add_argument("--data", metavar="SOURCE", help="data: digits, fashion-mnist, mnist, npz:PATH, idx:DIR, "
-                        "folder:DIR, csv:PATH; text: wordnet, wordnet-tags, text:PATH, jsonl:PATH "
+                        "folder:DIR, csv:PATH; text: wordnet, wordnet-tags, text:PATH, jsonl:PATH; interactions: "
+                        "movielens-100k, csv:PATH?user=COL&item=COL "
                         "(see `warmstart datasets`)")
     parser.add_argument("--data-dir", metavar="DIR", help="extra directory to look for data files in")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -61,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "examples (labels are never read). Writes config.yaml, metrics.jsonl, "
                          "checkpoint.safetensors and encoder.safetensors to --out.",
                          epilog=EPILOG_OVERRIDES)
-    pre.add_argument("--objective", help="autoencoder, denoising, ...; for text mlm, clm, simcse (default autoencoder)")
-    pre.add_argument("--encoder", help="linear, mlp, cnn, resnet; for text transformer, gpt, hf:DIR (default mlp)")
+    pre.add_argument("--objective", help="autoencoder, denoising, ...; for text mlm, clm, simcse; for interactions bpr, "
+                     "lightgcn, simgcl (default autoencoder)")
+    pre.add_argument("--encoder", help="linear, mlp, cnn, resnet; for text transformer, gpt, hf:DIR; for interactions "
+                     "embedding (default mlp)")
     _common(pre)
 
     fine = sub.add_parser("finetune", help="fine-tune on a label budget (classify, regress or tag) and evaluate",
