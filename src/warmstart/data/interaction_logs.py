@@ -116,7 +116,7 @@ def check_log(name: str, log: Log, options: dict) -> Log:
     if how == "error":
         pair = int(np.flatnonzero(counts > 1)[0])
         lines = log.lines[inverse == pair][:2]
-        raise UserError(f"{name}: user {log.users[first[pair]]!r} and item {log.items[first[pair]]!r} appear together on "
+        raise UserError(f"{name}: user {str(log.users[first[pair]])!r} and item {str(log.items[first[pair]])!r} appear together on "
                         f"lines {lines[0]} and {lines[1]}; give one row per pair, or aggregate with ?duplicates=last "
                         "(keep the latest) or ?duplicates=mean (average the ratings)")
     order = np.lexsort(((log.times if log.times is not None else log.lines), inverse))
@@ -291,7 +291,8 @@ def _refuse_empty_users(name: str, user_ids, user_index, parts, options) -> None
     held_out = np.bincount(user_index[parts > 0], minlength=len(user_ids)) > 0
     empty = np.flatnonzero(held_out & ~in_train)
     if len(empty):
-        raise UserError(f"{name}: user {user_ids[empty[0]]!r} (and {len(empty) - 1} more) has no training interaction "
+        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+        raise UserError(f"{name}: user {str(user_ids[empty[0]])!r}{more} has no training interaction "
                         f"after split={options.get('split', 'user')}; use split=user (at least one training "
                         "interaction per user) or drop small users with ?min_user=N")
 

@@ -59,12 +59,12 @@ def _throughput(history: list[dict[str, Any]]) -> float:
 def colour_values(task, data) -> tuple[np.ndarray, list[str]]:
     """What a test embedding map is coloured by: the class, the first target's value, or a tagged
     sentence's first entity type; and the class names (empty for a continuous value)."""
-    if task.name == "regress":
-        return data.y_test[:, 0].astype(np.float32), []
     if task.name == "classify":
         return data.y_test.astype(np.float32), list(data.class_names)
-    first = [int((t[t > 0][0] - 1) // 2) if (t > 0).any() else data.num_classes for t in data.y_test]
-    return np.array(first, np.float32), [*data.class_names, "(no entity)"]
+    if task.name == "tag":
+        first = [int((t[t > 0][0] - 1) // 2) if (t > 0).any() else data.num_classes for t in data.y_test]
+        return np.array(first, np.float32), [*data.class_names, "(no entity)"]
+    return np.asarray(data.y_test, np.float32).reshape(len(data.y_test), -1)[:, 0], []  # regress, rate, rank
 
 
 class StudyRunner:
@@ -108,7 +108,7 @@ class StudyRunner:
         values, names = colour_values(self.task, self.data)
         save_tensors(path, {"xy": torch.from_numpy(xy), "y": torch.from_numpy(values)}, {
             "objective": objective, "explained_variance": pca.explained_variance_ratio_.round(4).tolist(),
-            "class_names": names, "coloured_by": self.data.target_names[0] if self.task.name == "regress" else ""})
+            "class_names": names, "coloured_by": self.data.target_names[0] if not names and self.data.target_names else ""})
 
     def run_baseline(self, cell: Cell) -> tuple[dict, np.ndarray, float]:
         if self._inputs is None:
