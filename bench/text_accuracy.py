@@ -29,7 +29,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub: MiniLM 
 
 from warmstart.config import FinetuneConfig, PretrainConfig  # noqa: E402
 from warmstart.data import DataBundle, LabelBudget, load_data  # noqa: E402
-from warmstart.pipeline import finetune, load_encoder, pretrain  # noqa: E402
+from warmstart.pipeline import finetune, pretrain  # noqa: E402
+from warmstart.rundir import load_run  # noqa: E402
 
 METHODS = ("tfidf", "scratch", "mlm", "minilm")
 LABELS = {"tfidf": "TF-IDF + logistic regression", "scratch": "transformer, scratch",
@@ -76,7 +77,7 @@ def run_tfidf(data: DataBundle, labeled: np.ndarray) -> dict:
 def pretrained_encoder(data: DataBundle, out: Path, cfg: dict):
     run = out / "pretrain-mlm"
     if (run / "encoder.safetensors").exists():
-        return load_encoder(run)[0], json.loads((run / "bench_pretrain.json").read_text())
+        return load_run(run, "encoder")[0], json.loads((run / "bench_pretrain.json").read_text())
     corpus = data if cfg["pretrain_rows"] is None else DataBundle(
         "wordnet", data.x_train[:cfg["pretrain_rows"]], data.y_train[:cfg["pretrain_rows"]], data.x_test,
         data.y_test, "text", data.class_names)

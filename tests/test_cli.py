@@ -96,6 +96,8 @@ def bad_inputs(tmp: "Path") -> dict[str, tuple[list[str], str]]:  # noqa: F821
         "unknown strategy": (fine + ["--data", "digits", "--strategy", "ful"], "did you mean 'full'"),
         "unknown source": (pre + ["--data", "fashion_mnist"], "did you mean 'fashion-mnist'"),
         "image encoder on a table": (pre + ["--data", _npz(tmp / "tab.npz"), "--encoder", "cnn"], "cnn"),
+        "a Hugging Face model as --from": (fine + ["--from", "hf:/models/minilm"],
+                                           "use --encoder hf:/models/minilm"),
         "full without --from": (fine + ["--data", "digits", "--strategy", "full"], "--from"),
         "corrupt checkpoint": (fine + ["--data", "digits", "--strategy", "full", "--from", str(tmp / "notckpt")],
                                "encoder.safetensors"),

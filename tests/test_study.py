@@ -118,6 +118,12 @@ def test_plan_includes_strategies_from_the_registry_and_checks_budgets(digits):
     (["finetune.epochs=0"], "finetune.epochs=0"),
     (["--seeds", "0"], "seeds=0"),
     (["pretrain.objective_args.nope=1"], "has no option 'nope'"),
+    # The implicit scratch cells are validated too: before the fix, 27 baseline cells were written first.
+    (["--strategies", "full", "finetune.strategy_args.head_init=probe"],
+     "the study always runs scratch as the baseline, with finetune.strategy_args: strategy 'scratch' has no option"),
+    (["--baselines", "ridge"], "baseline 'ridge' does not apply to the classify task"),
+    (["--task", "tag"], "--task tag needs word sequences"),
+    (["--data", "diabetes", "--labels", "per_class=3"], "per_class=3 does not apply to the regress task"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, args, message):
     out = tmp_path / "never"

@@ -263,6 +263,18 @@ def study_values_from_file(raw: dict[str, Any]) -> dict[str, Any]:
     return _merge(values, study)
 
 
+def _shared_to_stages(values: dict[str, Any]) -> dict[str, Any]:
+    """``threads=1`` on a study's command line means both stages' ``threads`` (as in a shared YAML file)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in TrainSettings.model_fields and key not in StudyConfig.model_fields:
+            for stage in ("pretrain", "finetune"):
+                out.setdefault(stage, {})[key] = value
+        else:
+            out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) and key in out else value
+    return out
+
+
 def resolve_study(
     *, file: str | Path | None = None, flags: dict[str, Any] | None = None, overrides: list[str] | None = None,
 ) -> StudyConfig:
@@ -273,7 +285,7 @@ def resolve_study(
     """
     values: dict[str, Any] = study_values_from_file(read_yaml(file)) if file else {}
     values = _merge(values, {k: v for k, v in (flags or {}).items() if v is not None})
-    values = _merge(values, parse_overrides(overrides or []))
+    values = _merge(values, _shared_to_stages(parse_overrides(overrides or [])))
     if isinstance(values.get("baselines"), str) and values["baselines"].strip().lower() == "none":
         values["baselines"] = []  # --baselines none
     for key in ("objectives", "strategies", "baselines", "labels"):

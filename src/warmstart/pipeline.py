@@ -153,8 +153,8 @@ def _labeled_rows(task, data: DataBundle, config: FinetuneConfig, labeled) -> tu
 def _starting_encoder(config, strategy: Strategy, data: DataBundle, encoder, objective):
     """The pretrained encoder (and objective, for strategies that keep training it) a fine-tune starts from."""
     if config.pretrained is not None and config.pretrained.startswith("hf:"):
-        raise UserError(f"--from takes a `warmstart pretrain` run directory; {config.pretrained} is a Hugging Face "
-                        f"model: give it as --encoder {config.pretrained} (its weights are the pretrained encoder)")
+        raise UserError(f"--from takes a `warmstart pretrain` run directory and {config.pretrained} is a Hugging Face "
+                        f"model: use --encoder {config.pretrained} instead (its weights are the pretrained encoder)")
     if encoder is None and config.pretrained is not None:
         encoder, _meta = load_run(config.pretrained, "encoder")
     if strategy.needs_objective and objective is None:
@@ -190,6 +190,8 @@ def finetune(
     """
     data = data if data is not None else load_data(config.data, config.data_dir)
     data, task = resolve_task(data, config.task)
+    # The resolved config says what ran: the task and budget chosen by default are written out.
+    config = config.model_copy(update={"task": task.name, "labels": str(task.budget(config.labels))})
     strategy: Strategy = STRATEGIES.build(config.strategy, **config.strategy_args)
     strategy.check(task, data, config.strategy)
     labeled, unlabeled = _labeled_rows(task, data, config, labeled)

@@ -139,11 +139,36 @@ class Scratch(Strategy):
     load_pretrained = False
 
 
+HEAD_INITS = ("random", "probe")
+
+
+def _check_head_init(head_init: str) -> str:
+    if head_init not in HEAD_INITS:
+        raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {head_init!r}")
+    return head_init
+
+
 @STRATEGIES.register("linear")
 class Linear(Strategy):
-    """Linear probe: the pretrained encoder is frozen (and kept in eval mode); only the head trains."""
+    """Linear probe: the pretrained encoder is frozen (and kept in eval mode); only the head trains.
+
+    ``head_init="probe"`` (the default) starts the head as the task's closed-form linear probe on the frozen
+    features of the labeled rows (logistic regression for classes and tags, ridge for values;
+    ``warmstart.probes``), which the epochs then refine with the task's loss; ``"random"`` starts it at random
+    (with few labels a few dozen gradient steps leave a random head far from the probe).
+    """
 
     train_encoder = False
+
+    def __init__(self, augment: str = "none", head_init: str = "probe") -> None:
+        super().__init__(augment)
+        self.head_init = _check_head_init(head_init)
+
+    def setup(self, ctx: FinetuneContext) -> nn.Module:
+        self.bind(ctx)
+        if self.head_init == "probe":
+            ctx.task.probe_head(ctx.model, ctx.data, ctx.labeled)
+        return ctx.model
 
 
 def layer_ids(encoder: nn.Module) -> dict[int, int]:
@@ -158,9 +183,6 @@ def layer_ids(encoder: nn.Module) -> dict[int, int]:
         for p in own:
             ids[id(p)] = depth
     return ids
-
-
-HEAD_INITS = ("random", "probe")
 
 
 @STRATEGIES.register("full")
@@ -182,9 +204,7 @@ class Full(Strategy):
         super().__init__(augment)
         if layer_decay is not None and not 0 < layer_decay <= 1:
             raise ValueError(f"layer_decay must lie in (0, 1], got {layer_decay}")
-        if head_init not in HEAD_INITS:
-            raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {head_init!r}")
-        self.layer_decay, self.head_init = layer_decay, head_init
+        self.layer_decay, self.head_init = layer_decay, _check_head_init(head_init)
 
     def setup(self, ctx: FinetuneContext) -> nn.Module:
         self.bind(ctx)

@@ -43,7 +43,7 @@ class SelfTrain(Strategy):
        passes; weakly augmented when ``augment='weak'``).
 
     ``targets`` says where the soft targets come from, one source or several joined by ``+`` (averaged);
-    None takes the task's default (``propagate`` for classes and values, ``probe`` for tags).
+    None takes the task's default (``propagate`` for classes, ``probe`` for values and tags).
     ``"propagate"`` is label spreading over L2-normalised features (a kNN graph of the whole pool, seeded
     with the labels; for ``regress``, the distance-weighted mean of the nearest labeled rows);
     ``"probe"`` is the task's linear probe (``warmstart.probes``: logistic, or ridge for values) fitted on

@@ -73,7 +73,7 @@ class StudyRunner:
     def __init__(self, plan: StudyPlan, out: Path, echo: Callable[[str], None] = print) -> None:
         self.plan, self.out, self.config, self.data, self.echo = plan, out, plan.config, plan.data, echo
         self.task = plan.task
-        self.encoders: dict[str, torch.nn.Module] = {}
+        self.objectives: dict[str, torch.nn.Module] = {}  # pretrained objectives (encoder + heads) by run name
         self._inputs: tuple[np.ndarray, np.ndarray] | None = None
 
     def pretrain_name(self, cell: Cell) -> tuple[str, int]:
@@ -81,9 +81,10 @@ class StudyRunner:
             return f"{cell.objective}-seed{cell.seed}", cell.seed
         return cell.objective, 0
 
-    def encoder_for(self, cell: Cell) -> torch.nn.Module:
+    def objective_for(self, cell: Cell) -> torch.nn.Module:
+        """The pretrained objective of ``cell`` (its ``.encoder`` for every strategy, all of it for ``joint``)."""
         name, seed = self.pretrain_name(cell)
-        if name not in self.encoders:
+        if name not in self.objectives:
             run_dir = self.out / "pretrain" / name
             cached = (run_dir / PRETRAIN_INFO).exists()
             self.echo(f"{'loading' if cached else 'pretraining'} {name} encoder in {run_dir}")
@@ -97,8 +98,8 @@ class StudyRunner:
                     "images_per_s": _throughput(result.history), "final_loss": last.get("loss")}))
             if not (run_dir / EMBEDDING_FILE).exists():
                 self.save_embedding(result.encoder, run_dir / EMBEDDING_FILE, cell.objective)
-            self.encoders[name] = result.encoder
-        return self.encoders[name]
+            self.objectives[name] = result.objective
+        return self.objectives[name]
 
     def save_embedding(self, encoder: torch.nn.Module, path: Path, objective: str) -> None:
         """A 2-D PCA map of the test split's features, so ``warmstart report`` never recomputes it."""
@@ -127,10 +128,11 @@ class StudyRunner:
         if cell.kind == "baseline":
             metrics, labeled, speed = self.run_baseline(cell)
         else:
-            encoder = self.encoder_for(cell) if cell.kind == "pretrained" else None
+            objective = self.objective_for(cell) if cell.kind == "pretrained" else None
             started = time.perf_counter()  # pretraining is shared: it is timed on its own
             config = self.config.finetune_config(cell.strategy, cell.budget, cell.seed)
-            result = finetune(config, data=self.data, encoder=encoder)
+            result = finetune(config, data=self.data, objective=objective,
+                              encoder=objective.encoder if objective is not None else None)
             metrics, labeled, speed = result.metrics, result.labeled, _throughput(result.history)
         row = {"method": cell.method, "kind": cell.kind, "objective": cell.objective, "strategy": cell.strategy,
                "budget": cell.budget, "labels": int(len(labeled)), "seed": cell.seed}

@@ -64,7 +64,7 @@ def read_results(run_dir: Path) -> list[dict[str, Any]]:
     for row in rows:
         for key in ("labels", "seed"):
             row[key] = int(row[key])
-        for key in [k for k in row if k not in TEXT_COLUMNS] + ["wall_s", "images_per_s"]:
+        for key in [k for k in row if k not in (*TEXT_COLUMNS, "labels", "seed")] + ["wall_s", "images_per_s"]:
             row[key] = float(row[key]) if row.get(key) not in (None, "") else float("nan")
         row.setdefault("kind", "scratch" if row.get("strategy") == "scratch" else "pretrained")
         row.setdefault("method", row["strategy"] if row["kind"] != "pretrained" else
