@@ -20,10 +20,10 @@ from warmstart.objectives import OBJECTIVES
 from warmstart.tasks import TASKS
 
 ENCODER_ARGS = {"linear": {"feature_dim": 8}, "mlp": {"width": 32, "feature_dim": 16}, "cnn": {"width": 4},
-                "resnet": {"width": 4}, "transformer": TEXT_ARGS, "gpt": TEXT_ARGS}
+                "resnet": {"width": 4}, "transformer": TEXT_ARGS, "gpt": TEXT_ARGS, "embedding": {"dim": 8}}
 # Pairs an objective refuses on purpose, with the reason in its docstring (see test_objectives_registry.py).
 REFUSED = {("gan", "linear"), ("mlm", "gpt"), ("clm", "transformer")}
-MODALITY = {"classify": "image", "regress": "table", "tag": "text"}
+MODALITY = {"classify": "image", "regress": "table", "tag": "text", "rank": "interactions", "rate": "interactions"}
 
 
 def combos() -> list[tuple[str, str, str]]:
@@ -53,7 +53,8 @@ def test_every_task_states_its_metrics_and_budgets():
         task = TASKS.get(name)
         assert task.name == name and task.primary == task.metric_names[0] and task.description
         assert task.default_budget.split("=")[0] in task.budget_kinds
-        assert set(task.pseudo_sources) <= {"teacher", "propagate", "probe"} and task.default_pseudo in task.pseudo_sources
+        assert set(task.pseudo_sources) <= {"teacher", "propagate", "probe"}
+        assert task.default_pseudo in task.pseudo_sources or not task.pseudo_sources  # rank has no soft targets
 
 
 def test_every_task_modality_and_objective_is_exercised():

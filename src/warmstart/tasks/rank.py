@@ -46,7 +46,8 @@ class Rank(Task):
     modalities = ("interactions",)
     budget_kinds = ("fraction", "count")
     default_budget = "fraction=1.0"
-    pseudo_sources = ()
+    pseudo_sources = ()  # no soft targets: self-training does not apply
+    default_pseudo = ""
 
     def check(self, bundle) -> None:
         check_interactions(self.name, bundle)
