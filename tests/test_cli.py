@@ -82,7 +82,7 @@ def bad_inputs(tmp: "Path") -> dict[str, tuple[list[str], str]]:  # noqa: F821
         "negative labels": (pre + ["--data", _npz(tmp / "neg.npz", labels=np.arange(40) % 4 - 1)], "label"),
         "infinite regression target": (pre + ["--data", _npz(tmp / "inf.npz", labels=np.r_[np.arange(39) / 3, np.inf])],
                                        "missing or infinite"),
-        "non-numeric csv": (pre + ["--data", f"csv:{tmp}/bad.csv"], "oops"),
+        "non-numeric csv column read as numbers": (pre + ["--data", f"csv:{tmp}/bad.csv?numeric=b"], "oops"),
         "per_class too big": (fine + ["--data", "digits", "--labels", "per_class=500"], "per_class"),
         "budget too big": (fine + ["--data", "digits", "--labels", "count=99999"], "count=99999"),
         "bad budget": (fine + ["--data", "digits", "--labels", "lots"], "lots"),

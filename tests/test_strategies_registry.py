@@ -39,7 +39,7 @@ def context(task_name: str, name: str, task_runs, epochs: int = 6):
     torch.manual_seed(0)
     spec = objective.encoder.spec
     encoder = build_encoder(spec["encoder"], data.input_shape, spec["encoder_args"], data.modality,
-                            tokenizer=spec.get("tokenizer"))
+                            tokenizer=spec.get("tokenizer"), schema=spec.get("schema"))
     if strategy.load_pretrained:
         encoder.load_state_dict(objective.encoder.state_dict())
     data = data.handler.prepare(data, encoder)

@@ -3,7 +3,8 @@
 Each baseline is one function plus one registration line naming the tasks it serves. It gets a
 ``BaselineData`` — the task's baseline inputs for the training and test split (flat features for most
 tasks: pixels, standardised table rows, TF-IDF of text), the training targets, which rows are labeled, and
-a seed — and returns test predictions in the task's units. Supervised baselines read only the labeled rows;
+a seed — and returns test predictions in the task's units (for ``classify``, class probabilities ``(N, K)``,
+so the task can score ROC-AUC as well as accuracy). Supervised baselines read only the labeled rows;
 semi-supervised ones also use the unlabeled pool's inputs. None of them sees a test label.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression, RidgeCV
-from sklearn.neighbors import KNeighborsRegressor
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
@@ -72,6 +73,18 @@ def check_baselines(names: list[str], task: str) -> None:
                             f"{', '.join(serving) or 'none'} (or --baselines none)")
 
 
+def _proba(model, x: np.ndarray) -> np.ndarray:
+    """A fitted classifier's probabilities ``(N, K)`` with column ``c`` for class index ``c`` (classes the
+    labeled rows never showed get 0)."""
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        found = np.nan_to_num(model.predict_proba(x), nan=0.0)
+    classes = np.asarray(model.classes_, np.int64)
+    out = np.zeros((len(x), int(classes.max()) + 1))
+    out[:, classes] = found
+    return out
+
+
 def _logistic(seed: int) -> LogisticRegression:
     return LogisticRegression(max_iter=1000, random_state=seed)
 
@@ -80,7 +93,7 @@ def _logistic(seed: int) -> LogisticRegression:
 def logistic_regression(d: BaselineData) -> np.ndarray:
     """Standardised inputs + L2-regularised logistic regression, fit on the labeled rows only."""
     model = make_pipeline(StandardScaler(), _logistic(d.seed))
-    return model.fit(d.x_train[d.labeled], d.y_train[d.labeled]).predict(d.x_test)
+    return _proba(model.fit(d.x_train[d.labeled], d.y_train[d.labeled]), d.x_test)
 
 
 @register("label_spreading", "classify")
@@ -97,10 +110,8 @@ def label_spreading(d: BaselineData) -> np.ndarray:
     model = LabelSpreading(kernel="knn", n_neighbors=7, alpha=0.2, max_iter=100).fit(z_train,
                                                                                       d.semi_supervised_labels())
     # A test point whose neighbours all lie in graph components without any label has no label mass;
-    # scikit-learn then divides 0/0 and predicts class 0 for it, which is what we report.
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return model.predict(project.transform(d.x_test))
+    # scikit-learn then divides 0/0: its probabilities are all 0 and it is predicted class 0, as before.
+    return _proba(model, project.transform(d.x_test))
 
 
 @register("self_training", "classify")
@@ -109,7 +120,7 @@ def self_training(d: BaselineData) -> np.ndarray:
     predictions on unlabeled rows become labels, up to 10 rounds."""
     scaled = StandardScaler().fit(d.x_train)  # unsupervised: all rows may inform the scaling
     model = SelfTrainingClassifier(_logistic(d.seed), threshold=0.9, max_iter=10)
-    return model.fit(scaled.transform(d.x_train), d.semi_supervised_labels()).predict(scaled.transform(d.x_test))
+    return _proba(model.fit(scaled.transform(d.x_train), d.semi_supervised_labels()), scaled.transform(d.x_test))
 
 
 @register("hist_gradient_boosting", "classify", "regress")
@@ -118,10 +129,26 @@ def hist_gradient_boosting(d: BaselineData) -> np.ndarray:
     defaults, fit on the labeled rows: what practitioners reach for first on tables."""
     y = d.y_train[d.labeled]
     if y.ndim == 1:
-        return HistGradientBoostingClassifier(random_state=d.seed).fit(d.x_train[d.labeled], y).predict(d.x_test)
+        return _proba(HistGradientBoostingClassifier(random_state=d.seed).fit(d.x_train[d.labeled], y), d.x_test)
     columns = [HistGradientBoostingRegressor(random_state=d.seed).fit(d.x_train[d.labeled], y[:, j]).predict(d.x_test)
                for j in range(y.shape[1])]
     return np.stack(columns, 1)
+
+
+@register("self_training_gradient_boosting", "classify")
+def self_training_gradient_boosting(d: BaselineData) -> np.ndarray:
+    """Self-training of the HistGradientBoosting classifier above (scikit-learn's ``SelfTrainingClassifier``
+    with its defaults: unlabeled rows predicted with p >= 0.75 become labels, up to 10 rounds)."""
+    model = SelfTrainingClassifier(HistGradientBoostingClassifier(random_state=d.seed))
+    return _proba(model.fit(d.x_train, d.semi_supervised_labels()), d.x_test)
+
+
+@register("knn_classification", "classify")
+def knn_classification(d: BaselineData) -> np.ndarray:
+    """Distance-weighted vote of the 5 nearest labeled rows (inputs standardised over all training rows)."""
+    scaled = StandardScaler().fit(d.x_train)
+    model = KNeighborsClassifier(n_neighbors=min(5, len(d.labeled)), weights="distance")
+    return _proba(model.fit(scaled.transform(d.x_train[d.labeled]), d.y_train[d.labeled]), scaled.transform(d.x_test))
 
 
 @register("ridge", "regress")

@@ -24,8 +24,8 @@ TASK_HELP = ("what the labels are: classify, regress, tag, rank or rate (default
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML file of settings (flags and key=value win over it)")
     parser.add_argument("--data", metavar="SOURCE", help="data: digits, fashion-mnist, mnist, npz:PATH, idx:DIR, "
-                        "folder:DIR, csv:PATH; text: wordnet, wordnet-tags, text:PATH, jsonl:PATH; interactions: "
-                        "movielens-100k, csv:PATH?user=COL&item=COL "
+                        "folder:DIR, csv:PATH, parquet:PATH; tables: adult, diamonds, diabetes; text: wordnet, "
+                        "wordnet-tags, text:PATH, jsonl:PATH; interactions: movielens-100k, csv:PATH?user=COL&item=COL "
                         "(see `warmstart datasets`)")
     parser.add_argument("--data-dir", metavar="DIR", help="extra directory to look for data files in")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -62,10 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "examples (labels are never read). Writes config.yaml, metrics.jsonl, "
                          "checkpoint.safetensors and encoder.safetensors to --out.",
                          epilog=EPILOG_OVERRIDES)
-    pre.add_argument("--objective", help="autoencoder, denoising, ...; for text mlm, clm, simcse; for interactions bpr, "
-                     "lightgcn, simgcl (default autoencoder)")
-    pre.add_argument("--encoder", help="linear, mlp, cnn, resnet; for text transformer, gpt, hf:DIR; for interactions "
-                     "embedding (default mlp)")
+    pre.add_argument("--objective", help="autoencoder, denoising, ...; for tables also scarf, vime; for text mlm, "
+                     "clm, simcse; for interactions bpr, lightgcn, simgcl (default autoencoder)")
+    pre.add_argument("--encoder", help="linear, mlp, cnn, resnet; for tables tabular; for text transformer, gpt, "
+                     "hf:DIR; for interactions embedding (default mlp)")
     _common(pre)
 
     fine = sub.add_parser("finetune", help="fine-tune on a label budget (classify, regress or tag) and evaluate",
@@ -110,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--baselines", metavar="A,B", help="scikit-learn baselines, or none (default: the task's: "
                        "classify logistic_regression,label_spreading,self_training (+hist_gradient_boosting on "
                        "tables); regress ridge,knn_regression,hist_gradient_boosting; tag majority_tag)")
-    study.add_argument("--encoder", help="encoder shared by every neural method (default mlp)")
+    study.add_argument("--encoder", help="encoder shared by every neural method (default mlp; tabular for "
+                       "per-column embeddings of a table)")
+    study.add_argument("--metric", help="rank methods by this metric of the task (default its primary: accuracy, "
+                       "rmse; e.g. roc_auc for an imbalanced binary task)")
     study.add_argument("--pretrain-per-seed", action="store_true", default=None,
                        help="pretrain once per objective and seed instead of once per objective")
     study.add_argument("--out", metavar="DIR", help="study directory (rerun with the same --out to continue)")
@@ -191,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
                 print(_finetune_line(config.strategy, result.metrics) + f" -> {result.run_dir}")
     elif args.command == "study":
         names = ["data", "data_dir", "task", "objectives", "strategies", "labels", "seeds", "baselines", "encoder",
-                 "pretrain_per_seed"]
+                 "pretrain_per_seed", "metric"]
         config = cfg.resolve_study(file=args.config, flags=_flags(args, names), overrides=args.overrides)
         if args.print_config:
             print(cfg.to_yaml(config), end="")

@@ -161,9 +161,9 @@ def to_yaml(config: BaseModel) -> str:
 
 # --- studies ------------------------------------------------------------------------------------
 
-#: Study settings that choose which cells exist; the rest decide what a cell computes and must not change
-#: between runs sharing one directory.
-GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds")
+#: Study settings that choose which cells exist (or how they are ranked); the rest decide what a cell computes and
+#: must not change between runs sharing one directory.
+GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds", "metric")
 
 #: Pretrain/finetune settings a study sets itself, per cell, from its own fields.
 STUDY_CONTROLLED = {
@@ -195,6 +195,9 @@ class StudyConfig(BaseModel):
         ["count=20", "count=50", "count=100"], min_length=1,
         description="label budgets: a bare N means count=N (balanced); per_class=K, fraction=F also work")
     seeds: int = Field(3, ge=1, description="seeds 0..seeds-1: each draws its own labeled subset and init")
+    metric: str | None = Field(
+        None, description="the metric the report ranks methods by (one of the task's, e.g. roc_auc for an "
+        "imbalanced binary task); None: the task's primary")
     pretrain_per_seed: bool = Field(False, description="pretrain once per objective and seed (else once per objective)")
     encoder: str = Field("mlp", description="encoder architecture shared by every neural method")
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")

@@ -76,7 +76,7 @@ def build_objective(config: PretrainConfig, data: DataBundle) -> Objective:
         raise UserError(f"objective '{config.objective}' does not apply to {data.modality} data; "
                         f"it works on: {', '.join(objective_cls.modalities)}")
     encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality,
-                            corpus=data.handler.corpus(data))
+                            corpus=data.handler.corpus(data), schema=data.schema)
     objective = OBJECTIVES.build(config.objective, encoder, **config.objective_args)
     objective.spec = {"objective": config.objective, "objective_args": dict(config.objective_args)}
     return objective
@@ -163,8 +163,8 @@ def _starting_encoder(config, strategy: Strategy, data: DataBundle, encoder, obj
                             "pass --from RUN_DIR (a `warmstart pretrain` run)")
         objective, _meta = load_run(config.pretrained, "objective")
         encoder = encoder if encoder is not None else objective.encoder
-    if encoder is not None:
-        check_input_shape(encoder.input_shape, data, "the encoder was pretrained on",
+    if encoder is not None:  # (a table is first re-read in the encoder's column schema)
+        check_input_shape(encoder.input_shape, data.handler.prepare(data, encoder), "the encoder was pretrained on",
                           "pretrain on the same kind of data")
     if encoder is None and strategy.load_pretrained and config.encoder.startswith("hf:"):
         # A Hugging Face model directory's own weights are the pretrained encoder.
@@ -203,7 +203,7 @@ def finetune(
     # so one pretrained encoder can serve many fine-tunes.
     model_encoder = build_encoder(spec["encoder"], data.input_shape, spec["encoder_args"], data.modality,
                                   tokenizer=spec.get("tokenizer"), corpus=data.handler.corpus(data),
-                                  weights=strategy.load_pretrained)
+                                  weights=strategy.load_pretrained, schema=spec.get("schema") or data.schema)
     if strategy.load_pretrained:
         model_encoder.load_state_dict(encoder.state_dict())
     data = data.handler.prepare(data, model_encoder)
@@ -233,6 +233,7 @@ def evaluate(model_dir: str | Path, data: str | DataBundle, data_dir: str | None
     task = TASKS.get(meta.get("task", "classify"))
     bundle = data if isinstance(data, DataBundle) else load_data(data, data_dir)
     bundle, _ = resolve_task(bundle, task.name)
+    bundle = bundle.handler.prepare(bundle, model.encoder)  # a table is re-read in the model's column schema
     check_input_shape(meta["input_shape"], bundle, f"the model in {model_dir} expects",
                       "evaluate on the data it was trained for")
     known, given = task.info(bundle), {k: meta.get(k) for k in task.info(bundle)}

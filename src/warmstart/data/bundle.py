@@ -62,6 +62,8 @@ class DataBundle:
     max_length: int = 128
     spec: str = ""  # the source spec with its defaults filled in, written into run configs ("" = name)
     inferred: str = ""  # why the source chose ``task``, quoted when a user asks for another one
+    # Table: the column schema with the training split's statistics (data/modalities/table_schema.py).
+    schema: Any = None
     # Interactions: the users, items, training interactions and side tables (``data/interactions.py``).
     catalog: Any = None
 
@@ -85,11 +87,13 @@ class DataBundle:
                 f"{self.x_test.shape[1:]}; both splits must share one shape"
             )
         self.spec = self.spec or self.name
+        self.handler.check(self)
         TASKS.get(self.task).check(self)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.x_train.shape[1:])
+        """The shape of one model input (for a table, the width of its encoded row)."""
+        return self.handler.input_shape(self)
 
     @property
     def num_classes(self) -> int:

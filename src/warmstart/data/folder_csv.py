@@ -1,4 +1,4 @@
-"""The ``folder:`` (class-per-folder images) and ``csv:`` (numeric table, or text) sources.
+"""The ``folder:`` (class-per-folder images) and ``csv:`` (table of numeric and categorical columns, or text) sources.
 
 Both read data a user made by hand, so they check it strictly and say which file, line or column to fix.
 Images of different sizes are brought to one (``?image_size=``, default the most common size: shorter side
@@ -16,6 +16,7 @@ import numpy as np
 
 from warmstart.data.bundle import DataBundle
 from warmstart.data.splits import fixed_split
+from warmstart.data.tables import encode_columns, is_missing, parse_cells, resolved_options, table_bundle
 from warmstart.data.targets import infer_targets
 from warmstart.errors import UserError
 
@@ -164,25 +165,73 @@ def _target_columns(name: str, header: list[str], options: dict[str, str]) -> li
     return [len(header) - 1]
 
 
-def _numeric_column(name: str, header: list[str], rows: list[list[str]], c: int, what: str) -> np.ndarray:
+def table_targets(name: str, target_names: list[str], cells: list[list],
+                  where=lambda row: f"line {row + 2}") -> tuple[str, np.ndarray, list[str], str]:
+    """``(task, y, class_names, why)`` of the target columns' ``cells`` (one list per column); a missing
+    target is refused, naming its place (``where(row)``: a csv line, counting the header, by default)."""
+    for col, values in zip(target_names, cells):
+        bad = [i for i, v in enumerate(values) if is_missing(v)]
+        if bad:
+            raise UserError(f"{name}: target column '{col}' is empty on {where(bad[0])} ({len(bad)} row(s) in all); "
+                            "fill those targets or drop the rows")
+    if len(cells) > 1:
+        y = np.stack([_numbers(name, col, values) for col, values in zip(target_names, cells)], 1)
+        return "regress", y.astype(np.float32), [], f"{len(cells)} target columns; inferred regress"
+    return infer_targets([str(v).strip() for v in cells[0]])
+
+
+def _numbers(name: str, col: str, values: list) -> np.ndarray:
     try:
-        values = np.array([row[c] for row in rows], np.float64)
-    except ValueError:
-        r = next(r for r, row in enumerate(rows) if not _is_number(row[c]))
-        raise UserError(f"{name}: {what} column '{header[c]}' is not numeric (line {r + 2}: {rows[r][c]!r}); "
-                        "encode it as numbers or drop it") from None
-    if not np.isfinite(values).all():
-        r = int(np.flatnonzero(~np.isfinite(values))[0])
-        raise UserError(f"{name}: {what} column '{header[c]}' has missing or infinite values (line {r + 2}); "
-                        "fill or drop them")
-    return values
+        out = np.array([float(v) for v in values], np.float64)
+    except (TypeError, ValueError):
+        bad = next(v for v in values if not _is_number(str(v)))
+        raise UserError(f"{name}: target column '{col}' is not numeric ({bad!r}); give one target column to "
+                        "classify, or numbers to regress") from None
+    if not np.isfinite(out).all():
+        raise UserError(f"{name}: target column '{col}' has infinite values; fix or drop those rows")
+    return out
+
+
+TABLE_OPTIONS = ("target", "label", "categorical", "numeric", "drop", "missing")
+
+
+def _names(options: dict[str, str], key: str) -> list[str]:
+    return [c.strip() for c in options.get(key, "").split(",") if c.strip()]
+
+
+def load_table(name: str, file: str, header: list[str], cells: list[list], options: dict[str, str],
+               where=lambda row: f"line {row + 2}") -> DataBundle:
+    """A bundle from a table's columns (``cells``: one list of raw cells per column of ``header``).
+
+    Target columns per ``_target_columns``; the task inferred from them; the fixed 80/20 split (stratified
+    by class when classifying); the feature columns typed and fitted on the training split
+    (``data/tables.py``). The spec records every choice: target, categorical columns, dropped columns and
+    the columns with a missing indicator."""
+    kind = name.split(":")[0]
+    targets = _target_columns(name, header, options)
+    dropped = _names(options, "drop")
+    unknown = [c for c in dropped if c not in header]
+    if unknown:
+        raise UserError(f"{name}: ?drop= names no column '{unknown[0]}' (columns: {', '.join(header)})")
+    features = [c for c in range(len(header)) if c not in targets and header[c] not in dropped]
+    if not features:
+        raise UserError(f"{name}: every column is a target or dropped; keep at least one feature column")
+    task, y, class_names, why = table_targets(name, [header[c] for c in targets], [cells[c] for c in targets], where)
+    train, test = fixed_split(y if task == "classify" else np.zeros(len(y), np.int64))
+    columns = {header[c]: parse_cells(cells[c]) for c in features}
+    indicators = set(_names(options, "missing")) if "missing" in options else None
+    x, schema = encode_columns(name, columns, train, categorical=_names(options, "categorical"),
+                               numeric=_names(options, "numeric"), indicators=indicators)
+    spec = f"{kind}:{file}?target={','.join(header[c] for c in targets)}" + resolved_options(schema, dropped)
+    return table_bundle(name, x, schema, y, train, test, class_names=class_names, task=task, spec=spec,
+                        target_names=[header[c] for c in targets] if task == "regress" else [], inferred=why)
 
 
 def load_csv(path: str, data_dir: str | None) -> DataBundle:
-    """Numeric feature columns and one or more target columns (``?target=COL[,COL]``; default ``label``, else
-    ``target``, else the last column). The task is inferred from the target (whole numbers with few
-    distinct values or strings: classify; otherwise, or several columns: regress). Features are
-    standardised with training-split statistics."""
+    """Feature columns (numeric and categorical) and one or more target columns (``?target=COL[,COL]``;
+    default ``label``, else ``target``, else the last column); ``?categorical=``, ``?numeric=``, ``?drop=``
+    and ``?missing=`` type, drop and flag columns (``data/tables.py``). The task is inferred from the target
+    (whole numbers with few distinct values or strings: classify; otherwise, or several columns: regress)."""
     from warmstart.data import text
 
     if text.wants_text_csv(path):  # a 'text' column (or ?text=COL): documents, not numeric features
@@ -192,28 +241,6 @@ def load_csv(path: str, data_dir: str | None) -> DataBundle:
     if interaction_sources.wants_interactions_csv(path):  # ?user=COL&item=COL: an interaction log
         return interaction_sources.load_interactions_csv(path, data_dir)
     name = f"csv:{path}"
-    file, options = split_options(name, path, ("target", "label"))
+    file, options = split_options(name, path, TABLE_OPTIONS)
     header, rows = _read_rows(name, file)
-    targets = _target_columns(name, header, options)
-    features = [c for c in range(len(header)) if c not in targets]
-    if not features:
-        raise UserError(f"{name}: every column is a target; keep at least one feature column")
-    x = np.stack([_numeric_column(name, header, rows, c, "feature") for c in features], 1)
-    if len(targets) > 1:
-        y = np.stack([_numeric_column(name, header, rows, c, "target") for c in targets], 1).astype(np.float32)
-        task, class_names, why = "regress", [], f"{len(targets)} target columns; inferred regress"
-    else:
-        raw = [row[targets[0]].strip() for row in rows]
-        if "" in raw:
-            raise UserError(f"{name}: target column '{header[targets[0]]}' is empty on line {raw.index('') + 2}; "
-                            "fill or drop the rows without a target")
-        task, y, class_names, why = infer_targets(raw)
-        if task == "regress":
-            y = _numeric_column(name, header, rows, targets[0], "target").astype(np.float32)
-    strata = y if task == "classify" else np.zeros(len(y), np.int64)
-    tr, te = fixed_split(strata)
-    mean, std = x[tr].mean(0), x[tr].std(0)
-    std[std == 0] = 1.0
-    x = ((x - mean) / std).astype(np.float32)
-    return DataBundle(name, x[tr], y[tr], x[te], y[te], "table", class_names, task=task,
-                      target_names=[header[c] for c in targets] if task == "regress" else [], inferred=why)
+    return load_table(name, file, header, [[row[c] for row in rows] for c in range(len(header))], options)

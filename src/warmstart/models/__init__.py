@@ -5,3 +5,4 @@ from warmstart.models import text as _text  # noqa: E402,F401  registers transfo
 from warmstart.models import embedding as _embedding  # noqa: E402,F401  registers embedding
 
 __all__ = ["ENCODERS", "Encoder", "Classifier", "Decoder", "Regressor"]
+from warmstart.models import tabular as _tabular  # noqa: E402,F401  registers tabular

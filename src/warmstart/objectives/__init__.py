@@ -8,10 +8,12 @@ from warmstart.objectives.gan import GAN
 from warmstart.objectives.lightgcn import LightGCN
 from warmstart.objectives.masked import MaskedAutoencoder
 from warmstart.objectives.mlm import MaskedLM
+from warmstart.objectives.scarf import SCARF
 from warmstart.objectives.simclr import SimCLR
 from warmstart.objectives.simcse import SimCSE
 from warmstart.objectives.simgcl import SimGCL
 from warmstart.objectives.vae import VAE
+from warmstart.objectives.vime import VIME
 from warmstart.registry import Registry
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")
@@ -28,5 +30,7 @@ OBJECTIVES.register("simcse")(SimCSE)
 OBJECTIVES.register("bpr")(BPR)
 OBJECTIVES.register("lightgcn")(LightGCN)
 OBJECTIVES.register("simgcl")(SimGCL)
+OBJECTIVES.register("scarf")(SCARF)
+OBJECTIVES.register("vime")(VIME)
 
 __all__ = ["OBJECTIVES", "Objective"]

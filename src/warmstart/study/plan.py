@@ -54,7 +54,7 @@ class StudyPlan:
 
 def _check_objectives(config: StudyConfig, data: DataBundle) -> None:
     encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality,
-                            corpus=data.handler.corpus(data))
+                            corpus=data.handler.corpus(data), schema=data.schema)
     for objective in config.objectives:
         if data.modality not in OBJECTIVES.get(objective).modalities:
             raise UserError(f"objective '{objective}' does not apply to {data.modality} data; "
@@ -79,6 +79,9 @@ def plan_study(config: StudyConfig, data: DataBundle | None = None) -> StudyPlan
     data = data if data is not None else load_data(config.data, config.data_dir)
     data, task = resolve_task(data, config.task)
     sizes = {spec: task.size(data, spec) for spec in config.labels}
+    if config.metric is not None and config.metric not in task.metric_names:
+        raise UserError(f"metric '{config.metric}' is not one of the {task.name} task's: "
+                        f"{', '.join(task.metric_names)}")
     baselines = task.baselines(data.modality) if config.baselines is None else list(config.baselines)
     check_baselines(baselines, task.name)
     _check_objectives(config, data)

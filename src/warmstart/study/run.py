@@ -159,9 +159,10 @@ def _eta(seconds: float) -> str:
 
 def _write_info(out: Path, plan: StudyPlan) -> None:
     d, task = plan.data, plan.task
+    metric = plan.config.metric or task.primary  # what the report ranks by
     atomic_write_text(out / "study_info.json", json.dumps({
-        "data": d.name, "spec": d.spec, "modality": d.modality, "task": task.name, "primary": task.primary,
-        "higher_is_better": task.higher_is_better, "metrics": list(task.metric_names),
+        "data": d.name, "spec": d.spec, "modality": d.modality, "task": task.name, "primary": metric,
+        "higher_is_better": task.higher_is_better_for(metric), "metrics": list(task.metric_names),
         "input_shape": list(d.input_shape), "class_names": d.class_names, "target_names": d.target_names,
         "n_train": int(len(d.y_train)), "n_test": int(len(d.y_test)), "budgets": plan.sizes,
         "baselines": plan.baselines}))
@@ -192,7 +193,7 @@ def run_study(
     bar = tqdm(total=total, initial=len(rows), desc="study", unit="cell", disable=not interactive, position=0)
     if rows:
         echo(f"resuming {out}: {len(rows)}/{total} cells already done")
-    primary = plan.task.primary
+    primary = config.metric or plan.task.primary
     for cell in plan.cells:
         if cell.key in rows:
             continue

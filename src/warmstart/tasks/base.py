@@ -35,6 +35,8 @@ class Task:
     higher_is_better = True
     #: Scalar metrics of ``metrics()``, primary first: the task's columns in a study's results.csv.
     metric_names: tuple[str, ...] = ()
+    #: Those of ``metric_names`` where lower is better (errors); the others are scores.
+    lower_is_better: tuple[str, ...] = ()
     #: Modalities the task can label (None: any).
     modalities: tuple[str, ...] | None = None
     #: Label-budget kinds that make sense for these targets, and the default budget.
@@ -45,6 +47,10 @@ class Task:
     default_pseudo = "propagate"
     #: Probes and self-training graphs read one pooled feature vector per row (False: per word, ``tag``).
     row_features = True
+
+    def higher_is_better_for(self, metric: str) -> bool:
+        """The direction of ``metric``, one of ``metric_names`` (a study may rank by any of them)."""
+        return metric not in self.lower_is_better
 
     # --- targets -----------------------------------------------------------------------------------
 

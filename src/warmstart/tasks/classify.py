@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 from torch import nn
 
 from warmstart.errors import UserError
@@ -15,11 +15,33 @@ from warmstart.probes import LinearProbe
 from warmstart.tasks.base import TASKS, Task
 
 
+def roc_auc(y_true: np.ndarray, proba: np.ndarray | None, num_classes: int) -> float:
+    """ROC-AUC of class probabilities ``(N, K)``: of class 1's for two classes; for more, the macro average of
+    one-vs-rest AUCs (scikit-learn's ``multi_class="ovr"``). NaN without probabilities, or when ``y_true``
+    lacks a class (the AUC is then undefined)."""
+    if proba is None or len(np.unique(y_true)) < num_classes or num_classes < 2:
+        return float("nan")
+    total = proba.sum(1, keepdims=True)
+    proba = np.where(total > 0, proba / np.where(total > 0, total, 1), 1 / num_classes)  # no mass: uniform
+    if num_classes == 2:
+        return float(roc_auc_score(y_true, proba[:, 1]))
+    return float(roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=list(range(num_classes))))
+
+
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:
-    """scikit-learn's accuracy, macro-F1 (over all ``num_classes``) and confusion matrix."""
+    """scikit-learn's accuracy, macro-F1 (over all ``num_classes``), confusion matrix and ROC-AUC.
+
+    ``y_pred``: class indices ``(N,)``, or class probabilities ``(N, K)`` (then the predicted class is the most
+    probable and ``roc_auc`` is defined; with indices alone it is NaN)."""
     labels = list(range(num_classes))
+    proba = None
+    if np.ndim(y_pred) == 2:
+        proba = np.zeros((len(y_pred), num_classes))
+        proba[:, :np.shape(y_pred)[1]] = y_pred
+        y_pred = proba.argmax(1)
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
+        "roc_auc": roc_auc(np.asarray(y_true), proba, num_classes),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", labels=labels, zero_division=0)),
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "n": int(len(y_true)),
@@ -50,9 +72,9 @@ class Classify(Task):
     """One class index per example; cross-entropy on a linear head over the pooled features."""
 
     name = "classify"
-    description = "one class per example: accuracy (primary), macro-F1, confusion matrix"
+    description = "one class per example: accuracy (primary), macro-F1, ROC-AUC, confusion matrix"
     primary = "accuracy"
-    metric_names = ("accuracy", "macro_f1")
+    metric_names = ("accuracy", "macro_f1", "roc_auc")
 
     def check(self, bundle) -> None:
         for split in ("train", "test"):
@@ -120,6 +142,13 @@ class Classify(Task):
 
         return predict_logits(model, bundle, x).argmax(1).numpy()
 
+    def evaluate(self, model, bundle):
+        """Test metrics from the model's class probabilities (so ``roc_auc`` is defined)."""
+        from warmstart.evaluate import predict_logits
+
+        proba = torch.softmax(predict_logits(model, bundle, bundle.x_test).double(), 1).numpy()
+        return self.metrics(bundle, bundle.y_test, proba)
+
     def metrics(self, bundle, y_true, y_pred):
         return classification_metrics(y_true, y_pred, bundle.num_classes)
 
@@ -143,10 +172,10 @@ class Classify(Task):
         return soft
 
     def baselines(self, modality: str) -> list[str]:
-        # Gradient boosting is what practitioners reach for first on tables.
+        # Gradient boosting is what practitioners reach for first on tables; k-NN is the other classical bar.
         # Users and items: logistic regression on their side features alone and on their history alone too.
-        extra = {"table": ["hist_gradient_boosting"], "interactions": ["side_logistic", "history_logistic"]}
-        extra = extra.get(modality, [])
+        extra = {"table": ["hist_gradient_boosting", "self_training_gradient_boosting", "knn_classification"],
+                 "interactions": ["side_logistic", "history_logistic"]}.get(modality, [])
         return ["logistic_regression", "label_spreading", "self_training", *extra]
 
 

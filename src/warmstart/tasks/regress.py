@@ -40,6 +40,7 @@ class Regress(Task):
     primary = "rmse"
     higher_is_better = False
     metric_names = ("rmse", "mae", "r2")
+    lower_is_better = ("rmse", "mae")
     budget_kinds = ("count", "fraction")
     default_budget = "count=50"
     # Self-training's default targets: a ridge probe's values. Measured (bench/regression.py, mean of 3 seeds,

@@ -28,6 +28,13 @@ class Modality:
     #: Augmentations ``augment`` knows, besides "none".
     augments: tuple[str, ...] = ()
 
+    def check(self, bundle: DataBundle) -> None:
+        """Validate (and complete, e.g. a table's default schema) ``bundle``'s inputs when it is made."""
+
+    def input_shape(self, bundle: DataBundle) -> tuple[int, ...]:
+        """The shape of one model input (what encoders are built for): by default one stored row's."""
+        return tuple(int(d) for d in bundle.x_train.shape[1:])
+
     def batch(self, bundle: DataBundle, rows: np.ndarray) -> torch.Tensor:
         """Stored rows (already selected) → one model-input tensor."""
         raise NotImplementedError
