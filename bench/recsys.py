@@ -241,8 +241,8 @@ class Bench:
                         labeled, _ = task.split(data, labels, seed)
                         key = f"downstream/{method}/{labels}/seed{seed}"
                         self.row({}, key, lambda _n=method, _k=key, _l=labeled, _s=seed, _b=labels: rows.append(
-                            self.cache.get(_k, lambda: {"accuracy": float((BASELINES.get(_n).fit_predict(BaselineData(
-                                x_train, data.y_train, _l, x_test, _s, groups)) == data.y_test).mean())})
+                            self.cache.get(_k, lambda: {"accuracy": task.metrics(data, data.y_test, BASELINES.get(_n)
+                                .fit_predict(BaselineData(x_train, data.y_train, _l, x_test, _s, groups)))["accuracy"]})
                             | {"method": _n, "labels": _b}))
                     elif method == "none" or method in self.chosen_rank:
                         strategy = "scratch" if method == "none" else "linear"
