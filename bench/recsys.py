@@ -233,8 +233,8 @@ class Bench:
         task, rows = TASKS.get("classify"), []
         x_train, x_test = data.handler.flat_features(data)
         groups = data.handler.feature_groups(data)
-        # Cheapest first: baselines, scratch, then each objective (a killed run keeps whole rows).
-        for method in (*DOWNSTREAM_BASELINES, "none", *DOWNSTREAM_OBJECTIVES):
+        # The pretrained rows first, then scratch and the baselines (a killed run keeps the cells it finished).
+        for method in (*DOWNSTREAM_OBJECTIVES, "none", *reversed(DOWNSTREAM_BASELINES)):
             for labels in LABELS:
                 for seed in SEEDS:
                     if method in DOWNSTREAM_BASELINES:
