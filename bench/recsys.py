@@ -246,7 +246,8 @@ class Bench:
                             | {"method": _n, "labels": _b}))
                     elif method == "none" or method in self.chosen_rank:
                         strategy = "scratch" if method == "none" else "linear"
-                        self.row({}, f"downstream/{method}/{labels}/seed{seed}", lambda _o=method, _st=strategy,
+                        label = "scratch" if method == "none" else f"{method}+linear"
+                        self.row({}, f"downstream/{label}/{labels}/seed{seed}", lambda _o=method, _st=strategy,
                                  _s=seed, _l=labels: rows.append(self.downstream_cell(data, _o, _st, _l, _s)))
         return rows
 
@@ -299,6 +300,15 @@ def downstream_table(rows: list[dict]) -> str:
     return common.table(["method", *(f"{b.split('=')[1]} labels" for b in LABELS)], body)
 
 
+def missing_text(missing: list[str]) -> str:
+    """``method: n cells`` per method of the missing cells (a ranking row names its first missing cell)."""
+    counts: dict[str, int] = {}
+    for entry in missing:
+        name = "/".join(entry.split(" (")[0].split("/")[:2]) if entry.startswith("downstream/") else entry
+        counts[name] = counts.get(name, 0) + 1
+    return "; ".join(f"{name}: {n} cells" if n > 1 else name for name, n in counts.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 epochs, first grid settings, not written")
@@ -332,7 +342,7 @@ def main() -> None:
         f"and {seconds / 60:.1f} wall-minutes for the cells it computed (cached cells are reused).",
         __doc__.split("\n\n", 2)[2].replace("\n", " "),
         *sections, f"Anchors (other data or code, same protocol): {ANCHORS}.",
-        *([f"Not measured (not run within the session's CPU budget): {'; '.join(bench.missing)}."]
+        *([f"Not measured (not finished within the session's time on this shared machine): {missing_text(bench.missing)}."]
           if bench.missing else [])])
     print(body)
     if not args.quick and set(parts) == {"rank", "rate", "downstream"}:
