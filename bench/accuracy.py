@@ -63,6 +63,35 @@ from warmstart.probes import LinearProbe  # noqa: E402
 from warmstart.rundir import load_run  # noqa: E402
 from warmstart.evaluate import embed  # noqa: E402
 
+# The files these figures depend on (``make bench-check`` flags the section when one changes).
+MEASURES = [
+    "src/warmstart/engine.py",
+    "src/warmstart/runtime.py",
+    "src/warmstart/pipeline.py",
+    "src/warmstart/models/encoders.py",
+    "src/warmstart/data/bundle.py",
+    "bench/accuracy_recipes.py",
+    "src/warmstart/config.py",
+    "src/warmstart/models/heads.py",
+    "src/warmstart/augment.py",
+    "src/warmstart/evaluate.py",
+    "src/warmstart/health.py",
+    "src/warmstart/data/idx.py",
+    "src/warmstart/data/sources.py",
+    "src/warmstart/data/splits.py",
+    "src/warmstart/strategies/base.py",
+    "src/warmstart/strategies/joint.py",
+    "src/warmstart/strategies/selftrain.py",
+    "src/warmstart/objectives/base.py",
+    "src/warmstart/objectives/autoencoder.py",
+    "src/warmstart/objectives/denoising.py",
+    "src/warmstart/objectives/gan.py",
+    "src/warmstart/objectives/masked.py",
+    "src/warmstart/objectives/simclr.py",
+    "src/warmstart/objectives/ntxent_loss.py",
+    "src/warmstart/objectives/vae.py",
+]
+
 
 def sklearn_rows(data: DataBundle, labeled: np.ndarray, cache: dict) -> dict[str, float]:
     """The three scikit-learn baselines on the same labeled rows; the PCA is computed once."""
@@ -276,7 +305,7 @@ def main() -> None:
     print("\n" + text + f"\n\nthis invocation: {time.perf_counter() - started:.0f}s")
     if not args.quick:
         flags = [a for a in ("--only " + args.only if args.only else "", "--table" if args.table else "") if a]
-        common.write_section("accuracy", section(text, " ".join(["python bench/accuracy.py", *flags])))
+        common.write_section("accuracy", section(text, " ".join(["python bench/accuracy.py", *flags])), __file__)
 
 
 if __name__ == "__main__":

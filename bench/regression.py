@@ -6,9 +6,9 @@
 
 Each table is one ``warmstart study`` (``bench/cache/regression/<data>``), run with the settings below and
 nothing tuned: pretraining (denoising, masked, SimCLR with SCARF-style corruption) on every training row
-without targets, then ``linear``, ``full`` and ``selftrain`` (its default regression targets: the
-distance-weighted mean of the nearest labeled rows in the fine-tuned teacher's features), beside ``scratch`` and the regress task's baselines (ridge,
-k-NN regression, gradient boosting), at the same budgets, seeds and labeled rows. The test split (a fixed
+without targets, then ``linear``, ``full`` and ``selftrain`` (the regress task's default targets: a ridge
+probe's values), beside ``scratch`` and the regress task's baselines (ridge, k-NN regression, gradient
+boosting), at the same budgets, seeds and labeled rows. The test split (a fixed
 80/20 split) is read once per cell, at its end; no setting here was chosen by looking at it.
 """
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits

@@ -32,6 +32,26 @@ from warmstart.data import DataBundle, LabelBudget, load_data  # noqa: E402
 from warmstart.pipeline import finetune, pretrain  # noqa: E402
 from warmstart.rundir import load_run  # noqa: E402
 
+# The files these figures depend on (``make bench-check`` flags the section when one changes).
+MEASURES = [
+    "src/warmstart/engine.py",
+    "src/warmstart/runtime.py",
+    "src/warmstart/pipeline.py",
+    "src/warmstart/models/encoders.py",
+    "src/warmstart/data/bundle.py",
+    "src/warmstart/config.py",
+    "src/warmstart/text_pipeline.py",
+    "src/warmstart/models/text.py",
+    "src/warmstart/models/heads.py",
+    "src/warmstart/objectives/base.py",
+    "src/warmstart/objectives/mlm.py",
+    "src/warmstart/strategies/base.py",
+    "src/warmstart/evaluate.py",
+    "src/warmstart/data/text.py",
+    "src/warmstart/data/wordnet.py",
+    "src/warmstart/data/splits.py",
+]
+
 METHODS = ("tfidf", "scratch", "mlm", "minilm")
 LABELS = {"tfidf": "TF-IDF + logistic regression", "scratch": "transformer, scratch",
           "mlm": "transformer, MLM-pretrained (full fine-tune)", "minilm": "all-MiniLM-L6-v2 (full fine-tune)"}
@@ -207,7 +227,7 @@ def main() -> None:
             f"MLM-pretrained `full` lr {MLM_FINETUNE['lr']:g}, epochs {MLM_FINETUNE['epochs']}, layer decay "
             f"{MLM_FINETUNE['layer_decay']}; MiniLM `full` lr 1e-4, epochs {cfg['minilm_epochs']}. Machine: {machine}. "
             "Seconds are wall clock per cell on that shared machine.\n\n" + body
-            + (f"\n\n{args.note}" if args.note else ""))
+            + (f"\n\n{args.note}" if args.note else ""), __file__)
 
 
 if __name__ == "__main__":

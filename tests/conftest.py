@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+# Two cores here: keep each test process to one thread so parallel helpers and CI stay predictable (threads=0,
+# auto, then means 1 too: runtime.default_threads honours OMP_NUM_THREADS). Set before torch is imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-# Two cores here: keep each test process to one thread so parallel helpers and CI stay predictable.
 torch.set_num_threads(1)
 
 

@@ -93,7 +93,8 @@ def test_a_strategy_refuses_a_task_it_does_not_serve(task_runs, tmp_path, monkey
 
     monkeypatch.setitem(STRATEGIES._entries, "classes-only", ClassesOnly)
     data, _ = task_runs["regress"]
-    with pytest.raises(UserError, match="strategy 'classes-only' does not apply to the regress task; it serves classify"):
+    message = "strategy 'classes-only' does not apply to the regress task; it serves classify"
+    with pytest.raises(UserError, match=message):
         pipeline.finetune(FinetuneConfig(strategy="classes-only", epochs=1), tmp_path / "run", data=data)
     assert not (tmp_path / "run").exists()
 

@@ -18,7 +18,7 @@ from warmstart.study.summary import Summary, read_results, t_interval
 from warmstart.study import TIMING_COLUMNS, plan_study, run_study
 
 TINY = ["pretrain.epochs=5", "finetune.epochs=30", "finetune.lr=0.01", "encoder_args.width=32",
-        "encoder_args.feature_dim=16"]
+        "encoder_args.feature_dim=16", "explain=0"]  # explanations: tests/test_explain.py
 
 
 def tiny_config(**flags):

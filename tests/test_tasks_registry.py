@@ -33,7 +33,8 @@ def combos() -> list[tuple[str, str, str]]:
         for objective in OBJECTIVES.names():
             for encoder in ENCODER_ARGS:
                 readable = modality in ENCODERS.get(encoder).modalities
-                if readable and modality in OBJECTIVES.get(objective).modalities and (objective, encoder) not in REFUSED:
+                applies = modality in OBJECTIVES.get(objective).modalities
+                if readable and applies and (objective, encoder) not in REFUSED:
                     out.append((task, objective, encoder))
     return out
 

@@ -11,7 +11,7 @@ pytest.importorskip("transformers", reason="text support is the optional extra w
 
 from warmstart.config import FinetuneConfig, PretrainConfig  # noqa: E402
 from warmstart.data import DataBundle  # noqa: E402
-from warmstart.data.text import encode, special_ids, train_tokenizer  # noqa: E402
+from warmstart.data.text import encode, train_tokenizer  # noqa: E402
 from warmstart.models.text import build_text_encoder  # noqa: E402
 from warmstart.objectives.mlm import mask_tokens  # noqa: E402
 from warmstart.pipeline import finetune, pretrain  # noqa: E402

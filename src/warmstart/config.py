@@ -31,7 +31,9 @@ class TrainSettings(BaseModel):
     warmup: float = Field(0.05, ge=0, lt=1, description="fraction of steps with linear LR warm-up")
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = each epoch")
     seed: int = Field(0, ge=0, description="seed for initialisation, data order and augmentation")
-    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default")
+    threads: int = Field(
+        0, ge=0, description="torch CPU threads for the run (and after it, in this process); 0 = auto: "
+        "$OMP_NUM_THREADS if set, else one per core not busy with other processes at the start")
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     amp: Literal["none", "bf16", "fp16"] = Field(
         "none", description="mixed-precision autocast: none, bf16 (GPU; CPU works but is slow) or fp16 (GPU only)")
@@ -161,9 +163,9 @@ def to_yaml(config: BaseModel) -> str:
 
 # --- studies ------------------------------------------------------------------------------------
 
-#: Study settings that choose which cells exist (or how they are ranked); the rest decide what a cell computes and
-#: must not change between runs sharing one directory.
-GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds", "metric")
+#: Study settings that choose which cells exist (or how they are ranked, and ``explain``, which only adds to the
+#: report); the rest decide what a cell computes and must not change between runs sharing one directory.
+GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds", "metric", "explain")
 
 #: Pretrain/finetune settings a study sets itself, per cell, from its own fields.
 STUDY_CONTROLLED = {
@@ -203,6 +205,9 @@ class StudyConfig(BaseModel):
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
     pretrain: dict[str, Any] = Field(default_factory=dict, description="PretrainConfig settings, e.g. epochs")
     finetune: dict[str, Any] = Field(default_factory=dict, description="FinetuneConfig settings, e.g. epochs")
+    explain: int = Field(16, ge=0, description="test rows the report's Explanations section explains for the "
+                         "best pretrained method and scratch at the smallest budget (seed 0); 0: none. Needs "
+                         "the explain extra (pip install 'warmstart[explain]'); without it the section is skipped")
 
     def pretrain_config(self, objective: str, seed: int) -> PretrainConfig:
         return PretrainConfig(**{**self.pretrain, "data": self.data, "data_dir": self.data_dir, "seed": seed,

@@ -105,8 +105,7 @@ def fit(
     """
     device = runtime.resolve_device(settings.device, settings.amp)
     rank, world = runtime.rank_world()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+    torch.set_num_threads(settings.threads or runtime.default_threads())  # 0 = auto: the cores free now
     if world > 1:  # ranks draw different noise/augmentations; DDP makes their weights equal below
         torch.manual_seed(int(np.random.SeedSequence([settings.seed, rank]).generate_state(1)[0]))
     model.to(device)
@@ -122,7 +121,8 @@ def fit(
 
     start, sums, history = 0, {}, []
     if resume and run_dir is not None and (run_dir / CHECKPOINT).exists():
-        start, sums, history = _restore(run_dir, model, optimizer, scaler, device, writes is not None)
+        start, sums, history = _restore(run_dir, model, optimizer, scaler, device, writes is not None,
+                                        auto_threads=not settings.threads)
     forward = runtime.distributed_loss(model, loss_fn, device)
 
     bar = tqdm(total=total, initial=start, desc=desc, disable=rank > 0 or not sys.stderr.isatty(), leave=False,
@@ -155,7 +155,8 @@ def fit(
             sums = runtime.mean_over_ranks(sums)  # the global batch's mean, as one process would log it
             count = float(sums.pop("_steps"))
             record.update({k: float(v) / count for k, v in sums.items()})
-            record.update({"seconds": round(seconds, 3), "examples_per_s": round(images / max(seconds, 1e-9), 1)})
+            record.update({"seconds": round(seconds, 3), "examples_per_s": round(images / max(seconds, 1e-9), 1),
+                           "threads": torch.get_num_threads()})  # what threads=0 (auto) chose: rerun with it
             if on_epoch_end is not None:
                 record.update(on_epoch_end(epoch))
                 model.train()
@@ -232,12 +233,20 @@ def _save(run_dir: Path | None, model: nn.Module, optimizer, scaler, device, ste
     tensors["rng.torch"] = states[0]
     tensors.update({f"rng.rank{r}": state for r, state in enumerate(states[1:], start=1)})
     meta = {"step": step, "param_groups": groups, "history": history, "config": config or {},
-            "world_size": len(states), "scaler": scaler.state_dict()}
+            "world_size": len(states), "scaler": scaler.state_dict(), "threads": torch.get_num_threads()}
     save_tensors(run_dir / CHECKPOINT, tensors, meta)
 
 
-def _restore(run_dir: Path, model: nn.Module, optimizer, scaler, device, main: bool) -> tuple[int, dict, list]:
+def _restore(run_dir: Path, model: nn.Module, optimizer, scaler, device, main: bool,
+             auto_threads: bool = False) -> tuple[int, dict, list]:
+    """Load the checkpoint into model, optimiser and scaler; return (step, log sums, history).
+
+    With ``auto_threads`` the run continues on the thread count it was checkpointed with: another count sums
+    floats in another order, and the resumed run would no longer end bit-identical to an uninterrupted one.
+    """
     tensors, meta = load_tensors(run_dir / CHECKPOINT)
+    if auto_threads and meta.get("threads"):
+        torch.set_num_threads(int(meta["threads"]))
     rank, world = runtime.rank_world()
     if meta.get("world_size", 1) != world:
         raise UserError(

@@ -232,14 +232,23 @@ def evaluate(model_dir: str | Path, data: str | DataBundle, data_dir: str | None
     model, meta = load_run(model_dir, "model")
     task = TASKS.get(meta.get("task", "classify"))
     bundle = data if isinstance(data, DataBundle) else load_data(data, data_dir)
+    bundle = model_data(model_dir, meta, bundle, "evaluate", model)
+    return task.evaluate(model, bundle.handler.prepare(bundle, model.encoder))
+
+
+def model_data(model_dir: str | Path, meta: dict[str, Any], bundle: DataBundle, command: str,
+               model: nn.Module) -> DataBundle:
+    """``bundle`` read as the task of the fine-tuned ``model`` whose metadata is ``meta`` (a table re-read in
+    the model's column schema), or one line saying why the model cannot be used on it (another input shape,
+    more classes than the model knows)."""
+    task = TASKS.get(meta.get("task", "classify"))
     bundle, _ = resolve_task(bundle, task.name)
     bundle = bundle.handler.prepare(bundle, model.encoder)  # a table is re-read in the model's column schema
     check_input_shape(meta["input_shape"], bundle, f"the model in {model_dir} expects",
-                      "evaluate on the data it was trained for")
+                      f"{command} on the data it was trained for")
     known, given = task.info(bundle), {k: meta.get(k) for k in task.info(bundle)}
     for key, values in known.items():
         if len(values) > len(given[key] or []):
             raise UserError(f"{bundle.name} has {len(values)} {key.replace('_', ' ')} but the model knows "
-                            f"{len(given[key] or [])}; evaluate on data like the data it was trained on")
-    bundle = bundle.handler.prepare(bundle, model.encoder)
-    return task.evaluate(model, bundle)
+                            f"{len(given[key] or [])}; {command} on data like the data it was trained on")
+    return bundle

@@ -66,6 +66,9 @@ class DataBundle:
     schema: Any = None
     # Interactions: the users, items, training interactions and side tables (``data/interactions.py``).
     catalog: Any = None
+    # Tables: the original column of each feature index (one-hot levels of a categorical column repeat its
+    # name), so attributions can be folded back to columns; empty: every feature index is its own column.
+    feature_columns: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from warmstart.data.modalities import MODALITIES
@@ -88,6 +91,9 @@ class DataBundle:
             )
         self.spec = self.spec or self.name
         self.handler.check(self)
+        if self.feature_columns and len(self.feature_columns) != int(np.prod(self.input_shape)):
+            raise UserError(f"{self.name}: {len(self.feature_columns)} feature column names for "
+                            f"{int(np.prod(self.input_shape))} features; give one name per feature index")
         TASKS.get(self.task).check(self)
 
     @property

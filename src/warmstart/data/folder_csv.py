@@ -22,6 +22,8 @@ from warmstart.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+#: The most a folder's decoded pixels may take in memory (uint8): beyond it, say so instead of swapping.
+MAX_BYTES = 8 * 2**30
 
 
 def split_options(name: str, path: str, allowed: tuple[str, ...]) -> tuple[str, dict[str, str]]:
@@ -63,20 +65,23 @@ def _parse_size(name: str, text: str) -> tuple[int, int]:
     return size
 
 
-def _read_image(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
+def _read_image(path: Path, mode: str, size: tuple[int, int], name: str) -> np.ndarray:
     """The image in ``mode`` at ``size``: the shorter side scaled to cover it, then a centre crop."""
     from PIL import Image, ImageOps
 
-    with Image.open(path) as im:
-        im = im.convert(mode)
-        if im.size != size:
-            im = ImageOps.fit(im, size, method=Image.Resampling.BICUBIC, centering=(0.5, 0.5))
-        return np.asarray(im, np.uint8)
+    try:
+        with Image.open(path) as im:
+            im = im.convert(mode)
+            if im.size != size:
+                im = ImageOps.fit(im, size, method=Image.Resampling.BICUBIC, centering=(0.5, 0.5))
+            return np.asarray(im, np.uint8)
+    except Exception as e:  # Pillow's decoders raise OSError, struct.error, ValueError... on damaged data
+        raise UserError(f"{name}: cannot read image {path} ({type(e).__name__}: {e}); fix or remove it") from None
 
 
 def _scan(name: str, files: list[tuple[Path, int]]) -> tuple[Counter, set]:
     """Sizes and colour modes of every image, from the headers only (cheap, and fails before decoding)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     sizes, modes = Counter(), set()
     for f, _ in files:
@@ -84,7 +89,7 @@ def _scan(name: str, files: list[tuple[Path, int]]) -> tuple[Counter, set]:
             with Image.open(f) as im:
                 sizes[im.size] += 1
                 modes.add(im.mode)
-        except (OSError, UnidentifiedImageError, ValueError) as e:
+        except Exception as e:  # also DecompressionBombError: a header declaring a huge size
             raise UserError(f"{name}: cannot read image {f} ({e}); fix or remove it") from None
     return sizes, modes
 
@@ -107,7 +112,11 @@ def load_folder(path: str, data_dir: str | None) -> DataBundle:
     sizes, modes = _scan(name, files)
     size = _parse_size(name, options["image_size"]) if "image_size" in options else sizes.most_common(1)[0][0]
     mode = "L" if modes <= _GRAY_MODES else "RGB"
-    x = np.stack([_read_image(f, mode, size) for f, _ in files])
+    needed = len(files) * size[0] * size[1] * (1 if mode == "L" else 3)
+    if needed > MAX_BYTES:
+        raise UserError(f"{name}: {len(files)} images of {size[0]}x{size[1]} would take {needed / 2**30:.1f} GiB in "
+                        f"memory (limit {MAX_BYTES / 2**30:.0f} GiB); give a smaller ?image_size= or use npz:")
+    x = np.stack([_read_image(f, mode, size, name) for f, _ in files])
     x = x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)
     y = np.array([i for _, i in files], np.int64)
     if split:

@@ -8,9 +8,12 @@ registration line at the bottom of this file.
 """
 from __future__ import annotations
 
+import math
 import os
 import struct
+import tokenize
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,22 +116,39 @@ def _load_digits(path: str | None, data_dir: str | None) -> DataBundle:
 # --- npz ------------------------------------------------------------------------------------
 
 def _npz_member(path: str, archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
-    """Memory-map an uncompressed member in place; compressed ones must be inflated."""
+    """Memory-map an uncompressed member in place; inflate a compressed one.
+
+    The member's header is checked against the member's size before anything is mapped or allocated, so a
+    damaged header fails here (``ValueError``) instead of asking for the terabytes it may claim.
+    """
     info = archive.zip.getinfo(key + ".npy")
-    if info.compress_type != zipfile.ZIP_STORED:
-        return archive[key]
-    with open(path, "rb") as f:
-        f.seek(info.header_offset)
-        name_len, extra_len = struct.unpack("<26xHH", f.read(30))
-        f.seek(info.header_offset + 30 + name_len + extra_len)
-        version = np.lib.format.read_magic(f)
+    with archive.zip.open(info) as member:
+        version = np.lib.format.read_magic(member)
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = reader(f)
+        try:
+            shape, fortran, dtype = reader(member)
+        except (SyntaxError, tokenize.TokenError) as err:  # numpy parses the header as a Python literal
+            raise ValueError(f"{key}: unreadable .npy header ({err})") from None
         if dtype.hasobject:
             raise ValueError("object arrays are not supported")
-        if 0 in shape:  # mmap cannot map zero bytes
-            return np.empty(shape, dtype)
-        return np.memmap(path, dtype, "r", f.tell(), shape, "F" if fortran else "C")
+        start, nbytes = member.tell(), math.prod(shape) * dtype.itemsize
+        if start + nbytes != info.file_size:
+            raise ValueError(f"{key}: its header declares {shape} {dtype} ({nbytes} bytes), the member holds "
+                             f"{info.file_size - start}")
+        order = "F" if fortran else "C"
+        if info.compress_type != zipfile.ZIP_STORED:  # read in chunks: memory follows the data really there
+            body = bytearray()
+            while len(body) < nbytes and (chunk := member.read(min(1 << 20, nbytes - len(body)))):
+                body += chunk
+            if len(body) != nbytes:
+                raise ValueError(f"{key}: data ends after {len(body)} of {nbytes} bytes")
+            return np.frombuffer(body, dtype).reshape(shape, order=order)
+    if nbytes == 0:  # mmap cannot map zero bytes
+        return np.empty(shape, dtype)
+    with open(path, "rb") as f:  # the member's data starts after its local header, name and extra field
+        f.seek(info.header_offset)
+        name_len, extra_len = struct.unpack("<26xHH", f.read(30))
+    return np.memmap(path, dtype, "r", info.header_offset + 30 + name_len + extra_len + start, shape, order)
 
 
 def _npz_arrays(name: str, path: str, archive) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -141,8 +161,20 @@ def _npz_arrays(name: str, path: str, archive) -> tuple[dict[str, np.ndarray], l
             "save x_train, y_train and optionally both x_test and y_test"
         )
     arrays = {k: _npz_member(path, archive, k) for k in ("x_train", "y_train", "x_test", "y_test") if k in keys}
-    class_names = [str(c) for c in archive["class_names"]] if "class_names" in keys else []
+    names = _npz_member(path, archive, "class_names") if "class_names" in keys else np.array([])
+    class_names = [str(c) for c in names.reshape(-1)]
     return arrays, class_names
+
+
+def _checked(name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Arrays a DataBundle can hold: examples along axis 0, numeric features, numeric labels."""
+    for key, array in arrays.items():
+        if array.ndim == 0:
+            raise UserError(f"{name}: {key} has shape (); save one row per example (shape (N, ...))")
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            what = "features" if key.startswith("x") else "labels (class indices 0..K-1)"
+            raise UserError(f"{name}: {key} holds {array.dtype} values, not numeric {what}; convert it to numbers")
+    return arrays
 
 
 def _load_npz(path: str, data_dir: str | None) -> DataBundle:
@@ -156,9 +188,10 @@ def _load_npz(path: str, data_dir: str | None) -> DataBundle:
             fh.seek(0)
             with np.load(fh) as archive:  # members are memory-mapped by _npz_member, not read here
                 arrays, class_names = _npz_arrays(name, path, archive)
+                arrays = _checked(name, arrays)
     except UserError:
         raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, struct.error) as e:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, struct.error, zlib.error) as e:
         raise UserError(
             f"{name}: cannot read ({type(e).__name__}: {e}); the file is truncated or corrupt, re-save it"
         ) from None
@@ -194,6 +227,10 @@ def _load_idx(path: str, data_dir: str | None) -> DataBundle:
     if arrays is None:
         files = ", ".join(f"{s}[.gz]" for s in idx.IDX_FILES.values())
         raise UserError(f"{name}: missing IDX files; the folder must hold {files}")
+    for key in ("x_train", "x_test"):
+        if arrays[key].ndim not in (3, 4):
+            raise UserError(f"{name}: {idx.IDX_FILES[key]} has shape {arrays[key].shape}, not images "
+                            "(N, H, W) or (N, C, H, W); check that the 4 files are not mixed up")
     arrays = {k: (v[:, None] if v.ndim == 3 else v) for k, v in arrays.items()}
     scale = 1 / 255 if arrays["x_train"].dtype == np.uint8 else 1.0
     return DataBundle(name, modality="image", scale=scale, **arrays)

@@ -4,8 +4,8 @@
 cells (strings, or floats with ``NaN`` for a missing cell). A column is categorical when it holds strings,
 when it is named in ``?categorical=``, or when it holds whole numbers with at most ``FEW_LEVELS`` distinct
 values (each used twice on average); every other column is numeric (``?numeric=`` forces it). Cells written
-``""``, ``?``, ``NA``, ``N/A``, ``nan``, ``null`` or ``None`` are missing: a numeric column gets mean imputation plus a missing
-indicator (when its training rows have missing cells), a categorical column a "missing" slot. A column
+``""``, ``?``, ``NA``, ``N/A``, ``nan``, ``null`` or ``None`` are missing: a numeric column gets mean imputation
+plus a missing indicator (when its training rows have missing cells), a categorical column a "missing" slot. A column
 with more than ``MAX_LEVELS`` levels is refused (an ID or free text is no category; drop it with
 ``?drop=``): hashing it would only add noise. The schema is fitted on the training split only
 (``data/modalities/table_schema.py``) and the resolved choices go into the source spec, which every run's

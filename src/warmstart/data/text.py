@@ -202,8 +202,9 @@ def load_jsonl(path: str, data_dir: str | None = None):
         if line.strip():
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{name}: line {i} is not valid JSON ({err.msg}); fix that line") from None
+            except (ValueError, RecursionError) as err:  # JSONDecodeError, over-long integers, deep nesting
+                why = getattr(err, "msg", err)
+                raise UserError(f"{name}: line {i} is not valid JSON ({why}); fix that line") from None
             if not isinstance(row, dict):
                 raise UserError(f"{name}: line {i} is not a JSON object; write one {{...}} per line")
             rows.append(row)

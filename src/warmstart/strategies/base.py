@@ -2,8 +2,9 @@
 
 A strategy is a tiny class plus one registration line. It says which tasks it serves (``tasks``) and asks
 the run's task (``warmstart.tasks``) for the loss, the batches and the probe, so one class trains classifiers,
-regressors and taggers alike. The pipeline builds the task's model, calls ``setup(context)`` (which returns the module the engine trains), then runs ``warmstart.engine.fit`` on
-``streams(context)`` with ``param_groups`` and ``loss``. The first stream defines the epoch; the others
+regressors and taggers alike. The pipeline builds the task's model, calls ``setup(context)`` (which returns
+the module the engine trains), then runs ``warmstart.engine.fit`` on ``streams(context)`` with
+``param_groups`` and ``loss``. The first stream defines the epoch; the others
 cycle (unlabeled batches beside labeled ones).
 
 Options every strategy takes (``strategy_args``): ``augment`` — ``"none"`` or ``"weak"`` (the modality's light

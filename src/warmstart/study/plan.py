@@ -69,7 +69,8 @@ def _check_strategy(config: StudyConfig, name: str, task, data: DataBundle, impl
         strategy.check(task, data, name)
     except UserError as err:
         if implicit:  # the user never named scratch: say why it runs and where its arguments came from
-            raise UserError(f"the study always runs scratch as the baseline, with finetune.strategy_args: {err}") from err
+            raise UserError(f"the study always runs scratch as the baseline, with finetune.strategy_args: "
+                            f"{err}") from err
         raise
     return strategy
 

@@ -86,8 +86,10 @@ def confusion_png(matrix: np.ndarray, class_names: list[str], title: str) -> byt
     return _png(fig)
 
 
-def embedding_png(xy: np.ndarray, y: np.ndarray, class_names: list[str], title: str, value_name: str = "") -> bytes:
-    """A 2-D map coloured by class (``class_names``) or, with ``value_name`` and no classes, by a value."""
+def embedding_png(xy: np.ndarray, y: np.ndarray, class_names: list[str], title: str, value_name: str = "",
+                  axes: tuple[str, str] = ("PC 1", "PC 2")) -> bytes:
+    """A 2-D map coloured by class (``class_names``) or, with ``value_name`` and no classes, by a value;
+    ``axes`` names its two axes (a t-SNE map's are "t-SNE 1", "t-SNE 2")."""
     fig = _figure(6.2, 5.0)
     ax = fig.add_subplot()
     if class_names:
@@ -100,7 +102,7 @@ def embedding_png(xy: np.ndarray, y: np.ndarray, class_names: list[str], title: 
     else:
         scatter = ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="viridis", s=8, alpha=0.8)
         fig.colorbar(scatter, ax=ax, label=value_name or "target")
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
     ax.set_title(title, fontsize=10)
     return _png(fig)

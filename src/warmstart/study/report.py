@@ -154,6 +154,13 @@ def _embedding(summary: Summary, run_dir: Path, class_names: list[str], pngs: di
                       + ", ".join(f"PC{i + 1} {v:.1%}" for i, v in enumerate(variance)) + ")")]
 
 
+def _explanations(run_dir: Path, pngs: dict) -> list[tuple]:
+    """The Explanations section (``warmstart.explain.study``; it needs no Captum to be read back)."""
+    from warmstart.explain.study import report_blocks
+
+    return report_blocks(run_dir, pngs)
+
+
 def _compute(summary: Summary, run_dir: Path, rows: list[dict]) -> list[tuple]:
     pre_rows = []
     for path in sorted((run_dir / "pretrain").glob("*/pretrain_info.json")):
@@ -197,6 +204,7 @@ def build_blocks(run_dir: Path) -> tuple[list[tuple], dict[str, bytes]]:
     blocks += _scores(summary, rows, metrics, pngs)
     blocks += _confusion(summary, run_dir, class_names, pngs)
     blocks += _embedding(summary, run_dir, class_names, pngs)
+    blocks += _explanations(run_dir, pngs)
     blocks += _compute(summary, run_dir, rows)
     return blocks, pngs
 

@@ -123,16 +123,23 @@ class StudyRunner:
         speed = round(len(x_train) / max(time.perf_counter() - started, 1e-9), 1)
         return self.task.metrics(self.data, self.data.y_test, predicted), labeled, speed
 
+    def finetune_cell(self, cell: Cell, out: Path | None = None):
+        """Fine-tune ``cell``'s model as the study does (into the run directory ``out`` when given: the
+        Explanations section re-runs a cell this way, with the same seed and settings)."""
+        objective = self.objective_for(cell) if cell.kind == "pretrained" else None
+        config = self.config.finetune_config(cell.strategy, cell.budget, cell.seed)
+        return finetune(config, out, data=self.data, objective=objective,
+                        encoder=objective.encoder if objective is not None else None)
+
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         started = time.perf_counter()
         if cell.kind == "baseline":
             metrics, labeled, speed = self.run_baseline(cell)
         else:
-            objective = self.objective_for(cell) if cell.kind == "pretrained" else None
+            if cell.kind == "pretrained":
+                self.objective_for(cell)
             started = time.perf_counter()  # pretraining is shared: it is timed on its own
-            config = self.config.finetune_config(cell.strategy, cell.budget, cell.seed)
-            result = finetune(config, data=self.data, objective=objective,
-                              encoder=objective.encoder if objective is not None else None)
+            result = self.finetune_cell(cell)
             metrics, labeled, speed = result.metrics, result.labeled, _throughput(result.history)
         row = {"method": cell.method, "kind": cell.kind, "objective": cell.objective, "strategy": cell.strategy,
                "budget": cell.budget, "labels": int(len(labeled)), "seed": cell.seed}
@@ -213,6 +220,10 @@ def run_study(
     bar.close()
     final = [rows[c.key] for c in plan.cells]
     atomic_write_text(out / "results.csv", results_csv(final, plan.task))
+    if config.explain:
+        from warmstart.explain.study import explain_study
+
+        explain_study(runner, final)
     from warmstart.study.report import write_report
 
     write_report(out)

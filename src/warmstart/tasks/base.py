@@ -8,6 +8,8 @@ registration line per task (``tasks/__init__.py``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +25,25 @@ if TYPE_CHECKING:
     from warmstart.data.bundle import DataBundle
 
 TASKS: Registry["Task"] = Registry("task")
+
+
+@dataclass
+class Explained:
+    """One example's prediction as ``warmstart explain`` attributes it (``Task.explain_outputs``).
+
+    ``score`` maps a batch of model inputs ``(B, ...)`` (variants of this example: interpolated, noised,
+    with parts removed) to the ``(B,)`` scalar being explained — the predicted class's probability, the
+    predicted value in the data's units, a word's predicted tag's probability. ``true_score`` is the same
+    for the true label when it differs from the prediction. ``focus`` is the token position whose output
+    is explained (``tag``); None means the pooled output.
+    """
+
+    score: Callable[[torch.Tensor], torch.Tensor]
+    prediction: str
+    truth: str
+    correct: bool | None = None  # None: the task has no right or wrong (regress)
+    true_score: Callable[[torch.Tensor], torch.Tensor] | None = None
+    focus: int | None = None
 
 
 class Task:
@@ -167,6 +188,14 @@ class Task:
     def agreement(self, output: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
         """A logged score of how well a student batch's outputs follow its soft targets."""
         return torch.zeros(())
+
+    # --- explanations --------------------------------------------------------------------------------
+
+    def explain_outputs(self, model: nn.Module, bundle: DataBundle, x: np.ndarray, y: np.ndarray) -> list[Explained]:
+        """For each row of ``x`` (with targets ``y``), the model output ``warmstart explain`` attributes.
+        The default refuses; a task that can be explained overrides it."""
+        raise UserError(f"the {self.name} task does not say which output to explain yet, so its models cannot "
+                        "be explained; explain a classify, regress or tag model")
 
     # --- baselines -----------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from warmstart.errors import UserError
 from warmstart.probes import LinearProbe
-from warmstart.tasks.base import TASKS, Task
+from warmstart.tasks.base import TASKS, Explained, Task
 
 
 def roc_auc(y_true: np.ndarray, proba: np.ndarray | None, num_classes: int) -> float:
@@ -68,6 +68,11 @@ def spread_labels(features: np.ndarray, y: np.ndarray, labeled: np.ndarray, num_
     return dist / dist.sum(1, keepdim=True)
 
 
+def class_score(model: nn.Module, c: int):
+    """``inputs (B, ...) -> (B,)``: the model's softmax probability of class ``c``."""
+    return lambda inputs: torch.softmax(model(inputs), 1)[:, c]
+
+
 class Classify(Task):
     """One class index per example; cross-entropy on a linear head over the pooled features."""
 
@@ -89,6 +94,10 @@ class Classify(Task):
         if min(bundle.y_train.min(initial=0), bundle.y_test.min(initial=0)) < 0:
             raise UserError(f"{bundle.name}: negative labels found; labels must be class indices 0..K-1")
         if not bundle.class_names:
+            rows = len(bundle.y_train) + len(bundle.y_test)
+            if k > rows:  # e.g. a damaged label file: naming 2**40 classes would exhaust memory
+                raise UserError(f"{bundle.name}: labels go up to {k - 1} but there are only {rows} examples; labels "
+                                "must be class indices 0..K-1 (give class names to declare unused classes)")
             bundle.class_names = [str(i) for i in range(k)]
         if k > len(bundle.class_names):
             raise UserError(f"{bundle.name}: label {k - 1} is out of range for {len(bundle.class_names)} classes; "
@@ -170,6 +179,18 @@ class Classify(Task):
     def keep_labeled(self, soft, bundle, labeled, model):
         soft[labeled] = F.one_hot(torch.from_numpy(bundle.y_train[labeled]), soft.shape[1]).float()
         return soft
+
+    def explain_outputs(self, model, bundle, x, y):
+        """The predicted class's softmax probability (and the true class's, when the prediction is wrong)."""
+        from warmstart.evaluate import predict_logits
+
+        names = bundle.class_names
+        out = []
+        for p, truth in zip(torch.softmax(predict_logits(model, bundle, x), 1), np.asarray(y)):
+            guess, truth = int(p.argmax()), int(truth)
+            out.append(Explained(class_score(model, guess), f"{names[guess]} (p {float(p[guess]):.2f})", names[truth],
+                                 guess == truth, None if guess == truth else class_score(model, truth)))
+        return out
 
     def baselines(self, modality: str) -> list[str]:
         # Gradient boosting is what practitioners reach for first on tables; k-NN is the other classical bar.

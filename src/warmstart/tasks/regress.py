@@ -18,7 +18,7 @@ from torch import nn
 
 from warmstart.errors import UserError, note
 from warmstart.probes import LinearProbe
-from warmstart.tasks.base import TASKS, Task
+from warmstart.tasks.base import TASKS, Explained, Task
 
 #: Quantile bins a budget is stratified over (fewer when the budget is smaller).
 BINS = 10
@@ -160,6 +160,15 @@ class Regress(Task):
     def keep_labeled(self, soft, bundle, labeled, model):
         soft[labeled] = model.standardise(torch.as_tensor(bundle.y_train[labeled]))
         return soft
+
+    def explain_outputs(self, model, bundle, x, y):
+        """The predicted value of the first target, in the data's units (the head's output destandardised)."""
+        name = bundle.target_names[0]
+        predicted = self.predict(model, bundle, x).reshape(len(x), -1)[:, 0]
+
+        def score(inputs: torch.Tensor) -> torch.Tensor:
+            return model.destandardise(model(inputs))[:, 0]
+        return [Explained(score, f"{name} {p:.4g}", f"{float(np.ravel(t)[0]):.4g}") for p, t in zip(predicted, y)]
 
     def baselines(self, modality: str) -> list[str]:
         return ["ridge", "knn_regression", "hist_gradient_boosting"]

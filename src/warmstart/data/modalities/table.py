@@ -15,6 +15,7 @@ import torch
 
 from warmstart.data.modalities.base import MODALITIES, Modality
 from warmstart.data.modalities.table_schema import TableSchema
+from warmstart.errors import UserError
 
 
 class TableModality(Modality):
@@ -29,8 +30,10 @@ class TableModality(Modality):
         if bundle.schema is None:
             bundle.schema = TableSchema.numeric(np.asarray(bundle.x_train) * np.float32(bundle.scale))
         if len(bundle.schema.columns) != bundle.x_train.shape[1]:
-            raise ValueError(f"{bundle.name}: the schema has {len(bundle.schema.columns)} columns but the rows "
-                             f"{bundle.x_train.shape[1]}")
+            raise UserError(f"{bundle.name}: the schema has {len(bundle.schema.columns)} columns but the rows "
+                            f"{bundle.x_train.shape[1]}")
+        if not bundle.feature_columns:  # each model input's column, so attributions fold back to columns
+            bundle.feature_columns = [c.name for c in bundle.schema.columns for _ in range(c.size)]
 
     def input_shape(self, bundle) -> tuple[int, ...]:
         return (bundle.schema.width,)
@@ -42,7 +45,8 @@ class TableModality(Modality):
         schema = getattr(encoder, "schema", None)
         if schema is None or schema is bundle.schema or not schema.has_marginals:
             return bundle  # an encoder built without data (a passthrough schema) reads any rows of its width
-        return replace(bundle, schema=schema.adopt(bundle.schema, bundle.name))
+        # feature_columns follow the new schema's layout (the check refills them from it)
+        return replace(bundle, schema=schema.adopt(bundle.schema, bundle.name), feature_columns=[])
 
     def flat_features(self, bundle) -> tuple[np.ndarray, np.ndarray]:
         return self.batch(bundle, bundle.x_train).numpy(), self.batch(bundle, bundle.x_test).numpy()
