@@ -342,8 +342,8 @@ def main() -> None:
         f"and {seconds / 60:.1f} wall-minutes for the cells it computed (cached cells are reused).",
         __doc__.split("\n\n", 2)[2].replace("\n", " "),
         *sections, f"Anchors (other data or code, same protocol): {ANCHORS}.",
-        *([f"Not measured (not finished within the session's time on this shared machine): {missing_text(bench.missing)}."]
-          if bench.missing else [])])
+        *([f"Not measured (not finished within the session's time on this shared machine): "
+           f"{missing_text(bench.missing)}."] if bench.missing else [])])
     print(body)
     if not args.quick and set(parts) == {"rank", "rate", "downstream"}:
         common.write_section("recsys", body)

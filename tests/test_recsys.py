@@ -27,7 +27,8 @@ def test_splits_are_disjoint_and_pretraining_never_sees_a_held_out_interaction(s
     valid = toy_interactions("rank", {"split": split, "holdout": "valid"})
     train = keys(test.catalog.train)
     assert train == keys(test.x_train) == keys(valid.x_train)  # the same training part for both holdouts
-    assert not train & keys(test.x_test) and not train & keys(valid.x_test) and not keys(test.x_test) & keys(valid.x_test)
+    assert not train & keys(test.x_test) and not train & keys(valid.x_test)
+    assert not keys(test.x_test) & keys(valid.x_test)
     assert len(train) + len(test.x_test) + len(valid.x_test) == len(toy_log()[0].users)
     stream = test.handler.pretrain_stream(test, 10_000)
     assert keys(stream.make_batch(np.arange(stream.size))[0].numpy()) == train
@@ -172,7 +173,8 @@ def solo_user_rows() -> list[str]:
     ("user=uid&item=what", None, "no user column 'uid' (columns: who, what, stars, when); name it with ?user=COLUMN"),
     ("user=who&item=thing", None, "no item column 'thing'"),
     ("user=who&item=what&rating=stars", ["u0,i1,4,100"], "user 'u0' and item 'i1' appear together on lines 2 and"),
-    ("user=who&item=what&rating=stars&range=1,5", ["u0,i99,7,1"], "rating 7 on line 2 is outside the stated range 1..5"),
+    ("user=who&item=what&rating=stars&range=1,5", ["u0,i99,7,1"],
+     "rating 7 on line 2 is outside the stated range 1..5"),
     ("user=who&item=what&split=global", "solo", "user 'solo' has no training interaction after split=global"),
 ])
 def test_bad_interaction_logs_are_refused_in_one_line_with_nothing_written(tmp_path, cli, query, rows, message):

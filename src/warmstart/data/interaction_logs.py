@@ -43,7 +43,9 @@ class Log:
     lines: np.ndarray
 
     def take(self, keep: np.ndarray) -> Log:
-        pick = (lambda a: None if a is None else a[keep])
+        def pick(column: np.ndarray | None) -> np.ndarray | None:
+            return None if column is None else column[keep]
+
         return Log(self.users[keep], self.items[keep], pick(self.ratings), pick(self.times), self.lines[keep])
 
 
@@ -116,7 +118,8 @@ def check_log(name: str, log: Log, options: dict) -> Log:
     if how == "error":
         pair = int(np.flatnonzero(counts > 1)[0])
         lines = log.lines[inverse == pair][:2]
-        raise UserError(f"{name}: user {str(log.users[first[pair]])!r} and item {str(log.items[first[pair]])!r} appear together on "
+        user, item = str(log.users[first[pair]]), str(log.items[first[pair]])
+        raise UserError(f"{name}: user {user!r} and item {item!r} appear together on "
                         f"lines {lines[0]} and {lines[1]}; give one row per pair, or aggregate with ?duplicates=last "
                         "(keep the latest) or ?duplicates=mean (average the ratings)")
     order = np.lexsort(((log.times if log.times is not None else log.lines), inverse))

@@ -84,7 +84,8 @@ def load_interactions_csv(path: str, data_dir: str | None) -> DataBundle:
                         + ", ".join(f"?{o}=..." for o in (*CSV_OPTIONS, *OPTIONS)))
     options = {k: v for k, v in raw.items() if k in OPTIONS}
     header, rows = _read_csv(name, Path(path.partition("?")[0]))
-    column = {role: _column(name, header, raw[role], role) for role in ("user", "item", "rating", "time") if role in raw}
+    roles = [role for role in ("user", "item", "rating", "time") if role in raw]
+    column = {role: _column(name, header, raw[role], role) for role in roles}
     lines = np.arange(2, len(rows) + 2)
     users = np.array([r[column["user"]].strip() for r in rows])
     items = np.array([r[column["item"]].strip() for r in rows])
@@ -113,7 +114,8 @@ def _read_csv(name: str, file: Path) -> tuple[list[str], list[list[str]]]:
 
 def _column(name: str, header: list[str], wanted: str, role: str) -> int:
     if wanted not in header:
-        raise UserError(f"{name}: no {role} column '{wanted}' (columns: {', '.join(header)}); name it with ?{role}=COLUMN")
+        raise UserError(f"{name}: no {role} column '{wanted}' (columns: {', '.join(header)}); "
+                        f"name it with ?{role}=COLUMN")
     return header.index(wanted)
 
 

@@ -159,7 +159,8 @@ class Rater(Regressor):
 
     def __init__(self, encoder: nn.Module, outputs: int = 1) -> None:
         super().__init__(encoder, outputs)
-        self.user_bias, self.item_bias = nn.Embedding(encoder.num_users, outputs), nn.Embedding(encoder.num_items, outputs)
+        self.user_bias = nn.Embedding(encoder.num_users, outputs)
+        self.item_bias = nn.Embedding(encoder.num_items, outputs)
         nn.init.zeros_(self.user_bias.weight)
         nn.init.zeros_(self.item_bias.weight)
 

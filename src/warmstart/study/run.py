@@ -109,7 +109,8 @@ class StudyRunner:
         values, names = colour_values(self.task, self.data)
         save_tensors(path, {"xy": torch.from_numpy(xy), "y": torch.from_numpy(values)}, {
             "objective": objective, "explained_variance": pca.explained_variance_ratio_.round(4).tolist(),
-            "class_names": names, "coloured_by": self.data.target_names[0] if not names and self.data.target_names else ""})
+            "class_names": names,
+            "coloured_by": self.data.target_names[0] if not names and self.data.target_names else ""})
 
     def run_baseline(self, cell: Cell) -> tuple[dict, np.ndarray, float]:
         if self._inputs is None:

@@ -52,7 +52,8 @@ class Rank(Task):
     def check(self, bundle) -> None:
         check_interactions(self.name, bundle)
         for split in ("train", "test"):
-            y = np.asarray(getattr(bundle, f"y_{split}"), dtype=np.float32).reshape(len(getattr(bundle, f"x_{split}")), -1)
+            rows = len(getattr(bundle, f"x_{split}"))
+            y = np.asarray(getattr(bundle, f"y_{split}"), dtype=np.float32).reshape(rows, -1)
             setattr(bundle, f"y_{split}", y)
 
     def adopt(self, bundle):
