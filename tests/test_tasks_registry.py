@@ -20,11 +20,12 @@ from warmstart.objectives import OBJECTIVES
 from warmstart.tasks import TASKS
 
 ENCODER_ARGS = {"linear": {"feature_dim": 8}, "mlp": {"width": 32, "feature_dim": 16}, "cnn": {"width": 4},
-                "resnet": {"width": 4}, "transformer": TEXT_ARGS, "gpt": TEXT_ARGS}
+                "resnet": {"width": 4}, "transformer": TEXT_ARGS, "gpt": TEXT_ARGS, "embedding": {"dim": 8}}
 # Pairs an objective refuses on purpose, with the reason in its docstring (see test_objectives_registry.py).
 REFUSED = {("gan", "linear"), ("mlm", "gpt"), ("clm", "transformer"),
            ("masked-dense", "linear"), ("masked-dense", "mlp")}  # masked-dense reads feature maps
-MODALITY = {"classify": "image", "regress": "table", "tag": "text", "segment": "image", "detect": "image"}
+MODALITY = {"classify": "image", "regress": "table", "tag": "text", "segment": "image", "detect": "image",
+            "rank": "interactions", "rate": "interactions"}
 # Dense heads read feature maps: only the convolutional encoders have them.
 TASK_ENCODERS = {"segment": ("cnn", "resnet"), "detect": ("cnn", "resnet")}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -34,6 +34,7 @@ class BaselineData:
     labeled: np.ndarray
     x_test: np.ndarray
     seed: int
+    groups: dict[str, np.ndarray] = field(default_factory=dict)  # named column groups (``Modality.feature_groups``)
 
     def semi_supervised_labels(self) -> np.ndarray:
         """``y`` with -1 on unlabeled rows (the ``sklearn.semi_supervised`` convention)."""
@@ -233,3 +234,5 @@ def tfidf_ridge(d: BaselineData) -> np.ndarray:
     train, test = _tfidf(d)
     model = RidgeCV(alphas=np.logspace(-3, 4, 15))
     return model.fit(train[d.labeled], d.y_train[d.labeled]).predict(test).reshape(test.shape[0], -1)
+# Recommender baselines (most-popular, implicit's ALS/BPR, biases, biased MF, side/history logistic regression).
+from warmstart import recsys_baselines as _recsys  # noqa: E402,F401 (registers)

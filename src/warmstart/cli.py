@@ -17,15 +17,15 @@ EPILOG_OVERRIDES = (
 )
 
 
-TASK_HELP = ("what the labels are: classify, regress or tag (default: inferred from the data, e.g. real-valued "
-             "targets with many distinct values are regress)")
+TASK_HELP = ("what the labels are: classify, regress, tag, rank or rate (default: inferred from the data, e.g. "
+             "real-valued targets with many distinct values are regress, an interaction log is rank)")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML file of settings (flags and key=value win over it)")
     parser.add_argument("--data", metavar="SOURCE", help="data: digits, fashion-mnist, mnist, npz:PATH, idx:DIR, "
                         "folder:DIR, csv:PATH, parquet:PATH; tables: adult, diamonds, diabetes; text: wordnet, "
-                        "wordnet-tags, text:PATH, jsonl:PATH "
+                        "wordnet-tags, text:PATH, jsonl:PATH; interactions: movielens-100k, csv:PATH?user=COL&item=COL "
                         "(see `warmstart datasets`)")
     parser.add_argument("--data-dir", metavar="DIR", help="extra directory to look for data files in")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -63,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "checkpoint.safetensors and encoder.safetensors to --out.",
                          epilog=EPILOG_OVERRIDES)
     pre.add_argument("--objective", help="autoencoder, denoising, ...; for tables also scarf, vime; for text mlm, "
-                     "clm, simcse (default autoencoder)")
+                     "clm, simcse; for interactions bpr, lightgcn, simgcl (default autoencoder)")
     pre.add_argument("--encoder", help="linear, mlp, cnn, resnet; for tables tabular; for text transformer, gpt, "
-                     "hf:DIR (default mlp)")
+                     "hf:DIR; for interactions embedding (default mlp)")
     _common(pre)
 
     fine = sub.add_parser("finetune", help="fine-tune on a label budget (classify, regress or tag) and evaluate",

@@ -76,8 +76,8 @@ def build_objective(config: PretrainConfig, data: DataBundle) -> Objective:
     if data.modality not in objective_cls.modalities:
         raise UserError(f"objective '{config.objective}' does not apply to {data.modality} data; "
                         f"it works on: {', '.join(objective_cls.modalities)}")
-    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train,
-                            schema=data.schema)
+    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality,
+                            corpus=data.handler.corpus(data), schema=data.schema)
     objective = OBJECTIVES.build(config.objective, encoder, **config.objective_args)
     objective.spec = {"objective": config.objective, "objective_args": dict(config.objective_args)}
     return objective
@@ -129,7 +129,7 @@ def pretrain(
     runtime.resolve_device(config.device, config.amp)
     run_dir = prepare_run_dir(out, resume)
     _write_config(run_dir, config, data)
-    stream = data.input_stream(np.arange(len(data.x_train)), config.batch_size)
+    stream = data.handler.pretrain_stream(data, config.batch_size)
     if config.federated is not None:
         history, report = federated.train("pretrain", objective, config, data, np.arange(len(data.x_train)), strata,
                                           run_dir, "training rows")
@@ -249,7 +249,7 @@ def finetune(
     # Scratch builds the same architecture afresh; the others start from a copy of the pretrained weights,
     # so one pretrained encoder can serve many fine-tunes.
     model_encoder = build_encoder(spec["encoder"], data.input_shape, spec["encoder_args"], data.modality,
-                                  tokenizer=spec.get("tokenizer"), corpus=data.x_train,
+                                  tokenizer=spec.get("tokenizer"), corpus=data.handler.corpus(data),
                                   weights=strategy.load_pretrained, schema=spec.get("schema") or data.schema)
     if strategy.load_pretrained:
         state = encoder.state_dict()

@@ -43,7 +43,8 @@ class DataBundle:
     the modality (``data/modalities/``). Images are ``(N, C, H, W)``, table rows ``(N, D)``, text a 1-D
     object array of documents or word tuples. The targets ``y_*`` are the task's (``tasks/``): ``int64``
     class indices for ``classify``, ``float32 (N, k)`` values for ``regress``, an object array of per-word
-    ``int64`` tag ids for ``tag``; the task checks them when the bundle is made.
+    ``int64`` tag ids for ``tag``; the task checks them when the bundle is made. Interaction bundles hold
+    ``(N, 2)`` int64 rows ``[user, item]`` (``-1`` for "none": a user row is ``[u, -1]``) and a ``catalog``.
     """
 
     name: str
@@ -51,7 +52,7 @@ class DataBundle:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    modality: str  # a key of MODALITIES: "image", "table" or "text"
+    modality: str  # a key of MODALITIES: "image", "table", "text" or "interactions"
     class_names: list[str] = field(default_factory=list)  # classify: the classes; tag: the entity types
     scale: float = 1.0
     task: str = "classify"  # a key of TASKS
@@ -63,6 +64,8 @@ class DataBundle:
     inferred: str = ""  # why the source chose ``task``, quoted when a user asks for another one
     # Table: the column schema with the training split's statistics (data/modalities/table_schema.py).
     schema: Any = None
+    # Interactions: the users, items, training interactions and side tables (``data/interactions.py``).
+    catalog: Any = None
     # Tables: the original column of each feature index (one-hot levels of a categorical column repeat its
     # name), so attributions can be folded back to columns; empty: every feature index is its own column.
     feature_columns: list[str] = field(default_factory=list)

@@ -245,6 +245,10 @@ def load_csv(path: str, data_dir: str | None) -> DataBundle:
 
     if text.wants_text_csv(path):  # a 'text' column (or ?text=COL): documents, not numeric features
         return text.load_csv_text(path, data_dir)
+    from warmstart.data import interaction_sources
+
+    if interaction_sources.wants_interactions_csv(path):  # ?user=COL&item=COL: an interaction log
+        return interaction_sources.load_interactions_csv(path, data_dir)
     name = f"csv:{path}"
     file, options = split_options(name, path, TABLE_OPTIONS)
     header, rows = _read_rows(name, file)

@@ -38,14 +38,20 @@ class Source:
     takes_path: bool = False
     locate: Callable[[str | None], str | None] | None = None  # where it is on this machine
     missing: str = ""  # what `warmstart datasets` says when ``locate`` finds nothing
+    takes_options: bool = False  # a named source written ``name?key=value&...`` (``load`` gets "?key=value&...")
 
 
 SOURCES: Registry[Source] = Registry("data source")
 
 
 def load_data(spec: str, data_dir: str | None = None) -> DataBundle:
-    """Resolve ``spec`` (a source name or ``kind:PATH``) and load it."""
-    kind, sep, path = spec.partition(":")
+    """Resolve ``spec`` (a source name, ``name?key=value``, or ``kind:PATH``) and load it."""
+    kind, asks, query = spec.partition("?")
+    if ":" in kind or not asks:  # kind:PATH[?options] (the options belong to the path), or a bare name
+        kind, sep, path = spec.partition(":")
+        asks = ""
+    else:  # name?options, whose values may hold ':' (target=user:gender)
+        sep, path = "", ""
     if kind not in SOURCES:
         hint = closest(kind, SOURCES) or _path_hint(spec)
         raise UserError(f"unknown data source '{spec}'{hint}; choose one of: {', '.join(_display_names())}")
@@ -54,7 +60,9 @@ def load_data(spec: str, data_dir: str | None = None) -> DataBundle:
         raise UserError(f"data source '{kind}' needs a path; write it as {kind}:PATH")
     if not source.takes_path and sep:
         raise UserError(f"data source '{kind}' takes no path; write just '{kind}' (use --data-dir for its location)")
-    return source.load(path or None, data_dir)
+    if asks and not source.takes_options:
+        raise UserError(f"data source '{kind}' takes no ?options; write just '{kind}'")
+    return source.load(f"?{query}" if asks else (path or None), data_dir)
 
 
 def describe_sources(data_dir: str | None = None) -> list[dict]:
@@ -246,7 +254,8 @@ SOURCES.register("idx")(Source("folder with the 4 MNIST-style IDX files (optiona
 SOURCES.register("folder")(Source("class subfolders of images, optionally under train/ and test/", load_folder, True))
 SOURCES.register("csv")(Source("CSV of numeric and categorical columns and a target column (?target=COL[,COL]; "
                                "default 'label', else the last column; real values: regress; ?categorical=, "
-                               "?numeric=, ?drop=), or of a 'text' column (?text=COL&label=COL)", load_csv, True))
+                               "?numeric=, ?drop=), of a 'text' column (?text=COL&label=COL), or an interaction log "
+                               "(?user=COL&item=COL[&rating=COL])", load_csv, True))
 
 # Tables (data/tables.py); diamonds comes from a PyPI package's files (data/packages.py).
 from warmstart.data import packages as _packages, tables as _tables  # noqa: E402
@@ -322,3 +331,12 @@ SOURCES.register("wnut16")(Source(
     _ner.load_wnut16, **_packaged("wnut16")))
 SOURCES.register("conll")(Source("BIO file: WORD<TAB>TAG per line, blank line between sentences (?scheme=iob1)",
                                  _ner.load_conll, True))
+# Interactions (data/interaction_sources.py); MovieLens-100k comes from the recbole wheel's files.
+from warmstart.data import interaction_sources as _interactions  # noqa: E402
+
+SOURCES.register("movielens-100k")(Source(
+    "100,000 ratings by 943 users of 1,682 movies, user and movie side tables (interactions: rank, rate; "
+    "?target=user:gender|user:age|user:occupation|item:genre for a downstream task; ?split=, ?holdout=, ?min_rating=)",
+    _interactions.load_movielens, takes_options=True,
+    locate=lambda data_dir: (str(p) if (p := _packages.locate("movielens-100k", data_dir)) else None),
+    missing=_packages.missing_message("movielens-100k")))

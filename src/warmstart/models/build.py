@@ -23,7 +23,8 @@ def build_encoder(
     """Build encoder ``name`` for ``modality`` inputs of ``input_shape``; ``encoder.spec`` (name, options, shape,
     modality and, for text, the tokenizer) is what a checkpoint needs to rebuild it.
 
-    Text encoders take a ``tokenizer`` (from a checkpoint spec) or train one on ``corpus``; ``weights=False``
+    Text encoders take a ``tokenizer`` (from a checkpoint spec) or train one on ``corpus`` (the modality's
+    ``corpus(bundle)``, from which other encoders take their ``data_args``); ``weights=False``
     initialises an ``hf:PATH`` model at random (the scratch baseline of that architecture). Table encoders
     take the data's column ``schema`` (a ``TableSchema`` or its ``spec()``; None: ``input_shape[0]`` numeric
     columns passed through, without marginals); it becomes ``encoder.schema`` and part of the spec.
@@ -43,6 +44,8 @@ def build_encoder(
                         "schema": table.spec()}
         encoder.schema = table
     else:
+        if corpus is not None:
+            options = {**ENCODERS.get(name).data_args(corpus), **options}
         encoder = ENCODERS.build(name, tuple(input_shape), **options)
         encoder.spec = {"encoder": name, "encoder_args": dict(options), "input_shape": list(input_shape)}
     encoder.modality = modality

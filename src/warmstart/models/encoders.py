@@ -48,6 +48,11 @@ class Encoder(nn.Module):
                 return maps
             x = layer(x)
         return maps
+    @classmethod
+    def data_args(cls, corpus) -> dict:
+        """Options the data fixes (the embedding encoder's table sizes, from the modality's ``corpus``); they are
+        merged under the user's options when the encoder is first built and kept in its spec."""
+        return {}
 
 
 def _norm1d(kind: str, width: int) -> nn.Module:

@@ -77,7 +77,7 @@ class Strategy:
     #: Needs the pretraining objective with its heads (saved by `pretrain` as objective.safetensors).
     needs_objective = False
     #: The tasks (keys of ``warmstart.tasks.TASKS``) this strategy can train.
-    tasks: tuple[str, ...] = ("classify", "regress", "tag", "segment", "detect")
+    tasks: tuple[str, ...] = ("classify", "regress", "tag", "segment", "detect", "rank", "rate")
     #: Why DP-SGD cannot make this strategy private ("": it can; see ``warmstart.privacy``).
     not_private = ""
 

@@ -81,8 +81,9 @@ class SelfTrain(Strategy):
     epoch, uses every unlabeled image (not just confident ones) and never feeds its own errors back.
     """
 
-    #: Soft targets exist for classes, values and tags; masks and boxes would need their own (not built).
-    tasks = ("classify", "regress", "tag")
+    #: Every task with soft targets: classes, values, tags and ratings. Masks and boxes would need their own (not
+    #: built); ``rank`` has none (its "labels" are the interactions themselves).
+    tasks = ("classify", "regress", "tag", "rate")
     not_private = ("its soft targets (label spreading, a probe or a teacher) are fitted on the labeled rows "
                    "without noise and then taught to the student on every row")
 

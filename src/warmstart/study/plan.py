@@ -56,8 +56,8 @@ class StudyPlan:
 
 
 def _check_objectives(config: StudyConfig, data: DataBundle, task) -> None:
-    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train,
-                            schema=data.schema)
+    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality,
+                            corpus=data.handler.corpus(data), schema=data.schema)
     task.build_model(encoder, task.info(data))  # the head fits this encoder (dense heads need feature maps)
     private = config.pretrain.get("privacy") or {}
     if private and not private.get("private_pool"):

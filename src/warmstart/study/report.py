@@ -50,7 +50,7 @@ def protocol(summary: Summary, config: dict, info: dict) -> list[str]:
     pre, fine = config.get("pretrain", {}), config.get("finetune", {})
     shape = "×".join(str(d) for d in info.get("input_shape", []))
     task = info.get("task", "classify")
-    labels = (f"targets {', '.join(info.get('target_names', []))}" if task == "regress" else
+    labels = (f"targets {', '.join(info.get('target_names', []))}" if info.get("target_names") else
               f"{len(info.get('class_names', []))} {'entity types' if task == 'tag' else 'classes'}")
     direction = "higher" if summary.higher_is_better else "lower"
     paragraphs = [

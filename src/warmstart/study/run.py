@@ -65,12 +65,12 @@ def colour_values(task, data) -> tuple[np.ndarray, list[str]]:
     custom = task.embedding_colours(data)
     if custom is not None:
         return custom
-    if task.name == "regress":
-        return data.y_test[:, 0].astype(np.float32), []
     if task.name == "classify":
         return data.y_test.astype(np.float32), list(data.class_names)
-    first = [int((t[t > 0][0] - 1) // 2) if (t > 0).any() else data.num_classes for t in data.y_test]
-    return np.array(first, np.float32), [*data.class_names, "(no entity)"]
+    if task.name == "tag":
+        first = [int((t[t > 0][0] - 1) // 2) if (t > 0).any() else data.num_classes for t in data.y_test]
+        return np.array(first, np.float32), [*data.class_names, "(no entity)"]
+    return np.asarray(data.y_test, np.float32).reshape(len(data.y_test), -1)[:, 0], []  # regress, rate, rank
 
 
 class StudyRunner:
@@ -117,7 +117,8 @@ class StudyRunner:
         values, names = colour_values(self.task, self.data)
         save_tensors(path, {"xy": torch.from_numpy(xy), "y": torch.from_numpy(values)}, {
             "objective": objective, "explained_variance": pca.explained_variance_ratio_.round(4).tolist(),
-            "class_names": names, "coloured_by": self.data.target_names[0] if self.task.name == "regress" else ""})
+            "class_names": names,
+            "coloured_by": self.data.target_names[0] if not names and self.data.target_names else ""})
 
     def run_baseline(self, cell: Cell) -> tuple[dict, np.ndarray, float]:
         kind = BASELINES.get(cell.strategy).inputs
@@ -127,7 +128,8 @@ class StudyRunner:
         labeled, _ = self.task.split(self.data, cell.budget, cell.seed)
         started = time.perf_counter()
         predicted = BASELINES.get(cell.strategy).fit_predict(
-            BaselineData(x_train, self.data.y_train, labeled, x_test, cell.seed))
+            BaselineData(x_train, self.data.y_train, labeled, x_test, cell.seed,
+                         self.data.handler.feature_groups(self.data)))
         speed = round(len(x_train) / max(time.perf_counter() - started, 1e-9), 1)
         return self.task.metrics(self.data, self.data.y_test, predicted), labeled, speed
 

@@ -194,9 +194,11 @@ class Classify(Task):
 
     def baselines(self, modality: str) -> list[str]:
         # Gradient boosting is what practitioners reach for first on tables; k-NN is the other classical bar.
-        # On text, sparse TF-IDF + logistic regression is the classical peer.
+        # On text, sparse TF-IDF + logistic regression is the classical peer; users and items: logistic
+        # regression on their side features alone and on their history alone.
         extra = {"table": ["hist_gradient_boosting", "self_training_gradient_boosting", "knn_classification"],
-                 "text": ["tfidf_logistic"]}.get(modality, [])
+                 "text": ["tfidf_logistic"],
+                 "interactions": ["side_logistic", "history_logistic"]}.get(modality, [])
         return ["logistic_regression", "label_spreading", "self_training", *extra]
 
 

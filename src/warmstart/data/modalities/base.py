@@ -56,6 +56,21 @@ class Modality:
         """``(N, D)`` float32 train and test features for the scikit-learn baselines (labels unused)."""
         return _flat(bundle, bundle.x_train), _flat(bundle, bundle.x_test)
 
+    def feature_groups(self, bundle: DataBundle) -> dict[str, np.ndarray]:
+        """Named groups of ``flat_features`` columns that baselines may read alone (interactions: ``history``
+        and ``side``); empty for most modalities."""
+        return {}
+
+    def corpus(self, bundle: DataBundle):
+        """What an encoder built for this bundle sizes itself from (``Encoder.data_args``): the training inputs
+        (text trains its tokenizer on them); interactions: the catalogue of users and items."""
+        return bundle.x_train
+
+    def pretrain_stream(self, bundle: DataBundle, batch_size: int):
+        """The unlabeled batches pretraining reads: every training row (interactions: every training
+        interaction of the catalogue, whether the bundle's rows are interactions, users or items)."""
+        return bundle.input_stream(np.arange(len(bundle.x_train)), batch_size)
+
 
 def _flat(bundle: DataBundle, x: np.ndarray) -> np.ndarray:
     """``(N, D)`` float32 model-unit inputs (a new array, never a view of the data set)."""
