@@ -30,6 +30,11 @@ from warmstart.data import load_data  # noqa: E402
 from warmstart.explain import explain  # noqa: E402
 from warmstart.pipeline import finetune, pretrain  # noqa: E402
 
+#: The source files this script's figures depend on (bench/check_stale.py).
+MEASURES = [
+    "src/warmstart/explain",
+]
+
 ROWS = 64
 TEXT = {"hidden": 128, "layers": 2, "heads": 4, "vocab_size": 8000, "max_length": 32}
 MLP = {"width": 256, "feature_dim": 128}
@@ -142,10 +147,12 @@ def main() -> None:
     body = tables([results[n] for n in SETUPS if n in results]) + "\n\n" + recipes()
     print(body)
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    common.write_section("explain", "## Explanations: faithfulness (deletion / insertion against random)\n\n"
-                         f"`python bench/explain_faithfulness.py` at {revision.stdout.strip()}; {common.machine()}; "
-                         "wall times on a 2-core machine shared with other jobs (CPU seconds are the "
-                         "process's own).\n\n" + __doc__.split("\n\n", 2)[2].strip().replace("``", "`") + "\n\n" + body)
+    protocol = __doc__.split("\n\n", 2)[2].strip().replace("``", "`")
+    text = ("## Explanations: faithfulness (deletion / insertion against random)\n\n"
+            f"`python bench/explain_faithfulness.py` at {revision.stdout.strip()}; {common.machine()}; "
+            "wall times on a 2-core machine shared with other jobs (CPU seconds are the "
+            "process's own).\n\n" + protocol + "\n\n" + body)
+    common.write_section("explain", text, __file__)
 
 
 if __name__ == "__main__":

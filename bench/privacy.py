@@ -41,6 +41,15 @@ from warmstart.data.sources import load_data  # noqa: E402
 from warmstart.data.splits import LabelBudget  # noqa: E402
 from warmstart.rundir import load_run  # noqa: E402
 
+#: The source files this script's figures depend on (bench/check_stale.py).
+MEASURES = [
+    "src/warmstart/privacy.py",
+    "src/warmstart/engine.py",
+    "src/warmstart/pipeline.py",
+    "src/warmstart/strategies/base.py",
+    "src/warmstart/objectives/simclr.py",
+]
+
 CACHE = common.ROOT / "bench" / "cache" / "privacy"
 ENCODER = {"encoder": "mlp", "encoder_args": {"width": 512, "feature_dim": 256, "norm": "group"}}
 SIMCLR = {"objective": "simclr", "objective_args": {"augment": {"crop_scale": [0.6, 1.0]}}, **ENCODER,
@@ -181,7 +190,7 @@ def dp_table() -> None:
             f"(δ = {DELTA:g}). " + "; ".join(pre) + ".\n\n" + f"Machine: {common.machine()}. Command: "
             "`nice -n 10 python bench/privacy.py dp` at git " + git_revision() + ".")
     print(text)
-    common.write_section("privacy", text)
+    common.write_section("privacy", text, __file__)
 
 
 def main() -> None:

@@ -31,6 +31,20 @@ from warmstart.data import load_data  # noqa: E402
 from warmstart.recsys_baselines import biased_mf, implicit_als, implicit_bpr  # noqa: E402
 from warmstart.tasks import TASKS, resolve_task  # noqa: E402
 
+#: The source files this script's figures depend on (bench/check_stale.py).
+MEASURES = [
+    "src/warmstart/tasks/rank.py",
+    "src/warmstart/tasks/rate.py",
+    "src/warmstart/tasks/ranking_metrics.py",
+    "src/warmstart/models/embedding.py",
+    "src/warmstart/objectives/bpr.py",
+    "src/warmstart/objectives/lightgcn.py",
+    "src/warmstart/objectives/simgcl.py",
+    "src/warmstart/recsys_baselines.py",
+    "src/warmstart/data/interaction_logs.py",
+    "src/warmstart/data/interaction_sources.py",
+]
+
 CACHE = common.ROOT / "bench" / "cache" / "recsys.jsonl"
 RANK_DATA = "movielens-100k?min_rating=3"
 RATE_DATA = "movielens-100k"
@@ -346,7 +360,7 @@ def main() -> None:
            f"{missing_text(bench.missing)}."] if bench.missing else [])])
     print(body)
     if not args.quick and set(parts) == {"rank", "rate", "downstream"}:
-        common.write_section("recsys", body)
+        common.write_section("recsys", body, __file__)
 
 
 if __name__ == "__main__":

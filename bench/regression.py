@@ -96,7 +96,7 @@ def main() -> None:
     names = [n for n in STUDIES if (CACHE / n / "results.csv").is_file()]
     text = section(names, cpu)
     print(text)
-    common.write_section("regression", text)
+    common.write_section("regression", text, __file__)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,16 @@ from warmstart.data import DataBundle, load_data  # noqa: E402
 from warmstart.pipeline import finetune, pretrain  # noqa: E402
 from warmstart.tasks import TASKS  # noqa: E402
 
+#: The source files this script's figures depend on (bench/check_stale.py).
+MEASURES = [
+    "src/warmstart/data/tables.py",
+    "src/warmstart/data/modalities/table.py",
+    "src/warmstart/objectives",
+    "src/warmstart/models/encoders.py",
+    "src/warmstart/baselines.py",
+    "src/warmstart/strategies",
+]
+
 OUT = common.ROOT / "runs" / "bench-tabular"
 VALIDATION = 2000
 BUDGETS, SEEDS = (100, 1000), (0, 1, 2)
@@ -226,7 +236,7 @@ def main() -> None:
              "carved from each training split select the best pretrained row. Adult is ranked by ROC-AUC (24 % "
              "positive test split, balanced budgets).")
     common.write_section("tabular_accuracy", "## Tables: SCARF / VIME against gradient boosting\n\n" + intro + "\n\n"
-                         + body)
+                         + body, __file__)
 
 
 if __name__ == "__main__":
