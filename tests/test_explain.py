@@ -231,3 +231,14 @@ def test_every_task_is_explained_by_every_method_of_its_modality(task, task_runs
             assert units.shape == (len(example.units),) and np.isfinite(units).all()
     curves = r.faithfulness["random"]
     assert abs(curves["deletion_curve"][0] - 1) < 1e-6 and abs(curves["deletion_curve"][-1]) < 1e-6
+
+
+def test_a_study_skips_explanations_its_task_or_data_cannot_have():
+    """A study of masks, boxes or user-item rows reports without an Explanations section instead of failing
+    after its last cell (before, the study exited 2 there)."""
+    from warmstart.explain.study import explain_problem
+    from warmstart.tasks import TASKS
+
+    assert explain_problem(TASKS.get("classify"), "image") == ""
+    assert explain_problem(TASKS.get("segment"), "image") == "the segment task does not say which output to explain yet"
+    assert explain_problem(TASKS.get("rank"), "interactions") == "explain does not handle interactions data yet"

@@ -15,6 +15,18 @@ EXPLAIN_DIR = "explain"
 MODELS_DIR = "explain-models"
 
 
+def explain_problem(task, modality: str) -> str:
+    """Why a study of ``task`` on ``modality`` data has no Explanations section ("" when it has one)."""
+    from warmstart.explain.views import VIEWS
+    from warmstart.tasks.base import Task
+
+    if modality not in VIEWS:
+        return f"explain does not handle {modality} data yet"
+    if type(task).explain_outputs is Task.explain_outputs:
+        return f"the {task.name} task does not say which output to explain yet"
+    return ""
+
+
 def captum_available() -> bool:
     try:
         import captum  # noqa: F401
@@ -44,6 +56,10 @@ def explain_study(runner, rows: list[dict]) -> None:
     out, config = runner.out, runner.config
     target = out / EXPLAIN_DIR
     if (target / FAITHFULNESS_FILE).is_file():
+        return
+    problem = explain_problem(runner.task, runner.data.modality)
+    if problem:
+        runner.echo(f"explanations skipped: {problem}")
         return
     if not captum_available():
         runner.echo("explanations skipped: pip install 'warmstart[explain]' to add them to the report")
