@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from warmstart.errors import UserError, closest
 
@@ -65,6 +65,19 @@ class FinetuneConfig(TrainSettings):
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
     epochs: int = Field(100, ge=1, description="passes over the labeled examples")
     batch_size: int = Field(64, ge=1, description="labeled examples per step")
+    validation: str = Field(
+        "none", description="labeled rows that score choices and never train: none, budget=F (a share F of the "
+        "label budget) or extra=N (N rows beyond it); see warmstart.data.validation")
+    keep_best: bool = Field(
+        True, description="with validation rows, keep the weights that scored best on them (False: the last)")
+    validations: int = Field(10, ge=1, description="times per run the validation rows are scored")
+
+    @field_validator("validation")
+    @classmethod
+    def _validation_spec(cls, value: str) -> str:
+        from warmstart.data.validation import Validation
+
+        return str(Validation.parse(value))  # canonical: "extra=200", "budget=0.2", "none"
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -150,9 +163,14 @@ def build_config(
     try:
         return cls(**values)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise UserError(f"setting {where}={first.get('input')!r}: {first['msg']}") from err
+        raise setting_error(err) from err
+
+
+def setting_error(err: ValidationError, prefix: str = "") -> UserError:
+    """pydantic's first complaint as one line: ``setting lr=-1: Input should be greater than 0``."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return UserError(f"setting {prefix}{where}={first.get('input')!r}: {first['msg'].removeprefix('Value error, ')}")
 
 
 def to_yaml(config: BaseModel) -> str:
@@ -163,14 +181,14 @@ def to_yaml(config: BaseModel) -> str:
 
 #: Study settings that choose which cells exist; the rest decide what a cell computes and must not change
 #: between runs sharing one directory.
-GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds")
+GRID_KEYS = ("objectives", "strategies", "recipes", "baselines", "labels", "seeds", "seed_start", "scratch")
 
 #: Pretrain/finetune settings a study sets itself, per cell, from its own fields.
 STUDY_CONTROLLED = {
     "data": "--data", "data_dir": "--data-dir", "task": "--task", "objective": "--objectives",
     "strategy": "--strategies",
     "labels": "--labels", "seed": "--seeds", "pretrained": "the study's own pretraining",
-    "encoder": "--encoder", "encoder_args": "encoder_args.KEY=VALUE",
+    "encoder": "--encoder", "encoder_args": "encoder_args.KEY=VALUE", "validation": "validation=SPEC (a study setting)",
 }
 
 
@@ -187,28 +205,34 @@ class StudyConfig(BaseModel):
     data_dir: str | None = Field(None, description="extra directory to look for data files in")
     task: str | None = Field(
         None, description="what the labels are: classify, regress or tag; None: inferred from the data")
-    objectives: list[str] = Field(["autoencoder"], min_length=1, description="pretraining objectives")
-    strategies: list[str] = Field(["linear", "full"], min_length=1, description="fine-tune strategies")
+    objectives: list[str | dict[str, Any]] | None = Field(
+        None, description="pretraining runs: objective names, or mappings {name, as, encoder, encoder_args, "
+        "<pretrain settings>}; default autoencoder (see resolve_study for when there are none)")
+    strategies: list[str | dict[str, Any]] | None = Field(
+        None, description="fine-tune strategies: names, or mappings {name, as, from, <strategy options>, "
+        "<finetune settings>}; default linear, full; scratch always runs")
+    recipes: list[str] = Field(
+        default_factory=list, description="recipes run as methods beside the grid (`warmstart recipes`); a study "
+        "that names no objectives, strategies or recipes runs the auto recipe")
+    budget_minutes: float = Field(15.0, gt=0, description="CPU-minutes the auto recipe may spend per run")
+    validation: str = Field(
+        "none", description="labeled rows that score every choice and never train: none, budget=F or extra=N "
+        "(see warmstart.data.validation)")
+    scratch: bool = Field(True, description="run scratch (the same network from random weights) as a baseline")
     baselines: list[str] | None = Field(
         None, description="classical baselines; None: the task's own (see `warmstart.baselines`), [] for none")
     labels: list[str] = Field(
         ["count=20", "count=50", "count=100"], min_length=1,
         description="label budgets: a bare N means count=N (balanced); per_class=K, fraction=F also work")
     seeds: int = Field(3, ge=1, description="seeds 0..seeds-1: each draws its own labeled subset and init")
+    seed_start: int = Field(0, ge=0, description="first seed: the study runs seed_start..seed_start+seeds-1")
     pretrain_per_seed: bool = Field(False, description="pretrain once per objective and seed (else once per objective)")
     encoder: str = Field("mlp", description="encoder architecture shared by every neural method")
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
     pretrain: dict[str, Any] = Field(default_factory=dict, description="PretrainConfig settings, e.g. epochs")
     finetune: dict[str, Any] = Field(default_factory=dict, description="FinetuneConfig settings, e.g. epochs")
 
-    def pretrain_config(self, objective: str, seed: int) -> PretrainConfig:
-        return PretrainConfig(**{**self.pretrain, "data": self.data, "data_dir": self.data_dir, "seed": seed,
-                                 "objective": objective, "encoder": self.encoder, "encoder_args": self.encoder_args})
-
-    def finetune_config(self, strategy: str, labels: str, seed: int) -> FinetuneConfig:
-        return FinetuneConfig(**{**self.finetune, "data": self.data, "data_dir": self.data_dir, "seed": seed,
-                                 "task": self.task, "strategy": strategy, "labels": labels,
-                                 "encoder": self.encoder, "encoder_args": self.encoder_args})
+    _validation_spec = field_validator("validation")(FinetuneConfig._validation_spec.__func__)
 
 
 def _split_list(value: Any) -> Any:
@@ -263,6 +287,21 @@ def study_values_from_file(raw: dict[str, Any]) -> dict[str, Any]:
     return _merge(values, study)
 
 
+def _default_methods(config: StudyConfig) -> None:
+    """No objectives, strategies or recipes named: the auto recipe. Only recipes: no grid. Otherwise the
+    unnamed axis takes its default (autoencoder; linear and full)."""
+    if config.objectives is None and config.strategies is None:
+        config.objectives, config.strategies = [], []
+        config.recipes = config.recipes or ["auto"]
+        return
+    if config.objectives is None:
+        config.objectives = ["autoencoder"]
+    if config.strategies is None:
+        config.strategies = ["linear", "full"]
+    if config.objectives and not config.strategies or config.strategies and not config.objectives:
+        raise UserError("a study grid needs both objectives and strategies (or neither, with --recipes)")
+
+
 def resolve_study(
     *, file: str | Path | None = None, flags: dict[str, Any] | None = None, overrides: list[str] | None = None,
 ) -> StudyConfig:
@@ -276,16 +315,17 @@ def resolve_study(
     values = _merge(values, parse_overrides(overrides or []))
     if isinstance(values.get("baselines"), str) and values["baselines"].strip().lower() == "none":
         values["baselines"] = []  # --baselines none
-    for key in ("objectives", "strategies", "baselines", "labels"):
+    for key in ("objectives", "strategies", "recipes", "baselines", "labels"):
         if key in values and values[key] is not None:
             values[key] = _split_list(values[key])
-            if isinstance(values[key], list):
-                values[key] = [str(v) for v in values[key]]
+            if isinstance(values[key], list):  # mappings are method entries (study/methods.py)
+                values[key] = [v if isinstance(v, dict) else str(v) for v in values[key]]
     config = build_config(StudyConfig, flags=values)
     from warmstart.data.splits import LabelBudget  # canonical budget specs: "20" and "count=20" are one cell
 
     config.labels = list(dict.fromkeys(str(LabelBudget.parse(spec)) for spec in config.labels))
-    for key in ("objectives", "strategies", "baselines"):
+    _default_methods(config)
+    for key in ("recipes", "baselines"):
         if getattr(config, key) is not None:
             setattr(config, key, list(dict.fromkeys(getattr(config, key))))
     for stage, cls in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig)):
@@ -300,8 +340,11 @@ def resolve_study(
         try:
             resolved = cls(**section)
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise UserError(f"setting {stage}.{where}={first.get('input')!r}: {first['msg']}") from err
+            raise setting_error(err, f"{stage}.") from err
+        unused = [k for k in section if k not in ("threads", "device", "amp", "checkpoint_every")]
+        if unused and not config.objectives and not config.strategies:
+            raise UserError(f"setting {stage}.{unused[0]} applies to a study's own objectives and strategies, but "
+                            "this one runs only recipes, which bring their own settings; name --objectives and "
+                            "--strategies, or drop it")
         setattr(config, stage, {k: v for k, v in resolved.model_dump(mode="json").items() if k in fields})
     return config

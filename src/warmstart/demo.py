@@ -35,11 +35,11 @@ def demo_config(seeds: int = 3, quick: bool = False) -> StudyConfig:
 
 def verdict(rows: list[dict]) -> str:
     """One line: the best pretrained method against scratch, in accuracy points."""
-    from warmstart.study.summary import Summary
+    from warmstart.study.summary import PRETRAINED_KINDS, Summary
 
     summary = Summary(rows)
     budget = summary.budgets[0]
-    best = summary.best(budget, kinds=("pretrained",))
+    best = summary.best(budget, kinds=PRETRAINED_KINDS)
     if best is None or ("scratch", budget) not in summary.stat:
         return ""
     gain, scratch = summary.stat[best, budget].mean, summary.stat["scratch", budget].mean

@@ -21,7 +21,9 @@ from warmstart import runtime
 from warmstart.checkpoint import atomic_write_text
 from warmstart.config import FinetuneConfig, PretrainConfig, to_yaml
 from warmstart.data import DataBundle
+from warmstart.data.bundle import final_evaluation
 from warmstart.data.sources import load_data
+from warmstart.data.validation import Rows, draw_rows
 from warmstart.engine import fit
 from warmstart.errors import UserError
 from warmstart.health import HealthMonitor
@@ -29,6 +31,7 @@ from warmstart.models import Encoder
 from warmstart.models.build import build_encoder, check_input_shape
 from warmstart.objectives import OBJECTIVES, Objective
 from warmstart.rundir import ENCODER_FILE, MODEL_FILE, OBJECTIVE_FILE, load_run, save_model, save_pretrained
+from warmstart.selection import EpochSelector
 from warmstart.strategies import STRATEGIES, FinetuneContext, Strategy
 from warmstart.tasks import TASKS, resolve_task
 
@@ -137,16 +140,24 @@ class FinetuneResult:
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     labeled: np.ndarray | None = None
+    validation: dict[str, Any] | None = None  # what was chosen on the validation rows (None: no such rows)
+    rows: Rows | None = None
 
 
-def _labeled_rows(task, data: DataBundle, config: FinetuneConfig, labeled) -> tuple[np.ndarray, np.ndarray]:
-    """The budget's draw, or the given ``labeled`` training rows (every other row is then the pool)."""
+def _rows(task, data: DataBundle, config: FinetuneConfig, labeled, validation) -> Rows:
+    """The budget's draw with its validation rows (``config.validation``), or the given ``labeled`` (and
+    ``validation``) training rows, every other row being the pool."""
     if labeled is None:
-        return task.split(data, config.labels, config.seed)
+        return draw_rows(task, data, config.labels, config.validation, config.seed)
+    n = len(data.x_train)
     labeled = np.unique(np.asarray(labeled, dtype=np.int64))
-    if len(labeled) == 0 or labeled[0] < 0 or labeled[-1] >= len(data.x_train):
-        raise UserError(f"labeled rows must be 1..{len(data.x_train)} distinct indices of the training split")
-    return labeled, np.setdiff1d(np.arange(len(data.x_train)), labeled)
+    held = np.unique(np.asarray([] if validation is None else validation, dtype=np.int64))
+    if len(labeled) == 0 or labeled[0] < 0 or labeled[-1] >= n or (len(held) and (held[0] < 0 or held[-1] >= n)):
+        raise UserError(f"labeled rows must be 1..{n} distinct indices of the training split")
+    if np.intersect1d(labeled, held).size:
+        raise UserError("validation rows must not be labeled training rows; give disjoint index sets")
+    pool = np.setdiff1d(np.arange(n), np.union1d(labeled, held))
+    return Rows(labeled, labeled, held, pool)
 
 
 def _starting_encoder(config, strategy: Strategy, data: DataBundle, encoder, objective):
@@ -177,7 +188,7 @@ def _starting_encoder(config, strategy: Strategy, data: DataBundle, encoder, obj
 def finetune(
     config: FinetuneConfig, out: str | Path | None = None, *, resume: bool = False, data: DataBundle | None = None,
     encoder: Encoder | None = None, objective: Objective | None = None, labeled: np.ndarray | None = None,
-    after_step=None,
+    validation: np.ndarray | None = None, after_step=None,
 ) -> FinetuneResult:
     """Fine-tune a model for the data's task on ``config.labels`` labeled examples, evaluate it on the test split.
 
@@ -185,13 +196,17 @@ def finetune(
     memory), ``config.pretrained`` (a run directory) or, for ``scratch``, is built fresh from
     ``config.encoder``; strategies that keep training the pretraining loss (``joint``) take the objective
     from ``objective`` or ``config.pretrained``. ``labeled`` (training-row indices) replaces the budget's
-    draw: every other training row is then the unlabeled pool.
+    draw (and ``validation`` its validation rows): every other training row is then the unlabeled pool.
+
+    With validation rows (``config.validation``), the weights that score best on them are kept
+    (``warmstart.selection``); the test split is read once, by the final evaluation.
     """
     data = data if data is not None else load_data(config.data, config.data_dir)
     data, task = resolve_task(data, config.task)
     strategy: Strategy = STRATEGIES.build(config.strategy, **config.strategy_args)
     strategy.check(task, data, config.strategy)
-    labeled, unlabeled = _labeled_rows(task, data, config, labeled)
+    rows = _rows(task, data, config, labeled, validation)
+    labeled, unlabeled = rows.labeled, rows.unlabeled
     encoder, objective = _starting_encoder(config, strategy, data, encoder, objective)
     spec = encoder.spec if encoder is not None else {
         "encoder": config.encoder, "encoder_args": config.encoder_args, "input_shape": list(data.input_shape)}
@@ -213,15 +228,21 @@ def finetune(
     _write_config(run_dir, config, data)
     if run_dir is not None and runtime.is_main():
         atomic_write_text(run_dir / "labeled_indices.json", json.dumps(labeled.tolist()))
-    history = strategy.train(ctx, run_dir=run_dir, resume=resume, after_step=after_step)
-    metrics = task.evaluate(model, data)
-    metrics.update({"task": task.name, "labels": int(len(labeled)), "strategy": config.strategy,
-                    "seed": config.seed})
+    selector = (EpochSelector(task, data, rows.validation, model, config.validations, run_dir, resume)
+                if len(rows.validation) else None)
+    history = strategy.train(ctx, run_dir=run_dir, resume=resume, after_step=after_step, selector=selector)
+    chosen = selector.finish(history[-1]["epoch"] if history else 0, config.keep_best) if selector else None
+    with final_evaluation():
+        metrics = task.evaluate(model, data)
+    metrics.update({"task": task.name, "labels": int(len(labeled)), "budget": int(len(rows.budget)),
+                    "validation_rows": int(len(rows.validation)), "strategy": config.strategy, "seed": config.seed})
     if run_dir is not None and runtime.is_main():
         save_model(run_dir, model, {**task.info(data), "task": task.name, "data": data.spec,
                                     "strategy": config.strategy})
+        if chosen is not None:
+            atomic_write_text(run_dir / "validation.json", json.dumps(chosen, indent=2))
         atomic_write_text(run_dir / "test_metrics.json", json.dumps(metrics, indent=2))
-    return FinetuneResult(run_dir, model, metrics, history, labeled)
+    return FinetuneResult(run_dir, model, metrics, history, labeled, chosen, rows)
 
 
 def evaluate(model_dir: str | Path, data: str | DataBundle, data_dir: str | None = None) -> dict[str, Any]:
@@ -238,4 +259,5 @@ def evaluate(model_dir: str | Path, data: str | DataBundle, data_dir: str | None
             raise UserError(f"{bundle.name} has {len(values)} {key.replace('_', ' ')} but the model knows "
                             f"{len(given[key] or [])}; evaluate on data like the data it was trained on")
     bundle = bundle.handler.prepare(bundle, model.encoder)
-    return task.evaluate(model, bundle)
+    with final_evaluation():
+        return task.evaluate(model, bundle)
