@@ -89,6 +89,12 @@ def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any
     return out
 
 
+def _base(study: StudyConfig, section: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The study's settings an entry starts from; its encoder options only if it keeps the study's encoder."""
+    own = options.get("encoder", study.encoder) != study.encoder
+    return {**section, "encoder": study.encoder, "encoder_args": {} if own else study.encoder_args}
+
+
 def _entry(raw: Any, kind: str) -> tuple[str, str, dict[str, Any]]:
     """``(label, name, options)`` of an objectives/strategies entry."""
     if isinstance(raw, str):
@@ -125,8 +131,7 @@ def _pretrain_settings(study: StudyConfig, objective: str, options: dict[str, An
         if key not in fields:
             raise UserError(f"objectives entry '{label}': unknown setting '{key}'{closest(key, fields)}; valid: "
                             f"{', '.join(f for f in fields if f != 'objective')}")
-    base = {**study.pretrain, "encoder": study.encoder, "encoder_args": study.encoder_args}
-    return merge_settings(base, {**options, "objective": objective})
+    return merge_settings(_base(study, study.pretrain, options), {**options, "objective": objective})
 
 
 def _add_strategy(out: Methods, study: StudyConfig, raw: Any, grid: list[str]) -> None:
@@ -143,8 +148,8 @@ def _add_strategy(out: Methods, study: StudyConfig, raw: Any, grid: list[str]) -
         if run not in grid:
             raise UserError(f"strategies entry '{label}' names pretraining '{run}', which this study does not run"
                             f"{closest(str(run), grid)}; its runs: {', '.join(grid) or 'none'}")
-    base = {**study.finetune, "encoder": study.encoder, "encoder_args": study.encoder_args}
-    settings = merge_settings(base, {**settings, "strategy": name, "strategy_args": args})
+    settings = merge_settings(_base(study, study.finetune, settings), {**settings, "strategy": name,
+                                                                       "strategy_args": args})
     strategy = STRATEGIES.get(name)
     starts_pretrained = getattr(strategy, "load_pretrained", True) and args.get("student", "pretrained") != "scratch"
     if not starts_pretrained:
