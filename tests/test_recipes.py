@@ -109,7 +109,7 @@ def test_auto_picks_by_modality_size_and_time_and_says_why():
 def test_run_recipe_resumes_after_a_kill_to_the_same_result(tmp_path, digits, monkeypatch, capsys):
     recipe = write_recipe(tmp_path / "tiny.yaml")
     args = ["run", "--recipe", str(recipe), "--labels", "per_class=5", "--seed", "1", "validation=extra=100",
-            "threads=1"]
+            "threads=1", "checkpoint_every=2"]
     assert main([*args, "--out", str(tmp_path / "whole")]) == 0
     printed = capsys.readouterr().out
     assert "recipe:tiny (tiny-v2) on 50 labels, seed 1: test accuracy" in printed and "on 100 rows" in printed
@@ -133,6 +133,7 @@ def test_run_recipe_resumes_after_a_kill_to_the_same_result(tmp_path, digits, mo
             row.pop(column)
     assert rows[0] == rows[1]  # resumed from its checkpoint: the same test and validation scores
     cell = next((tmp_path / "killed" / "runs").iterdir())
+    assert not (cell / "checkpoint.safetensors").exists()  # spent once the cell finished
     assert len((cell / "metrics.jsonl").read_text().splitlines()) == len(
         (tmp_path / "whole" / "runs" / cell.name / "metrics.jsonl").read_text().splitlines())
     why = yaml.safe_load((tmp_path / "killed" / "recipes" / "tiny.yaml").read_text())

@@ -206,7 +206,7 @@ def test_demo_is_a_study_preset_with_the_demo_outputs(tmp_path, capsys):
 
     rows = run_demo(tmp_path / "demo", seeds=1, quick=True)
     printed = capsys.readouterr().out
-    assert {r["method"] for r in rows} >= {"scratch", "denoising+linear", "denoising+full", "label_spreading"}
+    assert {r["method"] for r in rows} >= {"scratch", "simclr+lpft", "simclr+selftrain", "label_spreading"}
     header = (tmp_path / "demo" / "results.csv").read_text().splitlines()[0].split(",")
     assert {"objective", "strategy", "labels", "seed", "accuracy"} <= set(header)
     assert (tmp_path / "demo" / "report.md").exists() and (tmp_path / "demo" / "curve.png").exists()

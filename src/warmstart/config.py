@@ -227,6 +227,9 @@ class StudyConfig(BaseModel):
     seeds: int = Field(3, ge=1, description="seeds 0..seeds-1: each draws its own labeled subset and init")
     seed_start: int = Field(0, ge=0, description="first seed: the study runs seed_start..seed_start+seeds-1")
     pretrain_per_seed: bool = Field(False, description="pretrain once per objective and seed (else once per objective)")
+    pretrain_dir: str | None = Field(
+        None, description="where pretraining runs are kept (default OUT/pretrain); studies that share one reuse "
+        "each other's finished runs")
     encoder: str = Field("mlp", description="encoder architecture shared by every neural method")
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
     pretrain: dict[str, Any] = Field(default_factory=dict, description="PretrainConfig settings, e.g. epochs")
@@ -342,7 +345,8 @@ def resolve_study(
         except ValidationError as err:
             raise setting_error(err, f"{stage}.") from err
         unused = [k for k in section if k not in ("threads", "device", "amp", "checkpoint_every")]
-        if unused and not config.objectives and not config.strategies:
+        users = config.objectives if stage == "pretrain" else config.strategies or config.scratch
+        if unused and not users:
             raise UserError(f"setting {stage}.{unused[0]} applies to a study's own objectives and strategies, but "
                             "this one runs only recipes, which bring their own settings; name --objectives and "
                             "--strategies, or drop it")

@@ -123,6 +123,8 @@ def fit(
     start, sums, history = 0, {}, []
     if resume and run_dir is not None and (run_dir / CHECKPOINT).exists():
         start, sums, history = _restore(run_dir, model, optimizer, scaler, device, writes is not None)
+    elif writes is not None and (writes / METRICS).exists():  # killed before its first checkpoint: start over
+        (writes / METRICS).unlink()
     forward = runtime.distributed_loss(model, loss_fn, device)
 
     bar = tqdm(total=total, initial=start, desc=desc, disable=rank > 0 or not sys.stderr.isatty(), leave=False,

@@ -61,10 +61,18 @@ def validation_protocol(summary: Summary, info: dict, run_dir: Path | None) -> l
     return out
 
 
-def _pretraining_runs(run_dir: Path) -> list[tuple[str, str, str, Any]]:
+def pretrain_dirs(run_dir: Path, info: dict) -> list[Path]:
+    """The pretraining run directories the study used (older studies: everything in ``RUN_DIR/pretrain``)."""
+    root = Path(info.get("pretrain_dir") or run_dir / "pretrain")
+    if "pretrain_runs" in info:
+        return [root / name for name in info["pretrain_runs"]]
+    return sorted(p for p in (run_dir / "pretrain").glob("*") if p.is_dir())
+
+
+def _pretraining_runs(run_dir: Path, info: dict) -> list[tuple[str, str, str, Any]]:
     """``(label, objective, encoder, epochs)`` of each pretraining run the study made."""
     found = []
-    for path in sorted((run_dir / "pretrain").glob("*/config.yaml")):
+    for path in [d / "config.yaml" for d in pretrain_dirs(run_dir, info) if (d / "config.yaml").is_file()]:
         settings = read_yaml(path)
         found.append((path.parent.name, settings.get("objective", "?"), settings.get("encoder", "?"),
                       settings.get("epochs", "?")))
@@ -107,7 +115,7 @@ def protocol(summary: Summary, config: dict, info: dict, run_dir: Path | None = 
         "labeled examples (the labeled_hash column of results.csv shows it). The rest of the training split is "
         "the unlabeled pool: its labels are withheld from every method.",
     ]
-    runs = _pretraining_runs(run_dir) if run_dir is not None else []
+    runs = _pretraining_runs(run_dir, info) if run_dir is not None else []
     if runs:
         names = sorted({objective for _, objective, _, _ in runs})
         how = "once per run and seed" if config.get("pretrain_per_seed") else "once per run (seed 0)"
@@ -189,8 +197,8 @@ def _embedding(summary: Summary, run_dir: Path, class_names: list[str], pngs: di
     elif best_pre is not None:
         objective = best_pre.split("+")[0]
     names = () if objective is None else (objective, f"{objective}-seed0")
-    found = [path for path in (run_dir / "pretrain" / name / "embedding.safetensors" for name in names)
-             if path.is_file()]
+    root = Path(info.get("pretrain_dir") or run_dir / "pretrain")
+    found = [path for path in (root / name / "embedding.safetensors" for name in names) if path.is_file()]
     if not found:
         return blocks + [("p", "No pretrained encoder in this study, or its embedding file is missing.")]
     tensors, meta = load_tensors(found[0])
@@ -205,9 +213,10 @@ def _embedding(summary: Summary, run_dir: Path, class_names: list[str], pngs: di
                       + ", ".join(f"PC{i + 1} {v:.1%}" for i, v in enumerate(variance)) + ")")]
 
 
-def _compute(summary: Summary, run_dir: Path, rows: list[dict]) -> list[tuple]:
+def _compute(summary: Summary, run_dir: Path, rows: list[dict], info: dict) -> list[tuple]:
     pre_rows = []
-    for path in sorted((run_dir / "pretrain").glob("*/pretrain_info.json")):
+    infos = [d / "pretrain_info.json" for d in pretrain_dirs(run_dir, info)]
+    for path in [p for p in infos if p.is_file()]:
         p = json.loads(path.read_text())
         loss = p.get("final_loss")
         pre_rows.append([path.parent.name, f"{p['wall_s']:.1f}", f"{p['images_per_s']:.0f}",
@@ -249,7 +258,7 @@ def build_blocks(run_dir: Path) -> tuple[list[tuple], dict[str, bytes]]:
     blocks += _scores(summary, rows, metrics, pngs)
     blocks += _confusion(summary, run_dir, class_names, pngs)
     blocks += _embedding(summary, run_dir, class_names, pngs, info)
-    blocks += _compute(summary, run_dir, rows)
+    blocks += _compute(summary, run_dir, rows, info)
     return blocks, pngs
 
 

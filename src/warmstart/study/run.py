@@ -37,6 +37,7 @@ from warmstart.config import StudyConfig, to_yaml
 from warmstart.data.bundle import final_evaluation
 from warmstart.data.validation import Rows, Validation, draw_rows
 from warmstart.engine import CHECKPOINT
+from warmstart.errors import UserError
 from warmstart.evaluate import embed
 from warmstart.pipeline import finetune, pretrain
 from warmstart.rundir import load_run
@@ -48,6 +49,8 @@ LEADING = ["method", "kind", "objective", "strategy", "budget", "labels", "seed"
 TRAILING = ["val_rows", "train_labels", "wall_s", "cpu_s", "images_per_s", "labeled_hash"]
 #: Columns that measure the machine, not the method: they differ between two runs of one study.
 TIMING_COLUMNS = ("wall_s", "cpu_s", "images_per_s")
+#: Steps between a cell's checkpoints unless finetune.checkpoint_every says otherwise (the end always is one).
+CELL_CHECKPOINT_STEPS = 200
 EMBEDDING_FILE = "embedding.safetensors"
 PRETRAIN_INFO = "pretrain_info.json"
 
@@ -77,6 +80,22 @@ def colour_values(task, data) -> tuple[np.ndarray, list[str]]:
     return np.array(first, np.float32), [*data.class_names, "(no entity)"]
 
 
+def pretrain_root(out: Path, config: StudyConfig) -> Path:
+    return Path(config.pretrain_dir) if config.pretrain_dir else out / "pretrain"
+
+
+def _same_settings(run_dir: Path, config) -> None:
+    """Refuse to reuse a (shared) pretraining directory that was made with other settings."""
+    saved = run_dir / "config.yaml"
+    if saved.is_file():
+        old = yaml.safe_load(saved.read_text()) or {}
+        new = config.model_dump(mode="json")
+        changed = [k for k in new if k not in ("data", "threads", "device") and old.get(k) != new[k]]
+        if changed:
+            raise UserError(f"{run_dir} holds a pretraining run with other settings ({', '.join(changed)}); "
+                            "delete it, or give this study another pretrain_dir")
+
+
 class StudyRunner:
     """Runs the cells of one plan into ``out``; pretrained encoders are built once and kept in memory."""
 
@@ -85,12 +104,18 @@ class StudyRunner:
         self.task = plan.task
         self.encoders: dict[str, torch.nn.Module] = {}
         self._inputs: tuple[np.ndarray, np.ndarray] | None = None
+        self.pretrain_root = pretrain_root(out, plan.config)
 
     def run_dir(self, label: str, seed: int) -> tuple[Path, int]:
         """Where pretraining ``label`` for a cell of ``seed`` lives, and the seed it pretrains with."""
         if self.config.pretrain_per_seed:
-            return self.out / "pretrain" / f"{label}-seed{seed}", seed
-        return self.out / "pretrain" / label, 0
+            return self.pretrain_root / f"{label}-seed{seed}", seed
+        return self.pretrain_root / label, 0
+
+    def used_runs(self) -> list[str]:
+        """The directory names of every pretraining run this study's cells use."""
+        seeds = range(self.config.seed_start, self.config.seed_start + self.config.seeds)
+        return sorted({self.run_dir(label, seed)[0].name for label in self.plan.methods.pretrainings for seed in seeds})
 
     def encoder_of(self, label: str, seed: int) -> torch.nn.Module:
         """Pretraining ``label`` (trained, resumed or loaded), its encoder kept for the next cells."""
@@ -100,6 +125,7 @@ class StudyRunner:
             self.echo(f"{'loading' if cached else 'pretraining'} {run_dir.name} encoder in {run_dir}")
             started, cpu = time.perf_counter(), time.process_time()
             config = self.plan.methods.pretrainings[label].config(self.config, pre_seed, len(self.data.x_train))
+            _same_settings(run_dir, config)
             result = pretrain(config, run_dir, resume=True, data=self.data)
             info = run_dir / PRETRAIN_INFO
             if not info.exists():  # first finish: the wall time of an uninterrupted pretraining
@@ -114,7 +140,7 @@ class StudyRunner:
     def save_embeddings(self) -> None:
         """A 2-D PCA map of the test split's features per pretraining run, so ``warmstart report`` never
         recomputes it; made after the last cell (it reads the test split)."""
-        for run_dir in sorted((self.out / "pretrain").glob("*")):
+        for run_dir in (self.pretrain_root / name for name in self.used_runs()):
             if (run_dir / PRETRAIN_INFO).exists() and not (run_dir / EMBEDDING_FILE).exists():
                 encoder = self.encoders.get(run_dir.name) or load_run(run_dir, "encoder")[0]
                 label = json.loads((run_dir / PRETRAIN_INFO).read_text()).get("label", run_dir.name)
@@ -160,6 +186,8 @@ class StudyRunner:
         for label in method.features_from:
             self.encoder_of(label, cell.seed)  # trained before the cell reads its directory
         config = method.config(self.config, cell.budget, len(rows.budget), cell.seed, len(self.data.x_train), runs)
+        if not config.checkpoint_every:  # a cell of a few seconds restarts; a long one resumes within minutes
+            config = config.model_copy(update={"checkpoint_every": CELL_CHECKPOINT_STEPS})
         run_dir = self.out / "runs" / cell.key
         result = finetune(config, run_dir, resume=True, data=self.data, encoder=encoder)
         for leftover in (CHECKPOINT, BEST_FILE):  # the finished model stays; the resume state is spent
@@ -209,7 +237,7 @@ def _eta(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def _write_info(out: Path, plan: StudyPlan) -> None:
+def _write_info(out: Path, plan: StudyPlan, runs: list[str]) -> None:
     d, task = plan.data, plan.task
     atomic_write_text(out / "study_info.json", json.dumps({
         "data": d.name, "spec": d.spec, "modality": d.modality, "task": task.name, "primary": task.primary,
@@ -217,6 +245,7 @@ def _write_info(out: Path, plan: StudyPlan) -> None:
         "input_shape": list(d.input_shape), "class_names": d.class_names, "target_names": d.target_names,
         "n_train": int(len(d.y_train)), "n_test": int(d.n_test), "budgets": plan.sizes,
         "baselines": plan.baselines, "validation": str(Validation.parse(plan.config.validation)),
+        "pretrain_dir": str(pretrain_root(out, plan.config)), "pretrain_runs": runs,
         "validation_rows": {spec: int(len(draw_rows(task, d, spec, plan.config.validation, 0).validation))
                             for spec in plan.sizes},
         "recipes": {m.choice.asked: {"ran": m.choice.recipe.label, "why": m.choice.why,
@@ -251,10 +280,10 @@ def run_study(
     open_study_dir(out, config)  # everything is checked: only now is anything written
     (out / "cells").mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "study.yaml", to_yaml(config))
-    _write_info(out, plan)
-    _write_recipes(out, plan)
     interactive = sys.stderr.isatty()
     runner = StudyRunner(plan, out, tqdm.write if interactive else echo)
+    _write_info(out, plan, runner.used_runs())
+    _write_recipes(out, plan)
     rows: dict[str, dict[str, Any]] = {}
     for cell in plan.cells:
         path = out / "cells" / f"{cell.key}.json"
