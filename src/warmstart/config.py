@@ -211,9 +211,9 @@ class StudyConfig(BaseModel):
     strategies: list[str | dict[str, Any]] | None = Field(
         None, description="fine-tune strategies: names, or mappings {name, as, from, <strategy options>, "
         "<finetune settings>}; default linear, full; scratch always runs")
-    recipes: list[str] = Field(
-        default_factory=list, description="recipes run as methods beside the grid (`warmstart recipes`); a study "
-        "that names no objectives, strategies or recipes runs the auto recipe")
+    recipes: list[str] | None = Field(
+        None, description="recipes run as methods beside the grid (`warmstart recipes`), or none; a study that "
+        "names no objectives, strategies or recipes runs the auto recipe")
     budget_minutes: float = Field(15.0, gt=0, description="CPU-minutes the auto recipe may spend per run")
     validation: str = Field(
         "none", description="labeled rows that score every choice and never train: none, budget=F or extra=N "
@@ -295,8 +295,9 @@ def _default_methods(config: StudyConfig) -> None:
     unnamed axis takes its default (autoencoder; linear and full)."""
     if config.objectives is None and config.strategies is None:
         config.objectives, config.strategies = [], []
-        config.recipes = config.recipes or ["auto"]
+        config.recipes = ["auto"] if config.recipes is None else config.recipes
         return
+    config.recipes = config.recipes or []
     if config.objectives is None:
         config.objectives = ["autoencoder"]
     if config.strategies is None:
@@ -316,8 +317,9 @@ def resolve_study(
     values: dict[str, Any] = study_values_from_file(read_yaml(file)) if file else {}
     values = _merge(values, {k: v for k, v in (flags or {}).items() if v is not None})
     values = _merge(values, parse_overrides(overrides or []))
-    if isinstance(values.get("baselines"), str) and values["baselines"].strip().lower() == "none":
-        values["baselines"] = []  # --baselines none
+    for key in ("baselines", "recipes"):
+        if isinstance(values.get(key), str) and values[key].strip().lower() == "none":
+            values[key] = []  # --baselines none, --recipes none
     for key in ("objectives", "strategies", "recipes", "baselines", "labels"):
         if key in values and values[key] is not None:
             values[key] = _split_list(values[key])
