@@ -52,7 +52,8 @@ def run_part(part: str, seed: int, budget: int, data: DataBundle, cache: Path, q
     config = resolve_study(flags=flags, overrides=overrides)
     started = time.process_time()
     run_study(config, study_dir(cache, part, seed, budget), data=data, echo=lambda line: print(line, flush=True))
-    print(f"[{part} seed {seed}, {budget} labels] {time.process_time() - started:.0f} CPU-s in this process", flush=True)
+    print(f"[{part} seed {seed}, {budget} labels] {time.process_time() - started:.0f} CPU-s in this process",
+          flush=True)
 
 
 def read_all(cache: Path) -> tuple[list[dict], dict[str, dict]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from warmstart.config import STUDY_CONTROLLED, FinetuneConfig, PretrainConfig, StudyConfig
 from warmstart.errors import UserError, closest
-from warmstart.recipes import NOT_IN_RECIPES, Choice, choose, scaled, settings_of
+from warmstart.recipes import Choice, choose, scaled, settings_of
 
 #: Settings every run of the study shares, recipes included: the machine's, not the method's.
 MACHINE = ("threads", "device", "amp", "checkpoint_every")
@@ -186,5 +186,3 @@ def _add_recipe(out: Methods, study: StudyConfig, choice: Choice) -> None:
         start=f"{prefix}.{stage.start}" if stage.start else None, features_from=features_from,
         when=tuple(stage.when), min_steps=stage.min_steps, choice=choice)
 
-
-__all__ = ["MACHINE", "NOT_IN_RECIPES", "Method", "Methods", "Pretraining", "compile_methods", "merge_settings"]

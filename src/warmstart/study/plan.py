@@ -84,7 +84,8 @@ def _check_method(method: Method, config: StudyConfig, plan_data, implicit: bool
         STRATEGIES.build(finetune.strategy, **args).check(task, data, finetune.strategy)
     except UserError as err:
         if implicit:  # the user never named scratch: say why it runs and where its arguments came from
-            raise UserError(f"the study always runs scratch as the baseline, with finetune.strategy_args: {err}") from err
+            raise UserError(f"the study always runs scratch as the baseline, with finetune.strategy_args: "
+                            f"{err}") from err
         raise UserError(f"{method.label}: {err}") from err
 
 

@@ -98,7 +98,7 @@ def protocol(summary: Summary, config: dict, info: dict, run_dir: Path | None = 
 
     seeds = sorted({r["seed"] for r in summary.rows})
     budgets = ", ".join(f"{summary.labels[b]} ({b})" for b in summary.budgets)
-    pre, fine = config.get("pretrain", {}), config.get("finetune", {})
+    fine = config.get("finetune", {})
     shape = "×".join(str(d) for d in info.get("input_shape", []))
     task = info.get("task", "classify")
     labels = (f"targets {', '.join(info.get('target_names', []))}" if task == "regress" else
