@@ -80,6 +80,7 @@ def test_every_shipped_recipe_loads_and_says_what_it_costs(capsys):
     ({"cost": 3}, "unknown key 'cost'"),
     ({"version": None}, "version: Field required"),
     ({"finetune.when": [{"epochs": 3}]}, "when[0] needs min_labels"),
+    ({"finetune.when": [{"min_labels": 40, "from": "ea"}]}, "finetune.when[0].from names pretraining 'ea'"),
 ])
 def test_a_bad_recipe_is_refused_in_one_line_before_any_work(tmp_path, capsys, changes, message):
     recipe = write_recipe(tmp_path / "bad.yaml", **changes)

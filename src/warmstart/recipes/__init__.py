@@ -144,6 +144,10 @@ def check(recipe: Recipe, where: str) -> None:
     refs = [("finetune.from", recipe.finetune.start)] if recipe.finetune.start else []
     refs += [("finetune.strategy_args.features_from", r) for r in settings.get("strategy_args", {})
              .get("features_from", [])]
+    for i, rule in enumerate(recipe.finetune.when):
+        refs += [(f"finetune.when[{i}].from", rule["from"])] if rule.get("from") else []
+        refs += [(f"finetune.when[{i}].strategy_args.features_from", r)
+                 for r in rule.get("strategy_args", {}).get("features_from", [])]
     for key, run in refs:
         if run not in runs:
             raise UserError(f"recipe {where}: {key} names pretraining '{run}', which the recipe does not define"

@@ -51,25 +51,38 @@ class Method:
     strategy: str  # the strategy's label in the grid (its registered name for recipes)
     settings: dict[str, Any]  # FinetuneConfig fields but data, seed, labels and validation
     start: str | None = None  # pretraining label the model starts from
-    features_from: tuple[str, ...] = ()
-    when: tuple[dict[str, Any], ...] = ()  # recipes: settings for budgets of at least min_labels
+    when: tuple[dict[str, Any], ...] = ()  # recipes: settings (and `from`) for budgets of at least min_labels
     min_steps: int = 0
     choice: Choice | None = None
+
+    def at(self, labels: int) -> tuple[dict[str, Any], str | None, tuple[str, ...]]:
+        """``(settings, start run, features_from runs)`` at a budget of ``labels`` (after the ``when`` rules)."""
+        settings, start = dict(self.settings), self.start
+        for rule in self.when:
+            if labels >= rule["min_labels"]:
+                start = rule.get("from", start)
+                settings = merge_settings(settings, {k: v for k, v in rule.items() if k not in ("min_labels", "from")})
+        return settings, start, tuple(settings.get("strategy_args", {}).get("features_from") or ())
+
+    @property
+    def runs(self) -> list[str]:
+        """Every pretraining run the method reads at some budget."""
+        found = [self.start, *self.settings.get("strategy_args", {}).get("features_from", [])]
+        for rule in self.when:
+            found += [rule.get("from"), *rule.get("strategy_args", {}).get("features_from", [])]
+        return list(dict.fromkeys(r for r in found if r))
 
     def config(self, study: StudyConfig, budget: str, labels: int, seed: int, rows: int,
                runs: dict[str, str]) -> FinetuneConfig:
         """The cell's ``FinetuneConfig``; ``runs`` maps pretraining labels to their directories."""
-        settings = dict(self.settings)
-        for rule in self.when:
-            if labels >= rule["min_labels"]:
-                settings = merge_settings(settings, {k: v for k, v in rule.items() if k != "min_labels"})
+        settings, _, features_from = self.at(labels)
         if self.min_steps:
             from warmstart.recipes import Stage
 
             settings = scaled(Stage(min_steps=self.min_steps), settings, rows, "epochs", "batch", 256, args=True)
-        if self.features_from:
+        if features_from:
             settings["strategy_args"] = {**settings.get("strategy_args", {}),
-                                         "features_from": [runs[label] for label in self.features_from]}
+                                         "features_from": [runs[label] for label in features_from]}
         return FinetuneConfig(**{**settings, "data": study.data, "data_dir": study.data_dir, "seed": seed,
                                  "task": study.task, "labels": budget, "validation": study.validation})
 
@@ -156,14 +169,12 @@ def _add_strategy(out: Methods, study: StudyConfig, raw: Any, grid: list[str]) -
         method_label = label if not features_from else f"{'+'.join(features_from)}+{label}"
         kind, objective = ("pretrained", "+".join(features_from)) if features_from else ("scratch", "none")
         _unique(method_label, out.methods, "methods")
-        out.methods[method_label] = Method(method_label, kind, objective, label, settings,
-                                           features_from=features_from)
+        out.methods[method_label] = Method(method_label, kind, objective, label, settings)
         return
     for run in start_from or grid:
         method_label = f"{run}+{label}"
         _unique(method_label, out.methods, "methods")
-        out.methods[method_label] = Method(method_label, "pretrained", run, label, settings, start=run,
-                                           features_from=features_from)
+        out.methods[method_label] = Method(method_label, "pretrained", run, label, settings, start=run)
 
 
 def _add_recipe(out: Methods, study: StudyConfig, choice: Choice) -> None:
@@ -178,11 +189,21 @@ def _add_recipe(out: Methods, study: StudyConfig, choice: Choice) -> None:
             out.pretrainings[label] = Pretraining(label, {**machine_pre, **settings}, stage.min_steps)
     stage = recipe.finetune
     settings = {**machine_fine, **settings_of(stage, FinetuneConfig, f"recipe {recipe.name}: finetune")}
-    features_from = tuple(f"{prefix}.{r}" for r in settings.get("strategy_args", {}).get("features_from", []))
     method_label = f"recipe:{choice.asked}"
     _unique(method_label, out.methods, "methods")
     out.methods[method_label] = Method(
-        method_label, "recipe", choice.asked, settings["strategy"], settings,
-        start=f"{prefix}.{stage.start}" if stage.start else None, features_from=features_from,
-        when=tuple(stage.when), min_steps=stage.min_steps, choice=choice)
+        method_label, "recipe", choice.asked, settings["strategy"], _qualified(settings, prefix),
+        start=f"{prefix}.{stage.start}" if stage.start else None,
+        when=tuple(_qualified(rule, prefix) for rule in stage.when), min_steps=stage.min_steps, choice=choice)
+
+
+def _qualified(settings: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A recipe's settings with its run names (``from``, ``features_from``) made the study's: ``prefix.run``."""
+    out = dict(settings)
+    if out.get("from"):
+        out["from"] = f"{prefix}.{out['from']}"
+    args = out.get("strategy_args")
+    if args and "features_from" in args:
+        out["strategy_args"] = {**args, "features_from": [f"{prefix}.{r}" for r in args["features_from"]]}
+    return out
 

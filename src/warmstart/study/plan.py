@@ -74,7 +74,7 @@ def _check_pretrainings(methods: Methods, config: StudyConfig, data: DataBundle)
 
 def _check_method(method: Method, config: StudyConfig, plan_data, implicit: bool) -> None:
     data, task, budgets = plan_data
-    runs = {label: f"<{label}>" for label in method.features_from}
+    runs = {label: f"<{label}>" for label in method.runs}
     try:
         for budget, labels in budgets.items():  # every budget: recipes change settings with the label count
             finetune = method.config(config, budget, labels, 0, len(data.x_train), runs)

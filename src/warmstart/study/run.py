@@ -132,7 +132,9 @@ class StudyRunner:
                 last = result.history[-1] if result.history else {}
                 atomic_write_text(info, json.dumps({
                     "objective": config.objective, "label": label, "seed": pre_seed, "epochs": config.epochs,
-                    "wall_s": round(time.perf_counter() - started, 2), "cpu_s": round(time.process_time() - cpu, 2),
+                    "wall_s": round(time.perf_counter() - started, 2),
+                    # summed over the epochs' records, so a pretraining resumed after a kill counts all of them
+                    "cpu_s": round(sum(r.get("cpu_s", 0.0) for r in result.history) or time.process_time() - cpu, 2),
                     "images_per_s": _throughput(result.history), "final_loss": last.get("loss")}))
             self.encoders[run_dir.name] = result.encoder
         return self.encoders[run_dir.name]
@@ -181,10 +183,9 @@ class StudyRunner:
     def run_finetune(self, cell: Cell, rows: Rows) -> tuple[dict, float | None, int, float, dict]:
         """Fine-tune the cell's method in ``runs/<cell>/`` (resumed if a kill left it half-done)."""
         method = self.plan.method(cell)
-        encoder = self.encoder_of(method.start, cell.seed) if method.start else None
-        runs = {label: str(self.run_dir(label, cell.seed)[0]) for label in method.features_from}
-        for label in method.features_from:
-            self.encoder_of(label, cell.seed)  # trained before the cell reads its directory
+        _, start, features_from = method.at(len(rows.budget))
+        encoder = self.encoder_of(start, cell.seed) if start else None
+        runs = {label: str(self.run_dir(label, cell.seed)[0]) for label in features_from}
         config = method.config(self.config, cell.budget, len(rows.budget), cell.seed, len(self.data.x_train), runs)
         if not config.checkpoint_every:  # a cell of a few seconds restarts; a long one resumes within minutes
             config = config.model_copy(update={"checkpoint_every": CELL_CHECKPOINT_STEPS})
@@ -206,8 +207,8 @@ class StudyRunner:
         if cell.kind == "baseline":
             metrics, val, trained, speed = self.run_baseline(cell, rows)
         else:
-            method = self.plan.method(cell)
-            for label in (method.start, *method.features_from):  # pretraining is shared: it is timed on its own
+            _, start, features_from = self.plan.method(cell).at(len(rows.budget))
+            for label in (start, *features_from):  # pretraining is shared: it is timed on its own
                 if label:
                     self.encoder_of(label, cell.seed)
             started, cpu = time.perf_counter(), time.process_time()
@@ -250,7 +251,7 @@ def _write_info(out: Path, plan: StudyPlan, runs: list[str]) -> None:
                             for spec in plan.sizes},
         "recipes": {m.choice.asked: {"ran": m.choice.recipe.label, "why": m.choice.why,
                                      "summary": m.choice.recipe.summary,
-                                     "runs": [r for r in (m.start, *m.features_from) if r]}
+                                     "runs": m.runs}
                     for m in plan.methods.methods.values() if m.choice is not None}}))
 
 
