@@ -6,14 +6,14 @@ STAMP := $(VENV)/.installed
 
 DATA_STAMP := $(VENV)/.data
 
-.PHONY: install data demo test classic clean
+.PHONY: install data demo test bench-check classic clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: 2.13.0 is the CPU build; an open range would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,text]'
+	$(BIN)/pip install --quiet -e '.[dev,text,tables,explain,vision,privacy,federated,recsys]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,6 +31,10 @@ demo: $(STAMP)
 
 test: $(STAMP) $(DATA_STAMP)
 	WARMSTART_REQUIRE_DATA=1 $(BIN)/python -m pytest
+
+# Fails when a BENCHMARKS.md section was measured before the last change to the code it measures (git only).
+bench-check:
+	python3 bench/check_stale.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

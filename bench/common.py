@@ -1,7 +1,8 @@
 """Shared by the bench scripts: the machine line, a Markdown table, and section-wise BENCHMARKS.md updates.
 
 Each script owns one section between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` and replaces only
-that, so several scripts can share the file.
+that, so several scripts can share the file. Each section ends with the git revision it was measured at
+(``revision.stamp``), which ``bench/check_stale.py`` (``make bench-check``) compares with the code.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+import revision
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
@@ -51,11 +54,16 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def write_section(name: str, body: str) -> None:
-    """Replace (or append) the ``name`` section of BENCHMARKS.md."""
+def write_section(name: str, body: str, script: str) -> None:
+    """Replace (or append) the ``name`` section of BENCHMARKS.md, ending it with the revision that ``script``
+    (pass ``__file__``) measured. Commit the measured code first: a ``-dirty`` stamp counts as stale."""
+    line = revision.stamp(script)
+    if "-dirty" in line:
+        print(f"warning: files {Path(script).name} measures have uncommitted changes; commit them and rerun, "
+              "or `make bench-check` will call this section stale", file=sys.stderr)
     begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{body.strip()}\n{end}"
+    block = f"{begin}\n{body.strip()}\n\n{line}\n{end}"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         text = head + block + rest.split(end, 1)[1]

@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+# Two cores here: keep each test process to one thread so parallel helpers and CI stay predictable (threads=0,
+# auto, then means 1 too: runtime.default_threads honours OMP_NUM_THREADS). Set before torch is imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-# Two cores here: keep each test process to one thread so parallel helpers and CI stay predictable.
 torch.set_num_threads(1)
 
 
@@ -73,6 +75,52 @@ def toy_tags(n: int = 240, seed: int = 0):
     return DataBundle("toy-tags", x[:cut], y[:cut], x[cut:], y[cut:], "text", ["animal", "tool"], task="tag")
 
 
+def toy_scenes(task: str = "detect", n_train: int = 120, n_test: int = 30):
+    """Fashion-MNIST scenes (``data/scenes.py``), few enough to train on in seconds."""
+    import numpy as np
+
+    from warmstart.data import DataBundle, idx
+    from warmstart.data.scenes import build_scenes
+
+    fashion = idx.load_named("fashion-mnist")
+    x_train, y_train = build_scenes(np.asarray(fashion.x_train[:2000])[:, 0], fashion.y_train[:2000], n_train, 0)
+    x_test, y_test = build_scenes(np.asarray(fashion.x_test[:500])[:, 0], fashion.y_test[:500], n_test, 1)
+    return DataBundle("toy-scenes", x_train, y_train, x_test, y_test, "image", list(fashion.class_names), 1 / 255,
+                      task=task)
+
+
+def toy_log(users: int = 60, items: int = 40, seed: int = 0):
+    """A synthetic interaction log with structure: two user groups, each preferring half of the items and
+    rating them higher; users have a side column ``group`` and items a ``kind`` (the half they belong to)."""
+    import numpy as np
+
+    from warmstart.data.interaction_logs import Log, SideTable
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(users):
+        liked = np.arange(items // 2) + (items // 2) * (u % 2)
+        picked = np.concatenate([rng.choice(liked, 8, replace=False), rng.choice(items, 2, replace=False)])
+        for i in np.unique(picked):
+            rating = 4 + rng.integers(2) if i in liked else 1 + rng.integers(2)
+            rows.append((f"u{u}", f"i{i}", float(rating), float(len(rows))))
+    log = Log(*(np.array(c) for c in zip(*rows)), lines=np.arange(2, len(rows) + 2))
+    log.ratings, log.times = log.ratings.astype(float), log.times.astype(float)
+    user_table = SideTable([f"u{u}" for u in range(users)], {"group": [str(u % 2) for u in range(users)]})
+    item_table = SideTable([f"i{i}" for i in range(items)], {"kind": [str(i // (items // 2)) for i in range(items)]})
+    return log, user_table, item_table
+
+
+def toy_interactions(task: str = "rank", options: dict | None = None):
+    """``toy_log`` as a bundle (rank, rate, or with ``options={"target": ...}`` a downstream task)."""
+    from warmstart.data.interaction_logs import build_bundle
+    from warmstart.tasks import resolve_task
+
+    log, users, items = toy_log()
+    bundle = build_bundle("toy-interactions", "toy-interactions", log, users, items, dict(options or {}))
+    return resolve_task(bundle, task if task in ("rank", "rate") else None)[0]
+
+
 def named_source(name: str):
     def load():
         from warmstart.data import load_data
@@ -86,6 +134,10 @@ TASK_SETUPS = {
     "classify": (named_source("digits"), "cnn", {"width": 8}, "autoencoder", "per_class=5"),
     "regress": (named_source("diabetes"), "mlp", {"width": 32, "feature_dim": 16}, "autoencoder", "count=40"),
     "tag": (toy_tags, "transformer", TEXT_ARGS, "mlm", "count=40"),
+    "segment": (lambda: toy_scenes("segment"), "cnn", {"width": 4}, "masked-dense", "count=40"),
+    "detect": (lambda: toy_scenes("detect"), "resnet", {"width": 4}, "masked-dense", "count=40"),
+    "rank": (lambda: toy_interactions("rank"), "embedding", {"dim": 16}, "bpr", "fraction=1.0"),
+    "rate": (lambda: toy_interactions("rate"), "embedding", {"dim": 16}, "bpr", "count=300"),
 }
 
 

@@ -39,7 +39,7 @@ def context(task_name: str, name: str, task_runs, epochs: int = 6):
     torch.manual_seed(0)
     spec = objective.encoder.spec
     encoder = build_encoder(spec["encoder"], data.input_shape, spec["encoder_args"], data.modality,
-                            tokenizer=spec.get("tokenizer"))
+                            tokenizer=spec.get("tokenizer"), schema=spec.get("schema"))
     if strategy.load_pretrained:
         encoder.load_state_dict(objective.encoder.state_dict())
     data = data.handler.prepare(data, encoder)
@@ -87,14 +87,27 @@ def test_save_load_evaluate_round_trip_gives_the_same_metrics(task_name, name, t
 
 
 def test_a_strategy_refuses_a_task_it_does_not_serve(task_runs, tmp_path, monkeypatch):
-    """Today every strategy serves every task; one that declares fewer is refused before any work."""
+    """A strategy that declares fewer tasks is refused before any work (``selftrain`` declines the dense ones)."""
     class ClassesOnly(STRATEGIES.get("scratch")):
         tasks = ("classify",)
 
     monkeypatch.setitem(STRATEGIES._entries, "classes-only", ClassesOnly)
     data, _ = task_runs["regress"]
-    with pytest.raises(UserError, match="strategy 'classes-only' does not apply to the regress task; it serves classify"):
+    message = "strategy 'classes-only' does not apply to the regress task; it serves classify"
+    with pytest.raises(UserError, match=message):
         pipeline.finetune(FinetuneConfig(strategy="classes-only", epochs=1), tmp_path / "run", data=data)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("task_name", ["segment", "detect"])
+def test_selftrain_declines_dense_tasks_and_full_refuses_a_probe_head(task_name, task_runs, tmp_path):
+    data, objective = task_runs[task_name]
+    for strategy, args, message in (
+            ("selftrain", {}, f"strategy 'selftrain' does not apply to the {task_name} task; it serves classify"),
+            ("full", {"head_init": "probe"}, f"head_init=probe does not apply to the {task_name} task")):
+        with pytest.raises(UserError, match=message):
+            pipeline.finetune(FinetuneConfig(strategy=strategy, strategy_args=args, epochs=1), tmp_path / "run",
+                              data=data, encoder=objective.encoder)
     assert not (tmp_path / "run").exists()
 
 

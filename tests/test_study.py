@@ -18,7 +18,7 @@ from warmstart.study.summary import Summary, read_results, t_interval
 from warmstart.study import TIMING_COLUMNS, plan_study, run_study
 
 TINY = ["pretrain.epochs=5", "finetune.epochs=30", "finetune.lr=0.01", "encoder_args.width=32",
-        "encoder_args.feature_dim=16"]
+        "encoder_args.feature_dim=16", "explain=0"]  # explanations: tests/test_explain.py
 
 
 def tiny_config(**flags):
@@ -123,6 +123,12 @@ def test_plan_includes_strategies_from_the_registry_and_checks_budgets(digits):
     (["--recipes", "fastest"], "unknown recipe 'fastest' (did you mean 'fast'?)"),
     (["validation=extra=2000"], "the unlabeled pool can spare"),
     (["validation=half"], "cannot read validation 'half'"),
+    # The implicit scratch cells are validated too: before the fix, 27 baseline cells were written first.
+    (["--strategies", "full", "finetune.strategy_args.head_init=probe"],
+     "the study always runs scratch as the baseline, with finetune.strategy_args: strategy 'scratch' has no option"),
+    (["--baselines", "ridge"], "baseline 'ridge' does not apply to the classify task"),
+    (["--task", "tag"], "--task tag needs word sequences"),
+    (["--data", "diabetes", "--labels", "per_class=3"], "per_class=3 does not apply to the regress task"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, args, message):
     out = tmp_path / "never"

@@ -11,7 +11,7 @@ pytest.importorskip("transformers", reason="text support is the optional extra w
 
 from warmstart.config import FinetuneConfig, PretrainConfig  # noqa: E402
 from warmstart.data import DataBundle  # noqa: E402
-from warmstart.data.text import encode, special_ids, train_tokenizer  # noqa: E402
+from warmstart.data.text import encode, train_tokenizer  # noqa: E402
 from warmstart.models.text import build_text_encoder  # noqa: E402
 from warmstart.objectives.mlm import mask_tokens  # noqa: E402
 from warmstart.pipeline import finetune, pretrain  # noqa: E402
@@ -190,8 +190,12 @@ def test_wordnet_sources_parse():
     assert find_lemma(["the", "ice", "cream", "melted"], ["ice_cream"], exc) == (1, 3)
     tags = load_data("wordnet-tags")
     assert tags.task == "tag" and len(tags.x_train) > 10000 and len(tags.x_test) > 1000
-    words, tags_of_words = tags.x_train[0], tags.y_train[0]
-    assert len(words) == len(tags_of_words) and (tags_of_words > 0).sum() >= 1  # the lemma is tagged
+    for words, tags_of_words in zip(tags.x_train, tags.y_train):
+        # The input marks the lemma: exactly the words between "[" and "]" carry its B-/I- supersense tags.
+        start, end = words.index("["), words.index("]")
+        assert words.count("[") == words.count("]") == 1 and start < end - 1
+        assert (tags_of_words > 0).nonzero()[0].tolist() == list(range(start + 1, end))
+        assert tags_of_words[start + 1] % 2 == 1 and (tags_of_words[start + 2:end] % 2 == 0).all()
 
 
 def run_main(capsys, *args: str) -> tuple[int, str, str]:

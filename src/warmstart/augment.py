@@ -89,21 +89,28 @@ class Augment:
         return cls(crop_scale=(0.8, 1.0), shift=0.1, flip=0.5, brightness=0.0, contrast=0.0, jitter_prob=0.0,
                    noise_std=0.0, erase_prob=0.0)
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``x``: ``(B, C, H, W)`` → an augmented batch of the same shape and dtype."""
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                 with_affine: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``x``: ``(B, C, H, W)`` → an augmented batch of the same shape and dtype; with ``with_affine``
+        also the ``(B, 2, 3)`` affine each view was resampled with (``warp_masks`` / ``warp_boxes`` move
+        per-pixel and box targets the same way)."""
         if x.dim() != 4:
             raise ValueError(f"Augment expects a (B, C, H, W) image batch, got shape {tuple(x.shape)}")
         low, high = x.amin(), x.amax()
-        x = self.geometry(x, generator)
+        theta = self.affine(x.shape[0], generator)
+        x = resample(x, theta)
         x = self.jitter(x, generator)
         if self.noise_std:
             x = x + self.noise_std * torch.randn(x.shape, generator=generator).to(x)
         x = self.erase(x, generator)
-        return x.clamp(low, high)
+        return (x.clamp(low, high), theta) if with_affine else x.clamp(low, high)
 
     def geometry(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Random resized crop + shift + flip as one affine resampling of the batch."""
-        b = x.shape[0]
+        return resample(x, self.affine(x.shape[0], generator))
+
+    def affine(self, b: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(b, 2, 3)`` random crop + shift + flip affines: output coordinates in [-1, 1] → input ones."""
         area = _uniform((b,), *self.crop_scale, generator)
         log_ratio = _uniform((b,), math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1]), generator)
         ratio = log_ratio.exp()
@@ -116,8 +123,7 @@ class Augment:
         theta = torch.zeros(b, 2, 3)
         theta[:, 0, 0], theta[:, 0, 2] = w * sign, tx
         theta[:, 1, 1], theta[:, 1, 2] = h, ty
-        grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)  # (B, H, W, 2)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return theta
 
     def jitter(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Brightness (scale) then contrast (blend with the per-image mean), per sample."""
@@ -149,6 +155,42 @@ class Augment:
         box = ((rows >= y0.view(b, 1, 1)) & (rows < (y0 + eh).view(b, 1, 1))
                & (cols >= x0.view(b, 1, 1)) & (cols < (x0 + ew).view(b, 1, 1)) & on.view(b, 1, 1))  # (B, H, W)
         return x.masked_fill(box.unsqueeze(1).to(x.device), 0.0)
+
+
+def resample(x: torch.Tensor, theta: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """``x`` ``(B, C, H, W)`` resampled through the affines ``theta`` ``(B, 2, 3)``; outside is zero."""
+    grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)  # (B, H, W, 2)
+    return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
+
+
+def warp_masks(masks: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Integer per-pixel targets ``(B, H, W)`` moved like the pixels under ``theta`` (nearest neighbour;
+    what comes from outside the image is 0, the background, like the zero-filled pixels)."""
+    return resample(masks.unsqueeze(1).float(), theta, "nearest").squeeze(1).round().to(masks.dtype)
+
+
+def warp_boxes(boxes: torch.Tensor, theta: torch.Tensor, size: tuple[int, int], min_visible: float = 0.3
+               ) -> torch.Tensor:
+    """Boxes ``(B, M, 4+)`` (``x1, y1, x2, y2`` in pixels, then e.g. a label; label -1 marks padding) moved
+    like the pixels of an ``(H, W) = size`` image under ``theta``: the box enclosing the moved corners,
+    clipped to the image. A box with less than ``min_visible`` of its area left inside becomes padding."""
+    height, width = size
+    scale = torch.tensor([width / 2, height / 2], dtype=boxes.dtype)
+    a, t = theta[:, :, :2].to(boxes), theta[:, :, 2].to(boxes)  # input = a @ output + t, in [-1, 1] units
+    corners = boxes[..., [0, 1, 2, 1, 0, 3, 2, 3]].reshape(*boxes.shape[:2], 4, 2)  # (B, M, 4, 2)
+    inside = corners / scale - 1  # pixels → [-1, 1]
+    moved = torch.einsum("bij,bmkj->bmki", torch.linalg.inv(a), inside - t[:, None, None, :])
+    moved = (moved + 1) * scale
+    low, high = moved.amin(2), moved.amax(2)  # (B, M, 2)
+    limit = torch.tensor([width, height], dtype=boxes.dtype)
+    clipped_low, clipped_high = low.clamp(min=0), torch.minimum(high, limit)
+    area = (high - low).prod(-1)
+    visible = (clipped_high - clipped_low).clamp(min=0).prod(-1)
+    out = torch.cat([clipped_low, clipped_high, boxes[..., 4:]], -1)
+    dropped = visible < min_visible * area.clamp(min=1e-9)
+    if boxes.shape[-1] > 4:
+        out[..., 4] = torch.where(dropped, torch.full_like(out[..., 4], -1), out[..., 4])
+    return out
 
 
 def feature_corruption(

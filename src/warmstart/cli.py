@@ -1,4 +1,5 @@
-"""The ``warmstart`` command line: demo, datasets, pretrain, finetune, recipes, run, study, report, evaluate.
+"""The ``warmstart`` command line: demo, datasets, pretrain, finetune, recipes, run, study, report, evaluate,
+explain.
 
 Bad input ends in one line on stderr and exit code 2; an interrupted run says how to resume it.
 """
@@ -17,14 +18,15 @@ EPILOG_OVERRIDES = (
 )
 
 
-TASK_HELP = ("what the labels are: classify, regress or tag (default: inferred from the data, e.g. real-valued "
-             "targets with many distinct values are regress)")
+TASK_HELP = ("what the labels are: classify, regress, tag, rank or rate (default: inferred from the data, e.g. "
+             "real-valued targets with many distinct values are regress, an interaction log is rank)")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML file of settings (flags and key=value win over it)")
     parser.add_argument("--data", metavar="SOURCE", help="data: digits, fashion-mnist, mnist, npz:PATH, idx:DIR, "
-                        "folder:DIR, csv:PATH; text: wordnet, wordnet-tags, text:PATH, jsonl:PATH "
+                        "folder:DIR, csv:PATH, parquet:PATH; tables: adult, diamonds, diabetes; text: wordnet, "
+                        "wordnet-tags, text:PATH, jsonl:PATH; interactions: movielens-100k, csv:PATH?user=COL&item=COL "
                         "(see `warmstart datasets`)")
     parser.add_argument("--data-dir", metavar="DIR", help="extra directory to look for data files in")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -61,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "examples (labels are never read). Writes config.yaml, metrics.jsonl, "
                          "checkpoint.safetensors and encoder.safetensors to --out.",
                          epilog=EPILOG_OVERRIDES)
-    pre.add_argument("--objective", help="autoencoder, denoising, ...; for text mlm, clm, simcse (default autoencoder)")
-    pre.add_argument("--encoder", help="linear, mlp, cnn, resnet; for text transformer, gpt, hf:DIR (default mlp)")
+    pre.add_argument("--objective", help="autoencoder, denoising, ...; for tables also scarf, vime; for text mlm, "
+                     "clm, simcse; for interactions bpr, lightgcn, simgcl (default autoencoder)")
+    pre.add_argument("--encoder", help="linear, mlp, cnn, resnet; for tables tabular; for text transformer, gpt, "
+                     "hf:DIR; for interactions embedding (default mlp)")
     _common(pre)
 
     fine = sub.add_parser("finetune", help="fine-tune on a label budget (classify, regress or tag) and evaluate",
@@ -109,8 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "the auto recipe")
     study.add_argument("--baselines", metavar="A,B", help="scikit-learn baselines, or none (default: the task's: "
                        "classify logistic_regression,label_spreading,self_training (+hist_gradient_boosting on "
-                       "tables); regress ridge,knn_regression,hist_gradient_boosting; tag majority_tag)")
-    study.add_argument("--encoder", help="encoder shared by every neural method (default mlp)")
+                       "tables, +tfidf_logistic on text); regress ridge,knn_regression,hist_gradient_boosting "
+                       "(+tfidf_ridge on text); tag majority_tag)")
+    study.add_argument("--encoder", help="encoder shared by every neural method (default mlp; tabular for "
+                       "per-column embeddings of a table)")
+    study.add_argument("--metric", help="rank methods by this metric of the task (default its primary: accuracy, "
+                       "rmse; e.g. roc_auc for an imbalanced binary task)")
+    study.add_argument("--sweep", metavar="KEY=V1,V2", help="run every fine-tuned cell once per value of one fine-tune "
+                       "setting, e.g. privacy.epsilon=1,3,8 (DP fine-tuning at three budgets: the report draws "
+                       "accuracy versus ε)")
     study.add_argument("--pretrain-per-seed", action="store_true", default=None,
                        help="pretrain once per objective and seed instead of once per objective")
     study.add_argument("--out", metavar="DIR", help="study directory (rerun with the same --out to continue)")
@@ -154,6 +165,29 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", required=True, metavar="SOURCE", help="data source to evaluate on")
     ev.add_argument("--data-dir", metavar="DIR", help="extra directory to look for data files in")
     ev.add_argument("--out", metavar="FILE", help="also write the metrics JSON to FILE")
+
+    ex = sub.add_parser(
+        "explain", help="attributions, attention rollout and embedding maps of a fine-tuned model, checked "
+        "for faithfulness", description="Explain a fine-tuned model's predictions on --n test rows (half of "
+        "them wrong predictions where there are enough): Integrated Gradients, Saliency and SmoothGrad (Captum) "
+        "over pixels or table columns; Integrated Gradients, saliency and attention rollout over tokens. Every "
+        "method is checked by deletion/insertion curves against a random ranking. Writes explain.html "
+        "(self-contained), faithfulness.json, attributions.safetensors and PNG figures to --out. Needs "
+        "pip install 'warmstart[explain]'.",
+        epilog="Example: warmstart explain --model runs/ft --compare runs/scratch --out runs/ft-explained --n 16")
+    ex.add_argument("--model", required=True, metavar="RUN_DIR", help="a `warmstart finetune` run directory")
+    ex.add_argument("--compare", metavar="DIR,DIR", help="other fine-tuned runs (e.g. scratch on the same labels) "
+                    "explained on the same rows and mapped beside the model")
+    ex.add_argument("--data", metavar="SOURCE", help="data source (default: the data the model was fine-tuned on)")
+    ex.add_argument("--data-dir", metavar="DIR", help="extra directory to look for data files in")
+    ex.add_argument("--out", required=True, metavar="DIR", help="directory to write (must be new or empty)")
+    ex.add_argument("--n", type=int, default=16, help="test rows to explain (default 16)")
+    ex.add_argument("--method", metavar="A,B", help="ig, saliency, smoothgrad (images, tables); ig, saliency, "
+                    "rollout (text) (default: all that apply)")
+    ex.add_argument("--pick", default="balanced", help="balanced (up to half wrong predictions, the default) or "
+                    "random rows")
+    ex.add_argument("--seed", type=int, default=0, help="seed of the row draw, SmoothGrad noise, random rankings")
+    ex.add_argument("--no-maps", action="store_true", help="skip the PCA / t-SNE embedding maps")
     return parser
 
 
@@ -163,7 +197,8 @@ def _finetune_line(strategy: str, metrics: dict) -> str:
 
     task = TASKS.get(metrics["task"])
     shown = ", ".join(f"{name} {metrics[name]:.4f}" for name in task.metric_names[:3])
-    return f"{strategy} on {metrics['labels']} labels ({task.name}): test {shown}"
+    private = f" at ε = {metrics['epsilon']:.2f} (δ = {metrics['delta']:g})" if "epsilon" in metrics else ""
+    return f"{strategy} on {metrics['labels']} labels ({task.name}): test {shown}{private}"
 
 
 def _flags(args: argparse.Namespace, names: list[str]) -> dict:
@@ -263,8 +298,14 @@ def run(args: argparse.Namespace) -> int:
         _run_recipe(args)
     elif args.command == "study":
         names = ["data", "data_dir", "task", "objectives", "strategies", "recipes", "labels", "seeds", "baselines",
-                 "encoder", "pretrain_per_seed"]
-        config = cfg.resolve_study(file=args.config, flags=_flags(args, names), overrides=args.overrides)
+                 "encoder", "pretrain_per_seed", "metric"]
+        flags = _flags(args, names)
+        if args.sweep:
+            key, sep, values = args.sweep.partition("=")
+            if not sep or not key or not values:
+                raise UserError(f"--sweep {args.sweep!r} is not KEY=V1,V2; write it like --sweep privacy.epsilon=1,3,8")
+            flags["sweep"] = {key: values}
+        config = cfg.resolve_study(file=args.config, flags=flags, overrides=args.overrides)
         if args.print_config:
             print(cfg.to_yaml(config), end="")
             return 0
@@ -295,7 +336,29 @@ def run(args: argparse.Namespace) -> int:
 
             atomic_write_text(Path(args.out), text + "\n")
         print(text)
+    elif args.command == "explain":
+        from warmstart.explain import explain
+
+        models = [args.model] + [d.strip() for d in (args.compare or "").split(",") if d.strip()]
+        methods = [m.strip() for m in (args.method or "").split(",") if m.strip()] or None
+        result = explain(models, args.data, args.out, n=args.n, methods=methods, seed=args.seed, pick=args.pick,
+                         data_dir=args.data_dir, maps=not args.no_maps)
+        print(explain_table(result))
+        print(f"report: {Path(args.out) / 'explain.html'}")
     return 0
+
+
+def explain_table(result) -> str:
+    """Deletion / insertion AUCs per model and ranking, with the verdict against the random ranking."""
+    lines = [f"{'model':<14} {'ranking':<11} {'deletion AUC':>12} {'insertion AUC':>13}  "
+             "verdict (deletion / insertion)"]
+    for r in result.results:
+        for name, s in r.faithfulness.items():
+            versus = r.versus.get(name)
+            verdict = f"{versus['deletion']['verdict']} / {versus['insertion']['verdict']}" if versus else ""
+            lines.append(f"{r.subject.label:<14} {name:<11} {s['deletion_auc']:>12.3f} {s['insertion_auc']:>13.3f}  "
+                         f"{verdict}")
+    return "\n".join(lines) + f"\n({len(result.rows)} test rows, {result.wall_s:.1f} s)"
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

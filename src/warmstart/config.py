@@ -31,10 +31,65 @@ class TrainSettings(BaseModel):
     warmup: float = Field(0.05, ge=0, lt=1, description="fraction of steps with linear LR warm-up")
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = each epoch")
     seed: int = Field(0, ge=0, description="seed for initialisation, data order and augmentation")
-    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default")
+    threads: int = Field(
+        0, ge=0, description="torch CPU threads for the run (and after it, in this process); 0 = auto: "
+        "$OMP_NUM_THREADS if set, else one per core not busy with other processes at the start")
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     amp: Literal["none", "bf16", "fp16"] = Field(
         "none", description="mixed-precision autocast: none, bf16 (GPU; CPU works but is slow) or fp16 (GPU only)")
+
+
+class PrivacySettings(BaseModel):
+    """``privacy:``: differentially private training (DP-SGD through Opacus) of the rows a stage reads.
+
+    Off unless ``epsilon`` or ``noise_multiplier`` is given. Fine-tuning treats the labeled rows as private;
+    pretraining is private only with ``private_pool=true`` (otherwise the pool is public and costs no ε).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    epsilon: float | None = Field(
+        None, gt=0, description="target ε spent by the end of the run (the noise is chosen to reach it)")
+    noise_multiplier: float | None = Field(
+        None, gt=0, description="noise std / max_grad_norm, instead of a target epsilon")
+    delta: float | None = Field(
+        None, gt=0, lt=1, description="δ; None: 1/N rounded down to a power of ten below it (N: private rows)")
+    max_grad_norm: float = Field(1.0, gt=0, description="per-example gradient clipping norm C")
+    accountant: Literal["prv", "rdp"] = Field("prv", description="Opacus accountant: prv (tighter) or rdp")
+    private_pool: bool = Field(
+        False, description="the pretraining pool is private too: pretraining runs DP-SGD on its objective")
+    changes: list[str] = Field(
+        default_factory=list, description="filled in by the run: what was changed to make the model private")
+
+    @property
+    def enabled(self) -> bool:
+        return self.epsilon is not None or self.noise_multiplier is not None
+
+
+class FederatedSettings(BaseModel):
+    """``federated:``: train over ``clients`` simulated clients with Flower, each running the engine on its shard.
+
+    The training rows (pretraining) or the labeled rows (fine-tuning) are split over the clients, IID or
+    by a Dirichlet(α) draw of each class's share per client (non-IID); every round, the sampled clients
+    train ``local_epochs`` passes over their own rows from the global weights, and FedAvg (or FedProx)
+    averages what they send back. ``noise_multiplier`` adds client-level DP: each client's update is
+    clipped to ``clipping_norm`` and the average gets Gaussian noise (Flower's server-side fixed clipping).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    clients: int = Field(10, ge=1, description="simulated clients the rows are split over")
+    rounds: int = Field(10, ge=1, description="federated rounds")
+    local_epochs: int = Field(1, ge=1, description="passes over its own rows each client makes per round")
+    partition: Literal["iid", "dirichlet"] = Field("iid", description="iid, or dirichlet: class shares ~ Dir(alpha)")
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration: small = each client sees few classes")
+    algorithm: Literal["fedavg", "fedprox"] = Field("fedavg", description="fedavg, or fedprox (proximal term)")
+    proximal_mu: float = Field(0.01, ge=0, description="FedProx's mu: weight of ||w - w_global||^2 / 2")
+    fraction: float = Field(1.0, gt=0, le=1, description="share of the clients sampled each round")
+    noise_multiplier: float | None = Field(
+        None, gt=0, description="client-level DP: noise std / clipping_norm added to the average (None: off)")
+    clipping_norm: float = Field(1.0, gt=0, description="client-level DP: bound on each client's update norm")
+    delta: float | None = Field(None, gt=0, lt=1, description="client-level DP δ; None: below 1/clients")
 
 
 class PretrainConfig(TrainSettings):
@@ -48,6 +103,10 @@ class PretrainConfig(TrainSettings):
         1024, ge=0, description="training inputs embedded each epoch for the RankMe/feature-std health checks; 0 = off")
     probe_labels: int = Field(
         0, ge=0, description="labeled training examples used ONLY for the kNN-accuracy health check; 0 = off")
+    privacy: PrivacySettings | None = Field(
+        None, description="DP-SGD settings (privacy.epsilon=3); pretraining is private with privacy.private_pool=true")
+    federated: FederatedSettings | None = Field(
+        None, description="federated pretraining over simulated clients (federated.clients=10); see FederatedSettings")
 
 
 class FinetuneConfig(TrainSettings):
@@ -78,6 +137,10 @@ class FinetuneConfig(TrainSettings):
         from warmstart.data.validation import Validation
 
         return str(Validation.parse(value))  # canonical: "extra=200", "budget=0.2", "none"
+    privacy: PrivacySettings | None = Field(
+        None, description="DP-SGD on the labeled rows (privacy.epsilon=3); see PrivacySettings")
+    federated: FederatedSettings | None = Field(
+        None, description="federated fine-tuning on the clients' labeled rows (federated.clients=10)")
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -179,9 +242,10 @@ def to_yaml(config: BaseModel) -> str:
 
 # --- studies ------------------------------------------------------------------------------------
 
-#: Study settings that choose which cells exist; the rest decide what a cell computes and must not change
-#: between runs sharing one directory.
-GRID_KEYS = ("objectives", "strategies", "recipes", "baselines", "labels", "seeds", "seed_start", "scratch")
+#: Study settings that choose which cells exist (or how they are ranked, and ``explain``, which only adds to the
+#: report); the rest decide what a cell computes and must not change between runs sharing one directory.
+GRID_KEYS = ("objectives", "strategies", "recipes", "baselines", "labels", "seeds", "seed_start", "scratch", "metric",
+             "explain", "sweep")
 
 #: Pretrain/finetune settings a study sets itself, per cell, from its own fields.
 STUDY_CONTROLLED = {
@@ -226,6 +290,9 @@ class StudyConfig(BaseModel):
         description="label budgets: a bare N means count=N (balanced); per_class=K, fraction=F also work")
     seeds: int = Field(3, ge=1, description="seeds 0..seeds-1: each draws its own labeled subset and init")
     seed_start: int = Field(0, ge=0, description="first seed: the study runs seed_start..seed_start+seeds-1")
+    metric: str | None = Field(
+        None, description="the metric the report ranks methods by (one of the task's, e.g. roc_auc for an "
+        "imbalanced binary task); None: the task's primary")
     pretrain_per_seed: bool = Field(False, description="pretrain once per objective and seed (else once per objective)")
     pretrain_dir: str | None = Field(
         None, description="where pretraining runs are kept (default OUT/pretrain); studies that share one reuse "
@@ -234,8 +301,47 @@ class StudyConfig(BaseModel):
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
     pretrain: dict[str, Any] = Field(default_factory=dict, description="PretrainConfig settings, e.g. epochs")
     finetune: dict[str, Any] = Field(default_factory=dict, description="FinetuneConfig settings, e.g. epochs")
+    sweep: dict[str, list[Any]] = Field(
+        default_factory=dict, description="one fine-tune setting and its values, e.g. {privacy.epsilon: [1, 3, 8]}: "
+        "every fine-tuned cell runs once per value (--sweep privacy.epsilon=1,3,8)")
+
+    explain: int = Field(16, ge=0, description="test rows the report's Explanations section explains for the "
+                         "best pretrained method and scratch at the smallest budget (seed 0); 0: none. Needs "
+                         "the explain extra (pip install 'warmstart[explain]'); without it the section is skipped")
 
     _validation_spec = field_validator("validation")(FinetuneConfig._validation_spec.__func__)
+
+    def settings(self) -> list[str]:
+        """The sweep's ``key=value`` settings, one per value (``[""]`` without a sweep)."""
+        return [f"{key}={value}" for key, values in self.sweep.items() for value in values] or [""]
+
+
+def _flat_sweep(sweep: Any) -> Any:
+    """``{privacy: {epsilon: [1, 3]}}`` (YAML or ``sweep.privacy.epsilon=[1,3]``) → ``{"privacy.epsilon": [1, 3]}``;
+    checked: one setting, a list of values, a fine-tune setting the study does not set itself."""
+    if not isinstance(sweep, dict):
+        return sweep
+
+    def flatten(node: dict, prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if isinstance(value, dict):
+                out.update(flatten(value, f"{prefix}{key}."))
+            else:
+                out[prefix + key] = (_split_list(value) if isinstance(value, str) else
+                                     value if isinstance(value, list) else [value])
+        return out
+
+    flat = flatten(sweep, "")
+    if len(flat) > 1:
+        raise UserError(f"sweep one setting at a time, got {', '.join(flat)}; run one study per setting")
+    for key, values in flat.items():
+        top = key.split(".")[0]
+        if top in STUDY_CONTROLLED or top not in FinetuneConfig.model_fields:
+            raise UserError(f"sweep {key}: sweep a fine-tune setting the study does not set itself, e.g. "
+                            "sweep.privacy.epsilon=[1,3,8] or sweep.lr=[1e-3,3e-3]")
+        flat[key] = [_parse_value(str(v)) if isinstance(v, str) else v for v in values]
+    return flat
 
 
 def _split_list(value: Any) -> Any:
@@ -304,6 +410,16 @@ def _default_methods(config: StudyConfig) -> None:
         config.strategies = ["linear", "full"]
     if config.objectives and not config.strategies or config.strategies and not config.objectives:
         raise UserError("a study grid needs both objectives and strategies (or neither, with --recipes)")
+def _shared_to_stages(values: dict[str, Any]) -> dict[str, Any]:
+    """``threads=1`` on a study's command line means both stages' ``threads`` (as in a shared YAML file)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in TrainSettings.model_fields and key not in StudyConfig.model_fields:
+            for stage in ("pretrain", "finetune"):
+                out.setdefault(stage, {})[key] = value
+        else:
+            out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) and key in out else value
+    return out
 
 
 def resolve_study(
@@ -316,7 +432,7 @@ def resolve_study(
     """
     values: dict[str, Any] = study_values_from_file(read_yaml(file)) if file else {}
     values = _merge(values, {k: v for k, v in (flags or {}).items() if v is not None})
-    values = _merge(values, parse_overrides(overrides or []))
+    values = _merge(values, _shared_to_stages(parse_overrides(overrides or [])))
     for key in ("baselines", "recipes"):
         if isinstance(values.get(key), str) and values[key].strip().lower() == "none":
             values[key] = []  # --baselines none, --recipes none
@@ -325,6 +441,8 @@ def resolve_study(
             values[key] = _split_list(values[key])
             if isinstance(values[key], list):  # mappings are method entries (study/methods.py)
                 values[key] = [v if isinstance(v, dict) else str(v) for v in values[key]]
+    if "sweep" in values:
+        values["sweep"] = _flat_sweep(values["sweep"])
     config = build_config(StudyConfig, flags=values)
     from warmstart.data.splits import LabelBudget  # canonical budget specs: "20" and "count=20" are one cell
 
@@ -353,4 +471,11 @@ def resolve_study(
                             "this one runs only recipes, which bring their own settings; name --objectives and "
                             "--strategies, or drop it")
         setattr(config, stage, {k: v for k, v in resolved.model_dump(mode="json").items() if k in fields})
+    for setting in config.settings():  # every swept value is a valid fine-tune setting
+        try:
+            FinetuneConfig(**{**_merge(config.finetune, parse_overrides([setting])), "data": config.data,
+                              "strategy": "full", "labels": config.labels[0]})
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise UserError(f"sweep {setting}: {first['msg']}") from err
     return config

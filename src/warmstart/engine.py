@@ -92,12 +92,15 @@ def fit(
     on_epoch_end: Callable[[int], dict[str, Any]] | None = None,
     after_step: Callable[[int], None] | None = None,
     config: dict[str, Any] | None = None,
+    privacy=None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` by minimising ``loss_fn(*batches)`` and return one metrics record per epoch.
 
     ``param_groups`` default to every parameter that requires grad; a group may carry ``lr_scale``.
     ``on_epoch_end(epoch)`` returns extra metrics to log (evaluations, health checks).
     ``after_step(step)`` is a hook for tests (e.g. to simulate a kill).
+    ``privacy`` (a ``warmstart.privacy.PrivateTraining``) makes the run DP-SGD: Opacus wraps the model and
+    the optimiser, the stream is Poisson-sampled, and ε is logged each epoch and kept in checkpoints.
 
     Training runs on ``settings.device`` under ``settings.amp`` autocast; the model is handed back on
     the CPU, where evaluation and saving expect it. Under ``torchrun`` each of the N ranks takes every
@@ -105,8 +108,7 @@ def fit(
     """
     device = runtime.resolve_device(settings.device, settings.amp)
     rank, world = runtime.rank_world()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+    torch.set_num_threads(settings.threads or runtime.default_threads())  # 0 = auto: the cores free now
     if world > 1:  # ranks draw different noise/augmentations; DDP makes their weights equal below
         torch.manual_seed(int(np.random.SeedSequence([settings.seed, rank]).generate_state(1)[0]))
     model.to(device)
@@ -114,6 +116,10 @@ def fit(
     optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")  # bf16 needs no loss scaling
     streams = [replace(s, batch_size=s.batch_size * world) for s in streams]  # global batches
+    if privacy is not None:
+        if world > 1 or settings.amp != "none":
+            raise UserError("privacy runs in one process without amp; drop torchrun / set amp=none")
+        optimizer, streams = privacy.attach(model, optimizer, streams, settings.epochs)
     steps_per_epoch = streams[0].steps_per_epoch
     total = settings.epochs * steps_per_epoch
     warmup_steps = max(1, round(settings.warmup * total))
@@ -122,7 +128,8 @@ def fit(
 
     start, sums, history = 0, {}, []
     if resume and run_dir is not None and (run_dir / CHECKPOINT).exists():
-        start, sums, history = _restore(run_dir, model, optimizer, scaler, device, writes is not None)
+        start, sums, history = _restore(run_dir, model, optimizer, scaler, device, writes is not None,
+                                        auto_threads=not settings.threads, privacy=privacy)
     elif writes is not None and (writes / METRICS).exists():  # killed before its first checkpoint: start over
         (writes / METRICS).unlink()
     forward = runtime.distributed_loss(model, loss_fn, device)
@@ -136,18 +143,23 @@ def fit(
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * factor * group.get("lr_scale", 1.0)
         batches = _draw(streams, step, settings.seed, rank, world, device)
-        with runtime.autocast(settings.amp, device):
-            loss, logs = forward(*batches)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        # Accumulate detached tensors; converting to Python floats only at epoch end avoids a host
-        # sync per step. (One add per log: the profile showed per-step tensor ops are the engine's cost.)
-        for key, value in {"loss": loss, **logs}.items():
-            sums[key] = sums[key] + value.detach() if key in sums else value.detach().float()
-        sums["_steps"] = sums.get("_steps", 0.0) + 1.0
-        images += len(batches[0][0]) * world
+        if privacy is not None and len(batches[0][0]) == 0:  # an empty Poisson batch: the step adds noise only
+            optimizer.zero_grad(set_to_none=True)
+            privacy.noise_only(model)
+            optimizer.step()
+        else:
+            with runtime.autocast(settings.amp, device):
+                loss, logs = forward(*batches)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            # Accumulate detached tensors; converting to Python floats only at epoch end avoids a host
+            # sync per step. (One add per log: the profile showed per-step tensor ops are the engine's cost.)
+            for key, value in {"loss": loss, **logs}.items():
+                sums[key] = sums[key] + value.detach() if key in sums else value.detach().float()
+            sums["_steps"] = sums.get("_steps", 0.0) + 1.0
+            images += len(batches[0][0]) * world
         bar.update(1)
         done = step + 1
         if done % steps_per_epoch == 0:
@@ -155,15 +167,18 @@ def fit(
             seconds = time.perf_counter() - epoch_started
             record = {"epoch": epoch, "step": done, "lr": optimizer.param_groups[0]["lr"]}
             sums = runtime.mean_over_ranks(sums)  # the global batch's mean, as one process would log it
-            count = float(sums.pop("_steps"))
+            count = max(1.0, float(sums.pop("_steps", 0.0)))
             record.update({k: float(v) / count for k, v in sums.items()})
             record.update({"seconds": round(seconds, 3), "cpu_s": round(time.process_time() - epoch_cpu, 3),
-                           "examples_per_s": round(images / max(seconds, 1e-9), 1)})
+                           "examples_per_s": round(images / max(seconds, 1e-9), 1),
+                           "threads": torch.get_num_threads()})  # what threads=0 (auto) chose: rerun with it
+            if privacy is not None:
+                record["epsilon"] = round(privacy.epsilon(), 4)
             if on_epoch_end is not None:
                 record.update(on_epoch_end(epoch))
                 model.train()
             history.append(record)
-            shown = ("loss", "accuracy", "rankme", "knn_accuracy")
+            shown = ("loss", "accuracy", "rankme", "knn_accuracy", "epsilon")
             bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in shown})
             if writes is not None:
                 with open(writes / METRICS, "a") as f:
@@ -171,10 +186,12 @@ def fit(
             sums, images, epoch_started, epoch_cpu = {}, 0, time.perf_counter(), time.process_time()
         if run_dir is not None and (done % every == 0 or done == total):
             sums = runtime.mean_over_ranks(sums)  # a mid-epoch checkpoint keeps every rank's share
-            _save(writes, model, optimizer, scaler, device, done, sums, history, config)
+            _save(writes, model, optimizer, scaler, device, done, sums, history, config, privacy)
         if after_step is not None:
             after_step(done)
     bar.close()
+    if privacy is not None:
+        privacy.detach()
     if total < SHORT_RUN_STEPS:
         _recompute_batchnorm(model, loss_fn, streams, total, settings.seed, rank, world, device)
     model.to("cpu")
@@ -223,7 +240,7 @@ def _set_rng_state(state: torch.Tensor, device: torch.device) -> None:
 
 
 def _save(run_dir: Path | None, model: nn.Module, optimizer, scaler, device, step: int, sums: dict, history: list,
-          config) -> None:
+          config, privacy=None) -> None:
     """Called on every rank (they exchange RNG states); only rank 0, which has ``run_dir``, writes."""
     states = runtime.gather(_rng_state(device))
     if run_dir is None:
@@ -235,12 +252,22 @@ def _save(run_dir: Path | None, model: nn.Module, optimizer, scaler, device, ste
     tensors["rng.torch"] = states[0]
     tensors.update({f"rng.rank{r}": state for r, state in enumerate(states[1:], start=1)})
     meta = {"step": step, "param_groups": groups, "history": history, "config": config or {},
-            "world_size": len(states), "scaler": scaler.state_dict()}
+            "world_size": len(states), "scaler": scaler.state_dict(), "threads": torch.get_num_threads()}
+    if privacy is not None:
+        meta["privacy"] = privacy.state()
     save_tensors(run_dir / CHECKPOINT, tensors, meta)
 
 
-def _restore(run_dir: Path, model: nn.Module, optimizer, scaler, device, main: bool) -> tuple[int, dict, list]:
+def _restore(run_dir: Path, model: nn.Module, optimizer, scaler, device, main: bool,
+             auto_threads: bool = False, privacy=None) -> tuple[int, dict, list]:
+    """Load the checkpoint into model, optimiser and scaler; return (step, log sums, history).
+
+    With ``auto_threads`` the run continues on the thread count it was checkpointed with: another count sums
+    floats in another order, and the resumed run would no longer end bit-identical to an uninterrupted one.
+    """
     tensors, meta = load_tensors(run_dir / CHECKPOINT)
+    if auto_threads and meta.get("threads"):
+        torch.set_num_threads(int(meta["threads"]))
     rank, world = runtime.rank_world()
     if meta.get("world_size", 1) != world:
         raise UserError(
@@ -255,6 +282,8 @@ def _restore(run_dir: Path, model: nn.Module, optimizer, scaler, device, main: b
     optimizer_from_tensors(optimizer, sections["optim"], meta["param_groups"])
     if meta.get("scaler"):
         scaler.load_state_dict(meta["scaler"])
+    if privacy is not None:
+        privacy.restore(meta.get("privacy", {}))
     _set_rng_state(sections["rng"]["torch" if rank == 0 else f"rank{rank}"], device)
     step = int(meta["step"])
     # Drop log lines written after the checkpoint so the log matches an uninterrupted run.

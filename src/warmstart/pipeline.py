@@ -30,6 +30,7 @@ from warmstart.health import HealthMonitor
 from warmstart.models import Encoder
 from warmstart.models.build import build_encoder, check_input_shape
 from warmstart.objectives import OBJECTIVES, Objective
+from warmstart import privacy as dp
 from warmstart.rundir import ENCODER_FILE, MODEL_FILE, OBJECTIVE_FILE, load_run, save_model, save_pretrained
 from warmstart.selection import EpochSelector
 from warmstart.strategies import STRATEGIES, FinetuneContext, Strategy
@@ -78,7 +79,8 @@ def build_objective(config: PretrainConfig, data: DataBundle) -> Objective:
     if data.modality not in objective_cls.modalities:
         raise UserError(f"objective '{config.objective}' does not apply to {data.modality} data; "
                         f"it works on: {', '.join(objective_cls.modalities)}")
-    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality, corpus=data.x_train)
+    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality,
+                            corpus=data.handler.corpus(data), schema=data.schema)
     objective = OBJECTIVES.build(config.objective, encoder, **config.objective_args)
     objective.spec = {"objective": config.objective, "objective_args": dict(config.objective_args)}
     return objective
@@ -89,6 +91,7 @@ class PretrainResult:
     run_dir: Path | None
     objective: Objective
     history: list[dict[str, Any]] = field(default_factory=list)
+    privacy: dict[str, Any] | None = None  # epsilon, delta and how, for a private pool
 
     @property
     def encoder(self) -> Encoder:
@@ -101,23 +104,51 @@ def pretrain(
 ) -> PretrainResult:
     """Pretrain ``config.encoder`` with ``config.objective`` on the training split (labels withheld)."""
     data = data if data is not None else load_data(config.data, config.data_dir)
+    strata = np.asarray(data.y_train) if data.task == "classify" else np.zeros(len(data.x_train), np.int64)
+    if config.federated is not None:
+        from warmstart import federated
+
+        federated.check(config, resume)
+        federated.partition(strata, config.federated, config.seed, "training rows")  # refused before any write
+    private, changes = None, []
+    if config.privacy is not None:
+        if not config.privacy.private_pool:
+            raise UserError("privacy settings on pretrain make the pool private: add privacy.private_pool=true "
+                            "(without it the pool is public, costs no privacy and needs no privacy settings)")
+        dp.refuse("objective", config.objective, OBJECTIVES.get(config.objective).not_private,
+                  "pretrain the private pool with autoencoder, denoising, masked or vae")
+        private = dp.PrivateTraining(dp.resolve(config.privacy, len(data.x_train), "pool rows"), len(data.x_train),
+                                     "pool rows")
+        encoder_args, changes = dp.private_encoder_args(config.encoder, config.encoder_args)
+        config = config.model_copy(update={"encoder_args": encoder_args})
     seed_everything(config.seed)
     objective = build_objective(config, data)
+    if private is not None:
+        private.settings.changes = changes + dp.make_per_example(objective)
+        config = config.model_copy(update={"privacy": private.settings})
     data = data.handler.prepare(data, objective.encoder)
     monitor = HealthMonitor.from_bundle(objective.encoder, data, config.health_samples, config.probe_labels,
                                         config.seed)
     runtime.resolve_device(config.device, config.amp)
     run_dir = prepare_run_dir(out, resume)
     _write_config(run_dir, config, data)
-    stream = data.input_stream(np.arange(len(data.x_train)), config.batch_size)
-    history = fit(
-        objective, lambda batch: objective.loss(batch[0]), [stream], config, run_dir=run_dir, resume=resume,
-        desc=f"pretrain {config.objective}", config=config.model_dump(mode="json"), after_step=after_step,
-        on_epoch_end=monitor,
-    )
+    stream = data.handler.pretrain_stream(data, config.batch_size)
+    if config.federated is not None:
+        history, report = federated.train("pretrain", objective, config, data, np.arange(len(data.x_train)), strata,
+                                          run_dir, "training rows")
+    else:
+        history = fit(
+            objective, lambda batch: objective.loss(batch[0]), [stream], config, run_dir=run_dir, resume=resume,
+            desc=f"pretrain {config.objective}", config=config.model_dump(mode="json"), after_step=after_step,
+            on_epoch_end=monitor, privacy=private,
+        )
+        report = private.report() if private is not None else None
     if run_dir is not None and runtime.is_main():
         save_pretrained(run_dir, objective, {"data": data.spec, "objective": config.objective})
-    return PretrainResult(run_dir, objective, history)
+        if report is not None:
+            name = "federated.json" if config.federated is not None else "privacy.json"
+            atomic_write_text(run_dir / name, json.dumps(report, indent=2))
+    return PretrainResult(run_dir, objective, history, report if config.federated is None else None)
 
 
 def objective_around(source: Objective, encoder: Encoder) -> Objective:
@@ -142,6 +173,7 @@ class FinetuneResult:
     labeled: np.ndarray | None = None
     validation: dict[str, Any] | None = None  # what was chosen on the validation rows (None: no such rows)
     rows: Rows | None = None
+    data: DataBundle | None = None  # the bundle as the model reads it (prepared for its encoder)
 
 
 def _rows(task, data: DataBundle, config: FinetuneConfig, labeled, validation) -> Rows:
@@ -163,8 +195,8 @@ def _rows(task, data: DataBundle, config: FinetuneConfig, labeled, validation) -
 def _starting_encoder(config, strategy: Strategy, data: DataBundle, encoder, objective):
     """The pretrained encoder (and objective, for strategies that keep training it) a fine-tune starts from."""
     if config.pretrained is not None and config.pretrained.startswith("hf:"):
-        raise UserError(f"--from takes a `warmstart pretrain` run directory; {config.pretrained} is a Hugging Face "
-                        f"model: give it as --encoder {config.pretrained} (its weights are the pretrained encoder)")
+        raise UserError(f"--from takes a `warmstart pretrain` run directory and {config.pretrained} is a Hugging Face "
+                        f"model: use --encoder {config.pretrained} instead (its weights are the pretrained encoder)")
     if encoder is None and config.pretrained is not None:
         encoder, _meta = load_run(config.pretrained, "encoder")
     if strategy.needs_objective and objective is None:
@@ -173,8 +205,8 @@ def _starting_encoder(config, strategy: Strategy, data: DataBundle, encoder, obj
                             "pass --from RUN_DIR (a `warmstart pretrain` run)")
         objective, _meta = load_run(config.pretrained, "objective")
         encoder = encoder if encoder is not None else objective.encoder
-    if encoder is not None:
-        check_input_shape(encoder.input_shape, data, "the encoder was pretrained on",
+    if encoder is not None:  # (a table is first re-read in the encoder's column schema)
+        check_input_shape(encoder.input_shape, data.handler.prepare(data, encoder), "the encoder was pretrained on",
                           "pretrain on the same kind of data")
     if encoder is None and strategy.load_pretrained and config.encoder.startswith("hf:"):
         # A Hugging Face model directory's own weights are the pretrained encoder.
@@ -203,26 +235,52 @@ def finetune(
     """
     data = data if data is not None else load_data(config.data, config.data_dir)
     data, task = resolve_task(data, config.task)
+    # The resolved config says what ran: the task and budget chosen by default are written out.
+    config = config.model_copy(update={"task": task.name, "labels": str(task.budget(config.labels))})
     strategy: Strategy = STRATEGIES.build(config.strategy, **config.strategy_args)
     strategy.check(task, data, config.strategy)
     rows = _rows(task, data, config, labeled, validation)
     labeled, unlabeled = rows.labeled, rows.unlabeled
+    private = _private_finetune(config, strategy, task, labeled)
+    if config.federated is not None:
+        from warmstart import federated
+
+        federated.check(config, resume)
+        if strategy.privacy_problem():
+            raise UserError(f"strategy '{config.strategy}' cannot run federated (a client trains on its own labeled "
+                            f"rows alone): {strategy.privacy_problem()}; use --strategy full, linear or scratch")
+        if len(rows.validation):
+            raise UserError("federated fine-tuning does not score validation rows (each client trains on its own "
+                            "shard); give validation=none")
+        federated.partition(task.strata(data, len(labeled))[0][labeled], config.federated, config.seed,
+                            "labeled rows")  # refuses an impossible split before anything is written
     encoder, objective = _starting_encoder(config, strategy, data, encoder, objective)
     spec = encoder.spec if encoder is not None else {
         "encoder": config.encoder, "encoder_args": config.encoder_args, "input_shape": list(data.input_shape)}
+    changes: list[str] = []
+    if private is not None and strategy.train_encoder:  # a frozen encoder's BatchNorm uses fixed statistics
+        encoder_args, changes = dp.private_encoder_args(spec["encoder"], spec["encoder_args"])
+        spec = {**spec, "encoder_args": encoder_args}
+        if encoder is None:
+            config = config.model_copy(update={"encoder_args": encoder_args})
     seed_everything(config.seed)
     # Scratch builds the same architecture afresh; the others start from a copy of the pretrained weights,
     # so one pretrained encoder can serve many fine-tunes.
     model_encoder = build_encoder(spec["encoder"], data.input_shape, spec["encoder_args"], data.modality,
-                                  tokenizer=spec.get("tokenizer"), corpus=data.x_train,
-                                  weights=strategy.load_pretrained)
+                                  tokenizer=spec.get("tokenizer"), corpus=data.handler.corpus(data),
+                                  weights=strategy.load_pretrained, schema=spec.get("schema") or data.schema)
     if strategy.load_pretrained:
-        model_encoder.load_state_dict(encoder.state_dict())
+        state = encoder.state_dict()
+        model_encoder.load_state_dict(dp.without_batchnorm_stats(state, model_encoder) if changes else state)
     data = data.handler.prepare(data, model_encoder)
     model = task.build_model(model_encoder, task.info(data))
     task.init_model(model, data, labeled)
+    if private is not None:
+        model.freeze_encoder(not strategy.train_encoder)  # what trains is what must be per-example
+        private.settings.changes = changes + dp.make_per_example(model)
+        config = config.model_copy(update={"privacy": private.settings})
     ctx = FinetuneContext(config, data, task, labeled, unlabeled, model,
-                          objective_around(objective, model_encoder) if strategy.needs_objective else None)
+                          objective_around(objective, model_encoder) if strategy.needs_objective else None, private)
     runtime.resolve_device(config.device, config.amp)
     run_dir = prepare_run_dir(out, resume)
     _write_config(run_dir, config, data)
@@ -230,19 +288,45 @@ def finetune(
         atomic_write_text(run_dir / "labeled_indices.json", json.dumps(labeled.tolist()))
     selector = (EpochSelector(task, data, rows.validation, model, config.validations, run_dir, resume)
                 if len(rows.validation) else None)
-    history = strategy.train(ctx, run_dir=run_dir, resume=resume, after_step=after_step, selector=selector)
+    if config.federated is not None:
+        history, summary = federated.train("finetune", model, config, data, labeled,
+                                           task.strata(data, len(labeled))[0][labeled], run_dir, "labeled rows",
+                                           info=task.info(data))
+    else:
+        history = strategy.train(ctx, run_dir=run_dir, resume=resume, after_step=after_step, selector=selector)
     chosen = selector.finish(history[-1]["epoch"] if history else 0, config.keep_best) if selector else None
     with final_evaluation():
         metrics = task.evaluate(model, data)
     metrics.update({"task": task.name, "labels": int(len(labeled)), "budget": int(len(rows.budget)),
                     "validation_rows": int(len(rows.validation)), "strategy": config.strategy, "seed": config.seed})
+    if private is not None:
+        metrics.update(private.report())
+    if config.federated is not None:
+        metrics["federated"] = summary
     if run_dir is not None and runtime.is_main():
         save_model(run_dir, model, {**task.info(data), "task": task.name, "data": data.spec,
                                     "strategy": config.strategy})
         if chosen is not None:
             atomic_write_text(run_dir / "validation.json", json.dumps(chosen, indent=2))
         atomic_write_text(run_dir / "test_metrics.json", json.dumps(metrics, indent=2))
-    return FinetuneResult(run_dir, model, metrics, history, labeled, chosen, rows)
+    return FinetuneResult(run_dir, model, metrics, history, labeled, chosen, rows, data)
+
+
+def _private_finetune(config: FinetuneConfig, strategy: Strategy, task, labeled: np.ndarray):
+    """The DP-SGD run ``config.privacy`` asks for over the labeled rows (None: not private), refusing a
+    strategy or task that cannot be private in one line, before anything is written."""
+    if config.privacy is None:
+        return None
+    dp.refuse("strategy", config.strategy, strategy.privacy_problem(),
+              "use --strategy full, linear or scratch with privacy")
+    dp.refuse("task", task.name, task.not_private, "privacy serves the classify task")
+    if config.privacy.private_pool and config.pretrained is not None:
+        pool = Path(config.pretrained) / "privacy.json"
+        if not pool.is_file():
+            raise UserError(f"privacy.private_pool=true but {config.pretrained} was pretrained without privacy; "
+                            "pretrain with privacy.private_pool=true or drop it here")
+    settings = dp.resolve(config.privacy, len(labeled), "labeled rows")
+    return dp.PrivateTraining(settings, len(labeled), "labeled rows")
 
 
 def evaluate(model_dir: str | Path, data: str | DataBundle, data_dir: str | None = None) -> dict[str, Any]:
@@ -250,14 +334,24 @@ def evaluate(model_dir: str | Path, data: str | DataBundle, data_dir: str | None
     model, meta = load_run(model_dir, "model")
     task = TASKS.get(meta.get("task", "classify"))
     bundle = data if isinstance(data, DataBundle) else load_data(data, data_dir)
+    bundle = model_data(model_dir, meta, bundle, "evaluate", model)
+    with final_evaluation():
+        return task.evaluate(model, bundle.handler.prepare(bundle, model.encoder))
+
+
+def model_data(model_dir: str | Path, meta: dict[str, Any], bundle: DataBundle, command: str,
+               model: nn.Module) -> DataBundle:
+    """``bundle`` read as the task of the fine-tuned ``model`` whose metadata is ``meta`` (a table re-read in
+    the model's column schema), or one line saying why the model cannot be used on it (another input shape,
+    more classes than the model knows)."""
+    task = TASKS.get(meta.get("task", "classify"))
     bundle, _ = resolve_task(bundle, task.name)
+    bundle = bundle.handler.prepare(bundle, model.encoder)  # a table is re-read in the model's column schema
     check_input_shape(meta["input_shape"], bundle, f"the model in {model_dir} expects",
-                      "evaluate on the data it was trained for")
+                      f"{command} on the data it was trained for")
     known, given = task.info(bundle), {k: meta.get(k) for k in task.info(bundle)}
     for key, values in known.items():
         if len(values) > len(given[key] or []):
             raise UserError(f"{bundle.name} has {len(values)} {key.replace('_', ' ')} but the model knows "
-                            f"{len(given[key] or [])}; evaluate on data like the data it was trained on")
-    bundle = bundle.handler.prepare(bundle, model.encoder)
-    with final_evaluation():
-        return task.evaluate(model, bundle)
+                            f"{len(given[key] or [])}; {command} on data like the data it was trained on")
+    return bundle

@@ -21,9 +21,10 @@ class LinearProbe:
     """``fit(z, t)`` on ``(n, F)`` features; then ``weight`` ``(K, F)``, ``bias`` ``(K,)`` and ``scores(z)``.
 
     ``kind="logistic"``: ``t`` holds class indices; ``K = num_outputs`` classes; classes absent from ``t`` get
-    zero weights and a bias of ``UNSEEN_BIAS``, so they are (almost) never predicted. ``kind="ridge"``: ``t`` is ``(n, K)`` real targets,
-    the penalty picked by leave-one-out (``RidgeCV``). ``scale_from`` (default ``z``) gives the rows whose
-    mean and std standardise the features — e.g. the whole unlabeled pool, which costs no labels.
+    zero weights and a bias of ``UNSEEN_BIAS``, so they are (almost) never predicted. ``kind="ridge"``: ``t`` is
+    ``(n, K)`` real targets, the penalty picked by leave-one-out (``RidgeCV``). ``scale_from`` (default ``z``)
+    gives the rows whose mean and std standardise the features — e.g. the whole unlabeled pool, which costs no
+    labels.
 
     >>> probe = LinearProbe("logistic").fit(np.array([[0.0], [1.0], [0.1], [0.9]]), np.array([0, 1, 0, 1]), 2)
     >>> probe.predict(np.array([[0.05], [0.95]])).tolist()

@@ -60,7 +60,8 @@ def load_run(run_dir: str | Path, part: str) -> tuple[nn.Module, dict[str, Any]]
                            if part == "objective" and (Path(run_dir) / ENCODER_FILE).exists() else ""))
     tensors, meta = load_tensors(path)
     encoder = build_encoder(meta["encoder"], tuple(meta["input_shape"]), meta["encoder_args"],
-                            meta.get("modality", "image"), tokenizer=meta.get("tokenizer"))
+                            meta.get("modality", "image"), tokenizer=meta.get("tokenizer"),
+                            schema=meta.get("schema"))
     if part == "encoder":
         module = encoder
     elif part == "objective":

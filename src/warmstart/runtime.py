@@ -1,4 +1,4 @@
-"""Where training runs: the device, the process group under ``torchrun``, and mixed precision.
+"""Where training runs: CPU threads, the device, the process group under ``torchrun``, and mixed precision.
 
 One process on a CPU needs none of this: ``rank_world()`` is ``(0, 1)`` and ``fit`` takes its plain path.
 Under ``torchrun --nproc_per_node=N`` the environment carries ``RANK``/``WORLD_SIZE``/``MASTER_ADDR``;
@@ -8,7 +8,10 @@ the model in PyTorch's own ``DistributedDataParallel``. No home-made distributio
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -17,6 +20,55 @@ from torch import nn
 from warmstart.errors import UserError
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# How long a rank waits at shutdown for the others before leaving anyway (see ``shutdown``).
+SHUTDOWN_WAIT = timedelta(seconds=60)
+
+
+def default_threads() -> int:
+    """Torch CPU threads for ``threads=0`` ("auto"): a thread per core that no other process is using now.
+
+    torch's own default, a thread per core, collapses when another process holds a core: each op waits for
+    its slowest thread, and a thread that shares its core gets half of it (measured on 2 cores beside two
+    busy processes: see BENCHMARKS.md, "Threads"). So: ``$OMP_NUM_THREADS`` when set (torchrun sets 1 per
+    process); else the cores this process may use (its CPU affinity, capped by a cgroup CPU quota) less the
+    cores other processes are running on right now, shared among the ranks of this node; at least 1.
+    Decided when called (``engine.fit`` calls it as a run starts); a neighbour that starts later is not seen.
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    free = usable_cores() - busy_elsewhere()
+    return max(1, free // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its affinity mask, capped by a cgroup v2 CPU quota (containers)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+def busy_elsewhere() -> int:
+    """Threads of other processes that are running or waiting for a core right now (Linux; else 0).
+
+    The kernel's count of runnable threads (``/proc/loadavg``, 4th field) less this process's own: an
+    instant reading, unlike the load average, which lags a neighbour that just started by a minute and
+    counts this process's own past work.
+    """
+    try:
+        runnable = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        own = 0
+        for task in Path("/proc/self/task").iterdir():
+            stat = (task / "stat").read_text()
+            own += stat[stat.rindex(")") + 2] == "R"  # the state follows the parenthesised command name
+    except (OSError, ValueError, IndexError):
+        return 0
+    return max(0, runnable - own)
 
 
 def init_from_env() -> None:
@@ -48,8 +100,24 @@ def barrier() -> None:
 
 
 def shutdown() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the process group together: wait (up to ``SHUTDOWN_WAIT``) until every rank is here, then close.
+
+    A rank that closes its connections while a peer is still working makes the peer's next collective fail,
+    and under ``torchrun`` the first rank to exit gets the others killed (a slower rank's error line was lost
+    that way). The wait is gloo's ``monitored_barrier``: point-to-point messages that cannot be mistaken for a
+    collective a peer is still in, and a timeout, so a rank whose peer died still leaves.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if rank_world()[1] > 1:
+        try:
+            if dist.get_backend() == dist.Backend.GLOO:
+                dist.monitored_barrier(timeout=SHUTDOWN_WAIT, wait_all_ranks=True)
+            else:
+                dist.barrier()
+        except RuntimeError:
+            pass  # a peer is gone or stuck: leave anyway, the error that stopped it is reported there
+    dist.destroy_process_group()
 
 
 def resolve_device(device: str, amp: str = "none") -> torch.device:

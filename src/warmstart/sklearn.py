@@ -215,5 +215,5 @@ class WarmStartRegressor(RegressorMixin, _WarmStart):
     def predict(self, X: Any) -> np.ndarray:
         """Predicted targets ``(n_samples,)`` (or ``(n_samples, n_targets)`` when fitted on 2-D ``y``)."""
         standardised = torch.from_numpy(self._forward(X, False))  # checks fitted-ness first
-        out = self.model_.destandardise(standardised).numpy()
+        out = self.model_.destandardise(standardised).double().numpy()  # float64, as scikit-learn expects
         return out if self._y_2d else out[:, 0]

@@ -68,7 +68,8 @@ class DataBundle:
     the modality (``data/modalities/``). Images are ``(N, C, H, W)``, table rows ``(N, D)``, text a 1-D
     object array of documents or word tuples. The targets ``y_*`` are the task's (``tasks/``): ``int64``
     class indices for ``classify``, ``float32 (N, k)`` values for ``regress``, an object array of per-word
-    ``int64`` tag ids for ``tag``; the task checks them when the bundle is made.
+    ``int64`` tag ids for ``tag``; the task checks them when the bundle is made. Interaction bundles hold
+    ``(N, 2)`` int64 rows ``[user, item]`` (``-1`` for "none": a user row is ``[u, -1]``) and a ``catalog``.
     """
 
     name: str
@@ -76,7 +77,7 @@ class DataBundle:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    modality: str  # a key of MODALITIES: "image", "table" or "text"
+    modality: str  # a key of MODALITIES: "image", "table", "text" or "interactions"
     class_names: list[str] = field(default_factory=list)  # classify: the classes; tag: the entity types
     scale: float = 1.0
     task: str = "classify"  # a key of TASKS
@@ -86,6 +87,13 @@ class DataBundle:
     max_length: int = 128
     spec: str = ""  # the source spec with its defaults filled in, written into run configs ("" = name)
     inferred: str = ""  # why the source chose ``task``, quoted when a user asks for another one
+    # Table: the column schema with the training split's statistics (data/modalities/table_schema.py).
+    schema: Any = None
+    # Interactions: the users, items, training interactions and side tables (``data/interactions.py``).
+    catalog: Any = None
+    # Tables: the original column of each feature index (one-hot levels of a categorical column repeat its
+    # name), so attributions can be folded back to columns; empty: every feature index is its own column.
+    feature_columns: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from warmstart.data.modalities import MODALITIES
@@ -107,11 +115,16 @@ class DataBundle:
                 f"{self.x_test.shape[1:]}; both splits must share one shape"
             )
         self.spec = self.spec or self.name
+        self.handler.check(self)
+        if self.feature_columns and len(self.feature_columns) != int(np.prod(self.input_shape)):
+            raise UserError(f"{self.name}: {len(self.feature_columns)} feature column names for "
+                            f"{int(np.prod(self.input_shape))} features; give one name per feature index")
         TASKS.get(self.task).check(self)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.x_train.shape[1:])
+        """The shape of one model input (for a table, the width of its encoded row)."""
+        return self.handler.input_shape(self)
 
     @property
     def n_test(self) -> int:

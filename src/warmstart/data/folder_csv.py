@@ -1,4 +1,4 @@
-"""The ``folder:`` (class-per-folder images) and ``csv:`` (numeric table, or text) sources.
+"""The ``folder:`` (class-per-folder images) and ``csv:`` (table of numeric and categorical columns, or text) sources.
 
 Both read data a user made by hand, so they check it strictly and say which file, line or column to fix.
 Images of different sizes are brought to one (``?image_size=``, default the most common size: shorter side
@@ -16,11 +16,14 @@ import numpy as np
 
 from warmstart.data.bundle import DataBundle
 from warmstart.data.splits import fixed_split
+from warmstart.data.tables import encode_columns, is_missing, parse_cells, resolved_options, table_bundle
 from warmstart.data.targets import infer_targets
 from warmstart.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+#: The most a folder's decoded pixels may take in memory (uint8): beyond it, say so instead of swapping.
+MAX_BYTES = 8 * 2**30
 
 
 def split_options(name: str, path: str, allowed: tuple[str, ...]) -> tuple[str, dict[str, str]]:
@@ -62,20 +65,23 @@ def _parse_size(name: str, text: str) -> tuple[int, int]:
     return size
 
 
-def _read_image(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
+def _read_image(path: Path, mode: str, size: tuple[int, int], name: str) -> np.ndarray:
     """The image in ``mode`` at ``size``: the shorter side scaled to cover it, then a centre crop."""
     from PIL import Image, ImageOps
 
-    with Image.open(path) as im:
-        im = im.convert(mode)
-        if im.size != size:
-            im = ImageOps.fit(im, size, method=Image.Resampling.BICUBIC, centering=(0.5, 0.5))
-        return np.asarray(im, np.uint8)
+    try:
+        with Image.open(path) as im:
+            im = im.convert(mode)
+            if im.size != size:
+                im = ImageOps.fit(im, size, method=Image.Resampling.BICUBIC, centering=(0.5, 0.5))
+            return np.asarray(im, np.uint8)
+    except Exception as e:  # Pillow's decoders raise OSError, struct.error, ValueError... on damaged data
+        raise UserError(f"{name}: cannot read image {path} ({type(e).__name__}: {e}); fix or remove it") from None
 
 
 def _scan(name: str, files: list[tuple[Path, int]]) -> tuple[Counter, set]:
     """Sizes and colour modes of every image, from the headers only (cheap, and fails before decoding)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     sizes, modes = Counter(), set()
     for f, _ in files:
@@ -83,7 +89,7 @@ def _scan(name: str, files: list[tuple[Path, int]]) -> tuple[Counter, set]:
             with Image.open(f) as im:
                 sizes[im.size] += 1
                 modes.add(im.mode)
-        except (OSError, UnidentifiedImageError, ValueError) as e:
+        except Exception as e:  # also DecompressionBombError: a header declaring a huge size
             raise UserError(f"{name}: cannot read image {f} ({e}); fix or remove it") from None
     return sizes, modes
 
@@ -106,7 +112,11 @@ def load_folder(path: str, data_dir: str | None) -> DataBundle:
     sizes, modes = _scan(name, files)
     size = _parse_size(name, options["image_size"]) if "image_size" in options else sizes.most_common(1)[0][0]
     mode = "L" if modes <= _GRAY_MODES else "RGB"
-    x = np.stack([_read_image(f, mode, size) for f, _ in files])
+    needed = len(files) * size[0] * size[1] * (1 if mode == "L" else 3)
+    if needed > MAX_BYTES:
+        raise UserError(f"{name}: {len(files)} images of {size[0]}x{size[1]} would take {needed / 2**30:.1f} GiB in "
+                        f"memory (limit {MAX_BYTES / 2**30:.0f} GiB); give a smaller ?image_size= or use npz:")
+    x = np.stack([_read_image(f, mode, size, name) for f, _ in files])
     x = x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)
     y = np.array([i for _, i in files], np.int64)
     if split:
@@ -164,52 +174,82 @@ def _target_columns(name: str, header: list[str], options: dict[str, str]) -> li
     return [len(header) - 1]
 
 
-def _numeric_column(name: str, header: list[str], rows: list[list[str]], c: int, what: str) -> np.ndarray:
+def table_targets(name: str, target_names: list[str], cells: list[list],
+                  where=lambda row: f"line {row + 2}") -> tuple[str, np.ndarray, list[str], str]:
+    """``(task, y, class_names, why)`` of the target columns' ``cells`` (one list per column); a missing
+    target is refused, naming its place (``where(row)``: a csv line, counting the header, by default)."""
+    for col, values in zip(target_names, cells):
+        bad = [i for i, v in enumerate(values) if is_missing(v)]
+        if bad:
+            raise UserError(f"{name}: target column '{col}' is empty on {where(bad[0])} ({len(bad)} row(s) in all); "
+                            "fill those targets or drop the rows")
+    if len(cells) > 1:
+        y = np.stack([_numbers(name, col, values) for col, values in zip(target_names, cells)], 1)
+        return "regress", y.astype(np.float32), [], f"{len(cells)} target columns; inferred regress"
+    return infer_targets([str(v).strip() for v in cells[0]])
+
+
+def _numbers(name: str, col: str, values: list) -> np.ndarray:
     try:
-        values = np.array([row[c] for row in rows], np.float64)
-    except ValueError:
-        r = next(r for r, row in enumerate(rows) if not _is_number(row[c]))
-        raise UserError(f"{name}: {what} column '{header[c]}' is not numeric (line {r + 2}: {rows[r][c]!r}); "
-                        "encode it as numbers or drop it") from None
-    if not np.isfinite(values).all():
-        r = int(np.flatnonzero(~np.isfinite(values))[0])
-        raise UserError(f"{name}: {what} column '{header[c]}' has missing or infinite values (line {r + 2}); "
-                        "fill or drop them")
-    return values
+        out = np.array([float(v) for v in values], np.float64)
+    except (TypeError, ValueError):
+        bad = next(v for v in values if not _is_number(str(v)))
+        raise UserError(f"{name}: target column '{col}' is not numeric ({bad!r}); give one target column to "
+                        "classify, or numbers to regress") from None
+    if not np.isfinite(out).all():
+        raise UserError(f"{name}: target column '{col}' has infinite values; fix or drop those rows")
+    return out
+
+
+TABLE_OPTIONS = ("target", "label", "categorical", "numeric", "drop", "missing")
+
+
+def _names(options: dict[str, str], key: str) -> list[str]:
+    return [c.strip() for c in options.get(key, "").split(",") if c.strip()]
+
+
+def load_table(name: str, file: str, header: list[str], cells: list[list], options: dict[str, str],
+               where=lambda row: f"line {row + 2}") -> DataBundle:
+    """A bundle from a table's columns (``cells``: one list of raw cells per column of ``header``).
+
+    Target columns per ``_target_columns``; the task inferred from them; the fixed 80/20 split (stratified
+    by class when classifying); the feature columns typed and fitted on the training split
+    (``data/tables.py``). The spec records every choice: target, categorical columns, dropped columns and
+    the columns with a missing indicator."""
+    kind = name.split(":")[0]
+    targets = _target_columns(name, header, options)
+    dropped = _names(options, "drop")
+    unknown = [c for c in dropped if c not in header]
+    if unknown:
+        raise UserError(f"{name}: ?drop= names no column '{unknown[0]}' (columns: {', '.join(header)})")
+    features = [c for c in range(len(header)) if c not in targets and header[c] not in dropped]
+    if not features:
+        raise UserError(f"{name}: every column is a target or dropped; keep at least one feature column")
+    task, y, class_names, why = table_targets(name, [header[c] for c in targets], [cells[c] for c in targets], where)
+    train, test = fixed_split(y if task == "classify" else np.zeros(len(y), np.int64))
+    columns = {header[c]: parse_cells(cells[c]) for c in features}
+    indicators = set(_names(options, "missing")) if "missing" in options else None
+    x, schema = encode_columns(name, columns, train, categorical=_names(options, "categorical"),
+                               numeric=_names(options, "numeric"), indicators=indicators)
+    spec = f"{kind}:{file}?target={','.join(header[c] for c in targets)}" + resolved_options(schema, dropped)
+    return table_bundle(name, x, schema, y, train, test, class_names=class_names, task=task, spec=spec,
+                        target_names=[header[c] for c in targets] if task == "regress" else [], inferred=why)
 
 
 def load_csv(path: str, data_dir: str | None) -> DataBundle:
-    """Numeric feature columns and one or more target columns (``?target=COL[,COL]``; default ``label``, else
-    ``target``, else the last column). The task is inferred from the target (whole numbers with few
-    distinct values or strings: classify; otherwise, or several columns: regress). Features are
-    standardised with training-split statistics."""
+    """Feature columns (numeric and categorical) and one or more target columns (``?target=COL[,COL]``;
+    default ``label``, else ``target``, else the last column); ``?categorical=``, ``?numeric=``, ``?drop=``
+    and ``?missing=`` type, drop and flag columns (``data/tables.py``). The task is inferred from the target
+    (whole numbers with few distinct values or strings: classify; otherwise, or several columns: regress)."""
     from warmstart.data import text
 
     if text.wants_text_csv(path):  # a 'text' column (or ?text=COL): documents, not numeric features
         return text.load_csv_text(path, data_dir)
+    from warmstart.data import interaction_sources
+
+    if interaction_sources.wants_interactions_csv(path):  # ?user=COL&item=COL: an interaction log
+        return interaction_sources.load_interactions_csv(path, data_dir)
     name = f"csv:{path}"
-    file, options = split_options(name, path, ("target", "label"))
+    file, options = split_options(name, path, TABLE_OPTIONS)
     header, rows = _read_rows(name, file)
-    targets = _target_columns(name, header, options)
-    features = [c for c in range(len(header)) if c not in targets]
-    if not features:
-        raise UserError(f"{name}: every column is a target; keep at least one feature column")
-    x = np.stack([_numeric_column(name, header, rows, c, "feature") for c in features], 1)
-    if len(targets) > 1:
-        y = np.stack([_numeric_column(name, header, rows, c, "target") for c in targets], 1).astype(np.float32)
-        task, class_names, why = "regress", [], f"{len(targets)} target columns; inferred regress"
-    else:
-        raw = [row[targets[0]].strip() for row in rows]
-        if "" in raw:
-            raise UserError(f"{name}: target column '{header[targets[0]]}' is empty on line {raw.index('') + 2}; "
-                            "fill or drop the rows without a target")
-        task, y, class_names, why = infer_targets(raw)
-        if task == "regress":
-            y = _numeric_column(name, header, rows, targets[0], "target").astype(np.float32)
-    strata = y if task == "classify" else np.zeros(len(y), np.int64)
-    tr, te = fixed_split(strata)
-    mean, std = x[tr].mean(0), x[tr].std(0)
-    std[std == 0] = 1.0
-    x = ((x - mean) / std).astype(np.float32)
-    return DataBundle(name, x[tr], y[tr], x[te], y[te], "table", class_names, task=task,
-                      target_names=[header[c] for c in targets] if task == "regress" else [], inferred=why)
+    return load_table(name, file, header, [[row[c] for row in rows] for c in range(len(header))], options)

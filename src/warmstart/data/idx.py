@@ -11,9 +11,12 @@ import gzip
 import hashlib
 import http.client
 import io
+import math
 import os
 import secrets
+import struct
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -64,28 +67,51 @@ TIMEOUT_S = 10.0
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Parse one IDX file (optionally gzipped) into a native-endian array."""
+    """Parse one IDX file (optionally gzipped) into a native-endian array.
+
+    The header is read first and the body no further than the size it declares (plus one byte, to notice
+    extra data): a damaged or lying header costs at most the bytes really in the file, never its claim.
+    """
     path = Path(path)
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+            dtype, shape = _idx_header(path, f)
+            expected = math.prod(shape) * dtype.itemsize
+            on_disk = path.stat().st_size - (4 + 4 * len(shape))
+            if path.suffix != ".gz" and on_disk != expected:  # checked before reading a byte of the body
+                raise UserError(_size_error(path, shape, expected, f"{on_disk} bytes"))
+            body = _read_at_most(f, expected + 1)
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError; zlib.error: bad deflate data
         raise UserError(f"{path}: cannot read IDX file ({e}); re-download or replace it") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
+    if len(body) != expected:
+        held = f"{len(body)} bytes" if len(body) < expected else "more bytes"
+        raise UserError(_size_error(path, shape, expected, held))
+    return np.frombuffer(body, dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _idx_header(path: Path, f) -> tuple[np.dtype, tuple[int, ...]]:
+    magic = f.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _DTYPES:
         raise UserError(f"{path}: not an IDX file (bad magic number); check that it is an MNIST-style file")
-    dtype, ndim = np.dtype(_DTYPES[raw[2]]), raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+    dims = f.read(4 * magic[3])
+    if len(dims) < 4 * magic[3]:
         raise UserError(f"{path}: IDX header is truncated; re-download or replace the file")
-    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
-    expected = header + int(np.prod(shape)) * dtype.itemsize
-    if len(raw) != expected:
-        raise UserError(
-            f"{path}: IDX file holds {len(raw)} bytes but its header {shape} needs {expected}; "
-            "the file is truncated or corrupt, re-download or replace it"
-        )
-    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return np.dtype(_DTYPES[magic[2]]), struct.unpack(f">{magic[3]}I", dims)
+
+
+def _read_at_most(f, limit: int, chunk: int = 1 << 20) -> bytes:
+    """Up to ``limit`` bytes of ``f``, in chunks, so memory follows the data actually there."""
+    parts, size = [], 0
+    while size < limit and (part := f.read(min(chunk, limit - size))):
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+def _size_error(path: Path, shape: tuple[int, ...], expected: int, held: str) -> str:
+    return (f"{path}: IDX body holds {held} but its header {shape} needs {expected}; "
+            "the file is truncated or corrupt, re-download or replace it")
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:

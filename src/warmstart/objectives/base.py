@@ -18,6 +18,8 @@ class Objective(nn.Module):
     #: Data modalities the objective understands (keys of ``data.modalities.MODALITIES``); it reads the
     #: encoder's ``modality`` to pick how to treat a batch (e.g. image augmentations or feature corruption).
     modalities: tuple[str, ...] = ("image", "table")
+    #: Why DP-SGD cannot train this objective privately ("": its loss is a mean of per-example terms).
+    not_private = ""
 
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()

@@ -16,6 +16,9 @@ class CausalLM(Objective):
             see the token it must predict, so it is refused.
     """
 
+    not_private = ("its loss averages over the batch's predicted tokens, so one document's gradient is scaled by the "
+                   "others' lengths")
+
     modalities = ("text",)
 
     def __init__(self, encoder) -> None:

@@ -17,7 +17,7 @@ class DenoisingAutoencoder(Autoencoder):
 
     def __init__(
         self, encoder: Encoder, noise_std: float = 0.2, drop_prob: float = 0.25, decoder_hidden: int = 256,
-        sigmoid: bool = True,
+        sigmoid: bool | None = None,
     ) -> None:
         super().__init__(encoder, decoder_hidden, sigmoid)
         if noise_std < 0:

@@ -72,6 +72,9 @@ class GAN(Objective):
     ['d_fake', 'd_loss', 'd_real', 'g_loss']
     """
 
+    not_private = ("one loss trains the generator against the discriminator's view of the whole batch; clipping "
+                   "per-example gradients does not bound what the generator learns from a row")
+
     modalities = ("image",)
 
     def __init__(self, encoder: Encoder, noise_dim: int = 64, generator_width: int = 64) -> None:

@@ -52,6 +52,9 @@ class MaskedLM(Objective):
     >>> # objective = MaskedLM(build_text_encoder("transformer", {}, corpus=texts)); objective.loss(ids)
     """
 
+    not_private = ("its loss averages over the batch's masked tokens, so one document's gradient is scaled by the "
+                   "others' lengths")
+
     modalities = ("text",)
 
     def __init__(self, encoder, probability: float = 0.15) -> None:

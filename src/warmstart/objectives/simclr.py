@@ -47,6 +47,9 @@ class SimCLR(Objective):
     >>> loss, logs = objective.loss(torch.rand(16, 1, 28, 28))   # (B, C, H, W) -> scalar
     """
 
+    not_private = ("NT-Xent scores each example against the others of its batch (its negatives), so one "
+                   "example's gradient depends on the rest of the batch")
+
     def __init__(
         self, encoder: Encoder, temperature: float = 0.5, proj_hidden: int = 512, proj_dim: int = 128,
         augment: dict[str, Any] | None = None, corruption_rate: float = 0.6,

@@ -16,6 +16,9 @@ class SimCSE(Objective):
         temperature: the paper's 0.05.
     """
 
+    not_private = ("NT-Xent scores each example against the others of its batch (its negatives), so one "
+                   "example's gradient depends on the rest of the batch")
+
     modalities = ("text",)
 
     def __init__(self, encoder, temperature: float = 0.05) -> None:

@@ -2,8 +2,9 @@
 
 A strategy is a tiny class plus one registration line. It says which tasks it serves (``tasks``) and asks
 the run's task (``warmstart.tasks``) for the loss, the batches and the probe, so one class trains classifiers,
-regressors and taggers alike. The pipeline builds the task's model, calls ``setup(context)`` (which returns the module the engine trains), then runs ``warmstart.engine.fit`` on
-``streams(context)`` with ``param_groups`` and ``loss``. The first stream defines the epoch; the others
+regressors and taggers alike. The pipeline builds the task's model, calls ``setup(context)`` (which returns
+the module the engine trains), then runs ``warmstart.engine.fit`` on ``streams(context)`` with
+``param_groups`` and ``loss``. The first stream defines the epoch; the others
 cycle (unlabeled batches beside labeled ones).
 
 Options every strategy takes (``strategy_args``): ``augment`` — ``"none"`` or ``"weak"`` (the modality's light
@@ -41,6 +42,7 @@ class FinetuneContext:
     unlabeled: np.ndarray
     model: nn.Module
     objective: nn.Module | None = None
+    privacy: Any = None  # a warmstart.privacy.PrivateTraining for DP-SGD runs
 
 
 def labeled_stream(ctx: FinetuneContext, batch_size: int | None = None) -> Stream:
@@ -75,7 +77,9 @@ class Strategy:
     #: Needs the pretraining objective with its heads (saved by `pretrain` as objective.safetensors).
     needs_objective = False
     #: The tasks (keys of ``warmstart.tasks.TASKS``) this strategy can train.
-    tasks: tuple[str, ...] = ("classify", "regress", "tag")
+    tasks: tuple[str, ...] = ("classify", "regress", "tag", "segment", "detect", "rank", "rate")
+    #: Why DP-SGD cannot make this strategy private ("": it can; see ``warmstart.privacy``).
+    not_private = ""
 
     def __init__(self, augment: str = "none") -> None:
         if augment not in AUGMENTS:
@@ -91,6 +95,13 @@ class Strategy:
             raise UserError(f"strategy '{name}': augment={self.augment!r} does not apply to {data.modality} data; "
                             "use strategy_args.augment=none")
 
+    def privacy_problem(self) -> str:
+        """Why this strategy, with its options, cannot be trained privately ("" when it can)."""
+        if getattr(self, "head_init", None) == "probe":
+            return ("head_init=probe fits its closed-form head on the labeled rows without noise "
+                    "(give strategy_args.head_init=random)")
+        return self.not_private
+
     def train(self, ctx: FinetuneContext, run_dir=None, resume: bool = False, after_step=None,
               selector=None) -> list[dict]:
         """Train ``ctx.model`` in place with the engine; returns its per-epoch metrics. ``selector`` (a
@@ -104,6 +115,7 @@ class Strategy:
             param_groups=self.param_groups(ctx.model), run_dir=run_dir, resume=resume,
             desc=f"finetune {ctx.config.strategy}", config=ctx.config.model_dump(mode="json"), after_step=after_step,
             on_epoch_end=selector,
+            privacy=ctx.privacy,
         )
 
     def bind(self, ctx: FinetuneContext) -> None:
@@ -131,8 +143,8 @@ class Strategy:
         return self.modality.augment(x, self.augment)
 
     def supervised(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
-        x, y = batch[:2]
-        return self.task.loss(model(self.view(x)), y, model)
+        x, y = self.task.view(self.modality, *batch[:2], self.augment)  # masks and boxes move with the pixels
+        return self.task.loss(model(x), y, model)
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...], *extra) -> tuple[torch.Tensor, dict]:
         return self.supervised(model, batch)
@@ -145,11 +157,37 @@ class Scratch(Strategy):
     load_pretrained = False
 
 
+HEAD_INITS = ("random", "probe")
+
+
+def _check_head_init(head_init: str) -> str:
+    if head_init not in HEAD_INITS:
+        raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {head_init!r}")
+    return head_init
+
+
 @STRATEGIES.register("linear")
 class Linear(Strategy):
-    """Linear probe: the pretrained encoder is frozen (and kept in eval mode); only the head trains."""
+    """Linear probe: the pretrained encoder is frozen (and kept in eval mode); only the head trains.
+
+    ``head_init="probe"`` (the default) starts the head as the task's closed-form linear probe on the frozen
+    features of the labeled rows (logistic regression for classes and tags, ridge for values;
+    ``warmstart.probes``), which the epochs then refine with the task's loss; ``"random"`` starts it at random
+    (with few labels a few dozen gradient steps leave a random head far from the probe). Tasks whose head is
+    not one linear layer (``segment``, ``detect``: a decoder) have no such probe and start it at random.
+    """
 
     train_encoder = False
+
+    def __init__(self, augment: str = "none", head_init: str = "probe") -> None:
+        super().__init__(augment)
+        self.head_init = _check_head_init(head_init)
+
+    def setup(self, ctx: FinetuneContext) -> nn.Module:
+        self.bind(ctx)
+        if self.head_init == "probe" and ctx.task.linear_probe:
+            ctx.task.probe_head(ctx.model, ctx.data, ctx.labeled)
+        return ctx.model
 
 
 def layer_ids(encoder: nn.Module) -> dict[int, int]:
@@ -164,9 +202,6 @@ def layer_ids(encoder: nn.Module) -> dict[int, int]:
         for p in own:
             ids[id(p)] = depth
     return ids
-
-
-HEAD_INITS = ("random", "probe")
 
 
 @STRATEGIES.register("full")
@@ -188,9 +223,13 @@ class Full(Strategy):
         super().__init__(augment)
         if layer_decay is not None and not 0 < layer_decay <= 1:
             raise ValueError(f"layer_decay must lie in (0, 1], got {layer_decay}")
-        if head_init not in HEAD_INITS:
-            raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {head_init!r}")
-        self.layer_decay, self.head_init = layer_decay, head_init
+        self.layer_decay, self.head_init = layer_decay, _check_head_init(head_init)
+
+    def check(self, task, data: DataBundle, name: str) -> None:
+        super().check(task, data, name)
+        if self.head_init == "probe" and not task.linear_probe:
+            raise UserError(f"strategy '{name}': head_init=probe does not apply to the {task.name} task (its head is "
+                            "not one linear layer); use strategy_args.head_init=random")
 
     def setup(self, ctx: FinetuneContext) -> nn.Module:
         self.bind(ctx)

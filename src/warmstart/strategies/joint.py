@@ -43,6 +43,8 @@ class Joint(Strategy):
     """
 
     needs_objective = True
+    not_private = ("each step adds the pretraining loss on unlabeled pool batches to the labeled loss, and "
+                   "DP-SGD clips and noises one stream of private rows")
 
     def __init__(
         self, augment: str = "none", lam: float = 1.0, schedule: str = "constant", epochs: int | None = None,

@@ -43,7 +43,7 @@ class SelfTrain(Strategy):
        passes; weakly augmented when ``augment='weak'``).
 
     ``targets`` says where the soft targets come from, one source or several joined by ``+`` (averaged);
-    None takes the task's default (``propagate`` for classes and values, ``probe`` for tags).
+    None takes the task's default (``propagate`` for classes, ``probe`` for values and tags).
     ``"propagate"`` is label spreading over L2-normalised features (a kNN graph of the whole pool, seeded
     with the labels; for ``regress``, the distance-weighted mean of the nearest labeled rows);
     ``"probe"`` is the task's linear probe (``warmstart.probes``: logistic, or ridge for values) fitted on
@@ -80,6 +80,12 @@ class SelfTrain(Strategy):
     pseudo-labels wrong). Distillation costs one forward of the pool plus a plain supervised pass per
     epoch, uses every unlabeled image (not just confident ones) and never feeds its own errors back.
     """
+
+    #: Every task with soft targets: classes, values, tags and ratings. Masks and boxes would need their own (not
+    #: built); ``rank`` has none (its "labels" are the interactions themselves).
+    tasks = ("classify", "regress", "tag", "rate")
+    not_private = ("its soft targets (label spreading, a probe or a teacher) are fitted on the labeled rows "
+                   "without noise and then taught to the student on every row")
 
     def __init__(
         self, augment: str = "none", temperature: float = 1.0, epochs: int | None = None, batch: int = 256,

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from warmstart.config import STUDY_CONTROLLED, FinetuneConfig, PretrainConfig, StudyConfig
+from warmstart.config import STUDY_CONTROLLED, FinetuneConfig, PretrainConfig, StudyConfig, parse_overrides
+from warmstart.config import _merge as merge_nested
 from warmstart.errors import UserError, closest
 from warmstart.recipes import Choice, choose, scaled, settings_of
 
@@ -38,6 +39,8 @@ class Pretraining:
             from warmstart.recipes import Stage
 
             settings = scaled(Stage(min_steps=self.min_steps), settings, rows, "epochs", "batch_size", 128)
+        if not (settings.get("privacy") or {}).get("private_pool"):
+            settings.pop("privacy", None)  # a public pool trains plainly; only a private pool runs DP-SGD
         return PretrainConfig(**{**settings, "data": study.data, "data_dir": study.data_dir, "seed": seed})
 
 
@@ -73,9 +76,12 @@ class Method:
         return list(dict.fromkeys(r for r in found if r))
 
     def config(self, study: StudyConfig, budget: str, labels: int, seed: int, rows: int,
-               runs: dict[str, str]) -> FinetuneConfig:
-        """The cell's ``FinetuneConfig``; ``runs`` maps pretraining labels to their directories."""
+               runs: dict[str, str], setting: str = "") -> FinetuneConfig:
+        """The cell's ``FinetuneConfig``; ``runs`` maps pretraining labels to their directories, ``setting``
+        is the cell's swept ``key=value`` (``StudyConfig.sweep``), applied over the method's own settings."""
         settings, _, features_from = self.at(labels)
+        if setting:
+            settings = merge_nested(settings, parse_overrides([setting]))
         if self.min_steps:
             from warmstart.recipes import Stage
 

@@ -22,6 +22,7 @@ from warmstart.data.validation import draw_rows
 from warmstart.errors import UserError
 from warmstart.models.build import build_encoder
 from warmstart.objectives import OBJECTIVES
+from warmstart.privacy import refuse
 from warmstart.strategies import STRATEGIES
 from warmstart.study.methods import Method, Methods, compile_methods, merge_settings
 from warmstart.tasks import resolve_task
@@ -36,12 +37,19 @@ class Cell:
     strategy: str  # the fine-tune strategy's label, or the baseline's name
     budget: str  # canonical LabelBudget spec, e.g. "count=20"
     seed: int
+    setting: str = ""  # the swept fine-tune setting of this cell, e.g. "privacy.epsilon=3" ("" without a sweep)
 
     @property
     def method(self) -> str:
         if self.kind == "recipe":
             return f"recipe:{self.objective}"
-        return f"{self.objective}+{self.strategy}" if self.kind == "pretrained" else self.strategy
+        base = f"{self.objective}+{self.strategy}" if self.kind == "pretrained" else self.strategy
+        return f"{base}[{self.setting}]" if self.setting else base
+
+    @property
+    def base_method(self) -> str:
+        """The method's label without the swept setting (the key of ``StudyPlan.methods``)."""
+        return self.method.split("[", 1)[0]
 
     @property
     def key(self) -> str:
@@ -59,16 +67,25 @@ class StudyPlan:
     methods: Methods
 
     def method(self, cell: Cell) -> Method:
-        return self.methods.methods[cell.method]
+        return self.methods.methods[cell.base_method]
 
 
-def _check_pretrainings(methods: Methods, config: StudyConfig, data: DataBundle) -> None:
+def _check_pretrainings(methods: Methods, config: StudyConfig, data: DataBundle, task) -> None:
+    private = config.pretrain.get("privacy") or {}
+    if private and not private.get("private_pool"):
+        raise UserError("pretrain.privacy settings make the pool private: add pretrain.privacy.private_pool=true, or "
+                        "drop them (the pool is then public and fine-tuning alone is private: finetune.privacy...)")
     for label, run in methods.pretrainings.items():
         pre = run.config(config, 0, len(data.x_train))
         if data.modality not in OBJECTIVES.get(pre.objective).modalities:
             raise UserError(f"objective '{pre.objective}' ({label}) does not apply to {data.modality} data; "
                             f"it works on: {', '.join(OBJECTIVES.get(pre.objective).modalities)}")
-        encoder = build_encoder(pre.encoder, data.input_shape, pre.encoder_args, data.modality, corpus=data.x_train)
+        if pre.privacy is not None:
+            refuse("objective", pre.objective, OBJECTIVES.get(pre.objective).not_private,
+                   "pretrain the private pool with autoencoder, denoising, masked or vae")
+        encoder = build_encoder(pre.encoder, data.input_shape, pre.encoder_args, data.modality,
+                                corpus=data.handler.corpus(data), schema=data.schema)
+        task.build_model(encoder, task.info(data))  # the head fits this encoder (dense heads need feature maps)
         OBJECTIVES.build(pre.objective, encoder, **pre.objective_args)
 
 
@@ -77,11 +94,18 @@ def _check_method(method: Method, config: StudyConfig, plan_data, implicit: bool
     runs = {label: f"<{label}>" for label in method.runs}
     try:
         for budget, labels in budgets.items():  # every budget: recipes change settings with the label count
-            finetune = method.config(config, budget, labels, 0, len(data.x_train), runs)
-            STRATEGIES.build(finetune.strategy, **finetune.strategy_args)
+            for setting in config.settings():
+                finetune = method.config(config, budget, labels, 0, len(data.x_train), runs, setting)
+                STRATEGIES.build(finetune.strategy, **finetune.strategy_args)
         # The task and modality checks, without the runs' directories: this study has not made them yet.
         args = {k: v for k, v in finetune.strategy_args.items() if k not in ("features_from", "student")}
-        STRATEGIES.build(finetune.strategy, **args).check(task, data, finetune.strategy)
+        strategy = STRATEGIES.build(finetune.strategy, **args)
+        strategy.check(task, data, finetune.strategy)
+        for setting in config.settings():
+            if method.config(config, budget, labels, 0, len(data.x_train), runs, setting).privacy is not None:
+                refuse("strategy", finetune.strategy, strategy.privacy_problem(),
+                       "use full, linear or scratch with privacy")
+                refuse("task", task.name, task.not_private, "privacy serves the classify task")
     except UserError as err:
         if implicit:  # the user never named scratch: say why it runs and where its arguments came from
             raise UserError(f"the study always runs scratch as the baseline, with finetune.strategy_args: "
@@ -94,25 +118,30 @@ def plan_study(config: StudyConfig, data: DataBundle | None = None) -> StudyPlan
     data = data if data is not None else load_data(config.data, config.data_dir)
     data, task = resolve_task(data, config.task)
     sizes = {spec: task.size(data, spec) for spec in config.labels}
+    if config.metric is not None and config.metric not in task.metric_names:
+        raise UserError(f"metric '{config.metric}' is not one of the {task.name} task's: "
+                        f"{', '.join(task.metric_names)}")
     for spec in config.labels:  # a validation split the budget cannot give stops here
         draw_rows(task, data, spec, config.validation, config.seed_start)
     baselines = task.baselines(data.modality) if config.baselines is None else list(config.baselines)
-    check_baselines(baselines, task.name)
+    check_baselines(baselines, task.name, data.modality)
     methods = compile_methods(config, data.modality, len(data.x_train), math.prod(data.input_shape))
     implicit = config.scratch and "scratch" not in methods.methods
     if implicit:
         base = {**config.finetune, "encoder": config.encoder, "encoder_args": config.encoder_args}
         methods.methods = {"scratch": Method("scratch", "scratch", "none", "scratch",
                                              merge_settings(base, {"strategy": "scratch"})), **methods.methods}
-    _check_pretrainings(methods, config, data)
+    _check_pretrainings(methods, config, data, task)
     for method in methods.methods.values():
         _check_method(method, config, (data, task, sizes), implicit and method.label == "scratch")
     seeds = range(config.seed_start, config.seed_start + config.seeds)
     grid = [(budget, seed) for budget in config.labels for seed in seeds]
     cells = [Cell("baseline", "none", name, b, s) for name in baselines for b, s in grid]
+    # Every fine-tuned cell runs once per swept setting; the baselines do not read fine-tune settings.
+    settings = config.settings()
     order = {"scratch": 0, "pretrained": 1, "recipe": 2}
     for method in sorted(methods.methods.values(), key=lambda m: order[m.kind]):  # stable: runs stay grouped
-        cells += [Cell(method.kind, method.objective, method.strategy, b, s) for b, s in grid]
+        cells += [Cell(method.kind, method.objective, method.strategy, b, s, v) for v in settings for b, s in grid]
     return StudyPlan(config, data, task, cells, sizes, baselines, methods)
 
 

@@ -67,6 +67,30 @@ def _bars_png(summary: "Summary") -> bytes:
     return _png(fig)
 
 
+def sweep_png(lines: dict[str, list[tuple[float, float, float]]], xlabel: str, ylabel: str, log_x: bool) -> bytes:
+    """One line per label through its ``(x, mean, 95% CI half-width)`` points: a metric versus a swept setting."""
+    fig = _figure(7.5, 4.6)
+    ax = fig.add_subplot()
+    for label, points in lines.items():
+        xs, mean, ci = (np.array([p[i] for p in sorted(points)], float) for i in range(3))
+        (line,) = ax.plot(xs, mean, marker="o", lw=2, ms=4, label=label)
+        spread = np.nan_to_num(ci)
+        ax.fill_between(xs, mean - spread, mean + spread, color=line.get_color(), alpha=0.15, lw=0)
+    if log_x:
+        ax.set_xscale("log")
+        ticks = sorted({p[0] for points in lines.values() for p in points})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+    means = [p[1] for points in lines.values() for p in points]
+    if means and all(0 <= m <= 1 for m in means):  # a score in [0, 1]: wide intervals of few seeds stay in range
+        ax.set_ylim(max(0.0, min(means) - 0.1), min(1.0, max(means) + 0.1))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return _png(fig)
+
+
 def confusion_png(matrix: np.ndarray, class_names: list[str], title: str) -> bytes:
     fig = _figure(5.2, 4.6)
     ax = fig.add_subplot()
@@ -86,8 +110,10 @@ def confusion_png(matrix: np.ndarray, class_names: list[str], title: str) -> byt
     return _png(fig)
 
 
-def embedding_png(xy: np.ndarray, y: np.ndarray, class_names: list[str], title: str, value_name: str = "") -> bytes:
-    """A 2-D map coloured by class (``class_names``) or, with ``value_name`` and no classes, by a value."""
+def embedding_png(xy: np.ndarray, y: np.ndarray, class_names: list[str], title: str, value_name: str = "",
+                  axes: tuple[str, str] = ("PC 1", "PC 2")) -> bytes:
+    """A 2-D map coloured by class (``class_names``) or, with ``value_name`` and no classes, by a value;
+    ``axes`` names its two axes (a t-SNE map's are "t-SNE 1", "t-SNE 2")."""
     fig = _figure(6.2, 5.0)
     ax = fig.add_subplot()
     if class_names:
@@ -100,7 +126,7 @@ def embedding_png(xy: np.ndarray, y: np.ndarray, class_names: list[str], title: 
     else:
         scatter = ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="viridis", s=8, alpha=0.8)
         fig.colorbar(scatter, ax=ax, label=value_name or "target")
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
     ax.set_title(title, fontsize=10)
     return _png(fig)

@@ -18,7 +18,7 @@ import numpy as np
 from warmstart.checkpoint import atomic_write_bytes, atomic_write_text, load_tensors
 from warmstart.config import read_yaml
 from warmstart.errors import UserError
-from warmstart.study.plots import confusion_png, curve_png, embedding_png
+from warmstart.study.plots import confusion_png, curve_png, embedding_png, sweep_png
 from warmstart.study.summary import PRETRAINED_KINDS, Summary, read_results, study_metrics
 
 # --- the document ---------------------------------------------------------------------------------
@@ -101,7 +101,7 @@ def protocol(summary: Summary, config: dict, info: dict, run_dir: Path | None = 
     fine = config.get("finetune", {})
     shape = "×".join(str(d) for d in info.get("input_shape", []))
     task = info.get("task", "classify")
-    labels = (f"targets {', '.join(info.get('target_names', []))}" if task == "regress" else
+    labels = (f"targets {', '.join(info.get('target_names', []))}" if info.get("target_names") else
               f"{len(info.get('class_names', []))} {'entity types' if task == 'tag' else 'classes'}")
     direction = "higher" if summary.higher_is_better else "lower"
     paragraphs = [
@@ -136,11 +136,74 @@ def protocol(summary: Summary, config: dict, info: dict, run_dir: Path | None = 
         described = "; ".join(f"{b}: {_doc(BASELINES.get(b).fit_predict)}" for b in baselines if b in BASELINES)
         paragraphs.append(f"Classical baselines (scikit-learn, on the same labeled rows): {described}.")
     paragraphs += validation_protocol(summary, info, run_dir)
+    paragraphs += _privacy_protocol(summary.rows, config)
     paragraphs.append(
         f"Intervals are 95% Student-t intervals over the {len(seeds)} seeds (mean ± t·s/√n, s with ddof=1). "
         f"Labels saved: the labels scratch would need for the same mean {summary.metric}, interpolated linearly in "
         "log-labels on its mean curve, divided by the method's own labels.")
     return paragraphs
+
+
+def _privacy_protocol(rows: list[dict], config: dict) -> list[str]:
+    """The privacy protocol in words, when fine-tuning ran DP-SGD."""
+    spent = [r for r in rows if not np.isnan(r.get("epsilon", float("nan")))]
+    if not spent:
+        return []
+    fine, pre = config.get("finetune", {}).get("privacy") or {}, config.get("pretrain", {}).get("privacy") or {}
+    delta = sorted({r["delta"] for r in spent})
+    pool = ("The pretraining pool is private too: pretraining ran DP-SGD on its objective "
+            f"(target ε {pre.get('epsilon')}, noise multiplier {pre.get('noise_multiplier')}), and the two budgets "
+            "add up (sequential composition) for rows that are both in the pool and labeled."
+            if pre.get("private_pool") else
+            "The pretraining pool is treated as public: pretraining costs no privacy, and the ε shown covers the "
+            "labeled rows' fine-tuning only.")
+    return [f"Privacy: fine-tuning is DP-SGD (Opacus): Poisson-sampled batches, each example's gradient clipped to "
+            f"norm {fine.get('max_grad_norm', 1.0)}, Gaussian noise added each step; the labeled rows are the private "
+            f"data, with δ = {', '.join(f'{d:g}' for d in delta)} and ε from the {fine.get('accountant', 'prv')} "
+            f"accountant. {pool} The classical baselines are not private; they are shown for scale."]
+
+
+def _sweep(summary: Summary, rows: list[dict], config: dict, pngs: dict) -> list[tuple]:
+    """The primary metric versus the swept setting, one line per method and budget, and the ε each cell spent."""
+    swept = [r for r in rows if r.get("setting")]
+    if not swept:
+        return []
+    key = swept[0]["setting"].split("=")[0]
+    values: dict[str, float] = {}
+    for r in swept:
+        raw = r["setting"].split("=", 1)[1]
+        try:
+            values[r["setting"]] = float(raw)
+        except ValueError:
+            return [("h2", f"Sweep of {key}"), ("p", "The swept values are not numbers; see the tables above.")]
+    lines: dict[str, list[tuple[float, float, float]]] = {}
+    for method in summary.methods:
+        setting = next((r["setting"] for r in swept if r["method"] == method), None)
+        if setting is None:
+            continue
+        base = method[: -len(f"[{setting}]")]
+        for budget in summary.budgets:
+            if (method, budget) in summary.stat:
+                stat = summary.stat[method, budget]
+                label = base if len(summary.budgets) == 1 else f"{base}, {summary.labels[budget]} labels"
+                lines.setdefault(label, []).append((values[setting], stat.mean, stat.ci))
+    private = key == "privacy.epsilon"
+    xlabel = "target ε (privacy budget of the labeled rows; log scale)" if private else key
+    pngs["sweep.png"] = sweep_png(lines, xlabel, f"test {summary.metric}", log_x=private or min(values.values()) > 0)
+    what = "accuracy-versus-ε" if private else f"{summary.metric}-versus-{key}"
+    blocks = [("h2", f"{summary.metric} versus {key}"),
+              ("img", "sweep.png", f"the {what} curve: mean over seeds with 95% CI bands, one line per method "
+               "and label budget")]
+    spent = [r for r in swept if not np.isnan(r.get("epsilon", float("nan")))]
+    if spent:
+        header = ["method"] + [f"{summary.labels[b]} labels" for b in summary.budgets]
+        table = [[m] + [f"{max(r['epsilon'] for r in spent if r['method'] == m and r['budget'] == b):.2f}"
+                        if any(r["method"] == m and r["budget"] == b for r in spent) else "—"
+                        for b in summary.budgets]
+                 for m in summary.methods if any(r["method"] == m for r in spent)]
+        blocks += [("p", "ε spent by each private method (largest over seeds), as the accountant reported it:"),
+                   ("table", header, table, set())]
+    return blocks
 
 
 def _scores(summary: Summary, rows: list[dict], metrics: list[str], pngs: dict) -> list[tuple]:
@@ -188,6 +251,17 @@ def _confusion(summary: Summary, run_dir: Path, class_names: list[str], pngs: di
              f"({summary.labels[smallest]} labels), test predictions summed over seeds")]
 
 
+def _task_sections(task_name: str, run_dir: Path, summary: Summary, pngs: dict) -> list[tuple]:
+    """What the task itself adds to the report (``Task.report_sections``; e.g. predicted masks and boxes)."""
+    from warmstart.tasks import TASKS
+
+    if task_name not in TASKS:
+        return []
+    blocks, extra = TASKS.get(task_name).report_sections(run_dir, summary)
+    pngs.update(extra)
+    return blocks
+
+
 def _embedding(summary: Summary, run_dir: Path, class_names: list[str], pngs: dict, info: dict) -> list[tuple]:
     blocks: list[tuple] = [("h2", "Test embeddings of the best pretrained encoder")]
     best_pre = summary.best_overall(PRETRAINED_KINDS)
@@ -211,6 +285,13 @@ def _embedding(summary: Summary, run_dir: Path, class_names: list[str], pngs: di
     return blocks + [("img", "embedding.png", f"PCA of the {objective} encoder's test-set features before "
                       f"fine-tuning, {coloured} (variance explained: "
                       + ", ".join(f"PC{i + 1} {v:.1%}" for i, v in enumerate(variance)) + ")")]
+
+
+def _explanations(run_dir: Path, pngs: dict) -> list[tuple]:
+    """The Explanations section (``warmstart.explain.study``; it needs no Captum to be read back)."""
+    from warmstart.explain.study import report_blocks
+
+    return report_blocks(run_dir, pngs)
 
 
 def _compute(summary: Summary, run_dir: Path, rows: list[dict], info: dict) -> list[tuple]:
@@ -256,8 +337,11 @@ def build_blocks(run_dir: Path) -> tuple[list[tuple], dict[str, bytes]]:
     blocks += [("p", f"Best method per budget by {on} {metric} — " + "; ".join(best) + ".")]
     blocks += [("h2", "Protocol")] + [("p", text) for text in protocol(summary, config, info, run_dir)]
     blocks += _scores(summary, rows, metrics, pngs)
+    blocks += _sweep(summary, rows, config, pngs)
     blocks += _confusion(summary, run_dir, class_names, pngs)
+    blocks += _task_sections(info.get("task", "classify"), run_dir, summary, pngs)
     blocks += _embedding(summary, run_dir, class_names, pngs, info)
+    blocks += _explanations(run_dir, pngs)
     blocks += _compute(summary, run_dir, rows, info)
     return blocks, pngs
 

@@ -31,7 +31,7 @@ import yaml
 from sklearn.decomposition import PCA
 from tqdm.auto import tqdm
 
-from warmstart.baselines import BASELINES, BaselineData
+from warmstart.baselines import BASELINES, BaselineData, baseline_inputs
 from warmstart.checkpoint import atomic_write_text, save_tensors
 from warmstart.config import StudyConfig, to_yaml
 from warmstart.data.bundle import final_evaluation
@@ -47,6 +47,8 @@ from warmstart.study.plan import Cell, StudyPlan, open_study_dir, plan_study
 #: Columns before and after the task's metric columns (and its validation score, ``val_<primary>``).
 LEADING = ["method", "kind", "objective", "strategy", "budget", "labels", "seed"]
 TRAILING = ["val_rows", "train_labels", "wall_s", "cpu_s", "images_per_s", "labeled_hash"]
+#: Columns a study has only when some cell fills them: the swept setting, a private run's spent ε and δ.
+OPTIONAL = ["setting", "epsilon", "delta"]
 #: Columns that measure the machine, not the method: they differ between two runs of one study.
 TIMING_COLUMNS = ("wall_s", "cpu_s", "images_per_s")
 #: Steps between a cell's checkpoints unless finetune.checkpoint_every says otherwise (the end always is one).
@@ -55,8 +57,9 @@ EMBEDDING_FILE = "embedding.safetensors"
 PRETRAIN_INFO = "pretrain_info.json"
 
 
-def columns(task) -> list[str]:
-    return [*LEADING, *task.metric_names, f"val_{task.primary}", *TRAILING]
+def columns(task, rows: list[dict[str, Any]] = ()) -> list[str]:
+    return [*LEADING, *task.metric_names, f"val_{task.primary}", *TRAILING,
+            *[c for c in OPTIONAL if any(c in r for r in rows)]]
 
 
 def _labeled_hash(labeled: np.ndarray) -> str:
@@ -71,13 +74,18 @@ def _throughput(history: list[dict[str, Any]]) -> float:
 
 def colour_values(task, data) -> tuple[np.ndarray, list[str]]:
     """What a test embedding map is coloured by: the class, the first target's value, or a tagged
-    sentence's first entity type; and the class names (empty for a continuous value)."""
-    if task.name == "regress":
-        return data.y_test[:, 0].astype(np.float32), []
+    sentence's first entity type; and the class names (empty for a continuous value). A task may say
+    otherwise (``Task.embedding_colours``)."""
+    custom = task.embedding_colours(data)
+    if custom is not None:
+        return custom
     if task.name == "classify":
         return data.y_test.astype(np.float32), list(data.class_names)
-    first = [int((t[t > 0][0] - 1) // 2) if (t > 0).any() else data.num_classes for t in data.y_test]
-    return np.array(first, np.float32), [*data.class_names, "(no entity)"]
+    if task.name == "tag":
+        first = [int((t[t > 0][0] - 1) // 2) if (t > 0).any() else data.num_classes for t in data.y_test]
+        return np.array(first, np.float32), [*data.class_names, "(no entity)"]
+    return np.asarray(data.y_test, np.float32).reshape(len(data.y_test), -1)[:, 0], []  # regress, rate, rank
+    return np.asarray(data.y_test, np.float32).reshape(len(data.y_test), -1)[:, 0], []  # regress, rate, rank
 
 
 def pretrain_root(out: Path, config: StudyConfig) -> Path:
@@ -102,8 +110,9 @@ class StudyRunner:
     def __init__(self, plan: StudyPlan, out: Path, echo: Callable[[str], None] = print) -> None:
         self.plan, self.out, self.config, self.data, self.echo = plan, out, plan.config, plan.data, echo
         self.task = plan.task
-        self.encoders: dict[str, torch.nn.Module] = {}
-        self._inputs: tuple[np.ndarray, np.ndarray] | None = None
+        # Pretrained objectives (encoder + heads: ``joint`` keeps training them) by run directory name.
+        self.objectives: dict[str, torch.nn.Module] = {}
+        self._inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # baseline input kind -> (train, test)
         self.pretrain_root = pretrain_root(out, plan.config)
 
     def run_dir(self, label: str, seed: int) -> tuple[Path, int]:
@@ -117,10 +126,10 @@ class StudyRunner:
         seeds = range(self.config.seed_start, self.config.seed_start + self.config.seeds)
         return sorted({self.run_dir(label, seed)[0].name for label in self.plan.methods.pretrainings for seed in seeds})
 
-    def encoder_of(self, label: str, seed: int) -> torch.nn.Module:
-        """Pretraining ``label`` (trained, resumed or loaded), its encoder kept for the next cells."""
+    def objective_of(self, label: str, seed: int) -> torch.nn.Module:
+        """Pretraining ``label`` (trained, resumed or loaded), its objective kept for the next cells."""
         run_dir, pre_seed = self.run_dir(label, seed)
-        if run_dir.name not in self.encoders:
+        if run_dir.name not in self.objectives:
             cached = (run_dir / PRETRAIN_INFO).exists()
             self.echo(f"{'loading' if cached else 'pretraining'} {run_dir.name} encoder in {run_dir}")
             started, cpu = time.perf_counter(), time.process_time()
@@ -135,16 +144,19 @@ class StudyRunner:
                     "wall_s": round(time.perf_counter() - started, 2),
                     # summed over the epochs' records, so a pretraining resumed after a kill counts all of them
                     "cpu_s": round(sum(r.get("cpu_s", 0.0) for r in result.history) or time.process_time() - cpu, 2),
-                    "images_per_s": _throughput(result.history), "final_loss": last.get("loss")}))
-            self.encoders[run_dir.name] = result.encoder
-        return self.encoders[run_dir.name]
+                    "images_per_s": _throughput(result.history), "final_loss": last.get("loss"),
+                    **({"epsilon": result.privacy["epsilon"], "delta": result.privacy["delta"]}
+                       if result.privacy else {})}))
+            self.objectives[run_dir.name] = result.objective
+        return self.objectives[run_dir.name]
 
     def save_embeddings(self) -> None:
         """A 2-D PCA map of the test split's features per pretraining run, so ``warmstart report`` never
         recomputes it; made after the last cell (it reads the test split)."""
         for run_dir in (self.pretrain_root / name for name in self.used_runs()):
             if (run_dir / PRETRAIN_INFO).exists() and not (run_dir / EMBEDDING_FILE).exists():
-                encoder = self.encoders.get(run_dir.name) or load_run(run_dir, "encoder")[0]
+                kept = self.objectives.get(run_dir.name)
+                encoder = kept.encoder if kept is not None else load_run(run_dir, "encoder")[0]
                 label = json.loads((run_dir / PRETRAIN_INFO).read_text()).get("label", run_dir.name)
                 self.save_embedding(encoder, run_dir / EMBEDDING_FILE, label)
 
@@ -156,7 +168,8 @@ class StudyRunner:
         xy = pca.fit_transform(features).astype(np.float32)
         save_tensors(path, {"xy": torch.from_numpy(xy), "y": torch.from_numpy(values)}, {
             "objective": objective, "explained_variance": pca.explained_variance_ratio_.round(4).tolist(),
-            "class_names": names, "coloured_by": self.data.target_names[0] if self.task.name == "regress" else ""})
+            "class_names": names,
+            "coloured_by": self.data.target_names[0] if not names and self.data.target_names else ""})
 
     def rows(self, cell: Cell) -> Rows:
         return draw_rows(self.task, self.data, cell.budget, self.config.validation, cell.seed)
@@ -165,14 +178,16 @@ class StudyRunner:
         """Fit on the labeled rows with the validation rows left out of the pool; predict the validation rows
         and then, as the final evaluation, the test split."""
         with final_evaluation():  # the flat features of both splits are computed once, test rows included
-            if self._inputs is None:
-                self._inputs = self.task.baseline_inputs(self.data)
-            x_train, x_test = self._inputs
+            kind = BASELINES.get(cell.strategy).inputs
+            if kind not in self._inputs:
+                self._inputs[kind] = baseline_inputs(cell.strategy, self.task, self.data)
+            x_train, x_test = self._inputs[kind]
             keep = np.setdiff1d(np.arange(len(x_train)), rows.validation)
             x_eval = np.concatenate([x_train[rows.validation], x_test]) if len(rows.validation) else x_test
             started = time.perf_counter()
             predicted = BASELINES.get(cell.strategy).fit_predict(BaselineData(
-                x_train[keep], self.data.y_train[keep], np.searchsorted(keep, rows.labeled), x_eval, cell.seed))
+                x_train[keep], self.data.y_train[keep], np.searchsorted(keep, rows.labeled), x_eval, cell.seed,
+                self.data.handler.feature_groups(self.data)))
             speed = round(len(x_train) / max(time.perf_counter() - started, 1e-9), 1)
             n_val = len(rows.validation)
             metrics = self.task.metrics(self.data, self.data.y_test, predicted[n_val:])
@@ -180,19 +195,33 @@ class StudyRunner:
                      [self.task.primary]) if n_val else None)
         return metrics, val, len(rows.labeled), speed
 
+    def finetune_cell(self, cell: Cell, out: Path | None = None, resume: bool = False):
+        """Fine-tune ``cell``'s method as the study does, into the run directory ``out`` (the Explanations
+        section re-runs a cell this way, with the same seed, rows and settings)."""
+        method = self.plan.method(cell)
+        budget = len(self.rows(cell).budget)
+        _, start, features_from = method.at(budget)
+        objective = self.objective_of(start, cell.seed) if start else None
+        runs = {label: str(self.run_dir(label, cell.seed)[0]) for label in features_from}
+        config = method.config(self.config, cell.budget, budget, cell.seed, len(self.data.x_train), runs,
+                               cell.setting)
+        if resume and not config.checkpoint_every:  # a cell of a few seconds restarts; a long one resumes
+            config = config.model_copy(update={"checkpoint_every": CELL_CHECKPOINT_STEPS})
+        return finetune(config, out, resume=resume, data=self.data, objective=objective,
+                        encoder=objective.encoder if objective is not None else None)
+
     def run_finetune(self, cell: Cell, rows: Rows) -> tuple[dict, float | None, int, float, dict]:
         """Fine-tune the cell's method in ``runs/<cell>/`` (resumed if a kill left it half-done)."""
         method = self.plan.method(cell)
-        _, start, features_from = method.at(len(rows.budget))
-        encoder = self.encoder_of(start, cell.seed) if start else None
-        runs = {label: str(self.run_dir(label, cell.seed)[0]) for label in features_from}
-        config = method.config(self.config, cell.budget, len(rows.budget), cell.seed, len(self.data.x_train), runs)
-        if not config.checkpoint_every:  # a cell of a few seconds restarts; a long one resumes within minutes
-            config = config.model_copy(update={"checkpoint_every": CELL_CHECKPOINT_STEPS})
         run_dir = self.out / "runs" / cell.key
-        result = finetune(config, run_dir, resume=True, data=self.data, encoder=encoder)
+        result = self.finetune_cell(cell, run_dir, resume=True)
         for leftover in (CHECKPOINT, BEST_FILE):  # the finished model stays; the resume state is spent
             (run_dir / leftover).unlink(missing_ok=True)
+        with final_evaluation():  # what the task's report section draws (e.g. predicted masks) reads test rows
+            samples = self.task.report_samples(result.model, result.data)
+        if samples is not None:
+            save_tensors(self.out / "cells" / f"{cell.key}.samples.safetensors",
+                         {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in samples.items()}, {})
         chosen = result.validation or {}
         extra = {"validation": chosen} if chosen else {}
         if method.choice is not None:
@@ -210,7 +239,7 @@ class StudyRunner:
             _, start, features_from = self.plan.method(cell).at(len(rows.budget))
             for label in (start, *features_from):  # pretraining is shared: it is timed on its own
                 if label:
-                    self.encoder_of(label, cell.seed)
+                    self.objective_of(label, cell.seed)
             started, cpu = time.perf_counter(), time.process_time()
             metrics, val, trained, speed, extra = self.run_finetune(cell, rows)
         row = {"method": cell.method, "kind": cell.kind, "objective": cell.objective, "strategy": cell.strategy,
@@ -222,12 +251,15 @@ class StudyRunner:
                     "images_per_s": speed, "labeled_hash": _labeled_hash(rows.budget)})
         if "confusion_matrix" in metrics:
             row["confusion_matrix"] = metrics["confusion_matrix"]
+        if cell.setting:
+            row["setting"] = cell.setting
+        row.update({k: metrics[k] for k in ("epsilon", "delta") if k in metrics})
         return {**row, **extra}
 
 
 def results_csv(rows: list[dict[str, Any]], task) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, columns(task), extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, columns(task, rows), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
@@ -240,9 +272,10 @@ def _eta(seconds: float) -> str:
 
 def _write_info(out: Path, plan: StudyPlan, runs: list[str]) -> None:
     d, task = plan.data, plan.task
+    metric = plan.config.metric or task.primary  # what the report ranks by
     atomic_write_text(out / "study_info.json", json.dumps({
-        "data": d.name, "spec": d.spec, "modality": d.modality, "task": task.name, "primary": task.primary,
-        "higher_is_better": task.higher_is_better, "metrics": list(task.metric_names),
+        "data": d.name, "spec": d.spec, "modality": d.modality, "task": task.name, "primary": metric,
+        "higher_is_better": task.higher_is_better_for(metric), "metrics": list(task.metric_names),
         "input_shape": list(d.input_shape), "class_names": d.class_names, "target_names": d.target_names,
         "n_train": int(len(d.y_train)), "n_test": int(d.n_test), "budgets": plan.sizes,
         "baselines": plan.baselines, "validation": str(Validation.parse(plan.config.validation)),
@@ -294,7 +327,7 @@ def run_study(
     bar = tqdm(total=total, initial=len(rows), desc="study", unit="cell", disable=not interactive, position=0)
     if rows:
         echo(f"resuming {out}: {len(rows)}/{total} cells already done")
-    primary = plan.task.primary
+    primary = config.metric or plan.task.primary
     for cell in plan.cells:
         if cell.key in rows:
             continue
@@ -316,6 +349,10 @@ def run_study(
     runner.save_embeddings()
     final = [rows[c.key] for c in plan.cells]
     atomic_write_text(out / "results.csv", results_csv(final, plan.task))
+    if config.explain:
+        from warmstart.explain.study import explain_study
+
+        explain_study(runner, final)
     from warmstart.study.report import write_report
 
     write_report(out)

@@ -23,7 +23,7 @@ KIND_ORDER = {"scratch": 0, "pretrained": 1, "recipe": 2, "baseline": 3}
 #: Kinds whose methods use pretraining (the rows a verdict about pretraining compares).
 PRETRAINED_KINDS = ("pretrained", "recipe")
 #: results.csv columns that hold text (every other column is a number).
-TEXT_COLUMNS = ("method", "kind", "objective", "strategy", "budget", "labeled_hash")
+TEXT_COLUMNS = ("method", "kind", "objective", "strategy", "budget", "labeled_hash", "setting")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Tasks (registry ``TASKS``): what the labels are — ``classify``, ``regress``, ``tag``.
+"""Tasks (registry ``TASKS``): what the labels are — ``classify``, ``regress``, ``tag``, ``segment``, ``detect``,
+``rank``, ``rate``.
 
 A task owns target checks, label budgets, the head, the loss, predictions, metrics (with a primary metric
 and its direction), the linear probe and the classical baselines (``tasks/base.py``). One file and one
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 from warmstart.tasks.base import TASKS, Task
 from warmstart.tasks import classify as _classify, regress as _regress, tag as _tag  # noqa: F401,E402 (registers)
+from warmstart.tasks import segment as _segment, detect as _detect  # noqa: F401,E402 (registers)
+from warmstart.tasks import rank as _rank, rate as _rate  # noqa: F401,E402 (registers)
 
 
 def resolve_task(bundle, requested: str | None):

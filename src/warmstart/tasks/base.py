@@ -8,6 +8,8 @@ registration line per task (``tasks/__init__.py``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +27,25 @@ if TYPE_CHECKING:
 TASKS: Registry["Task"] = Registry("task")
 
 
+@dataclass
+class Explained:
+    """One example's prediction as ``warmstart explain`` attributes it (``Task.explain_outputs``).
+
+    ``score`` maps a batch of model inputs ``(B, ...)`` (variants of this example: interpolated, noised,
+    with parts removed) to the ``(B,)`` scalar being explained — the predicted class's probability, the
+    predicted value in the data's units, a word's predicted tag's probability. ``true_score`` is the same
+    for the true label when it differs from the prediction. ``focus`` is the token position whose output
+    is explained (``tag``); None means the pooled output.
+    """
+
+    score: Callable[[torch.Tensor], torch.Tensor]
+    prediction: str
+    truth: str
+    correct: bool | None = None  # None: the task has no right or wrong (regress)
+    true_score: Callable[[torch.Tensor], torch.Tensor] | None = None
+    focus: int | None = None
+
+
 class Task:
     """Base class; one instance per registered task. Subclasses fill in the targets, head, loss and metrics."""
 
@@ -35,6 +56,8 @@ class Task:
     higher_is_better = True
     #: Scalar metrics of ``metrics()``, primary first: the task's columns in a study's results.csv.
     metric_names: tuple[str, ...] = ()
+    #: Those of ``metric_names`` where lower is better (errors); the others are scores.
+    lower_is_better: tuple[str, ...] = ()
     #: Modalities the task can label (None: any).
     modalities: tuple[str, ...] | None = None
     #: Label-budget kinds that make sense for these targets, and the default budget.
@@ -45,6 +68,14 @@ class Task:
     default_pseudo = "propagate"
     #: Probes and self-training graphs read one pooled feature vector per row (False: per word, ``tag``).
     row_features = True
+    #: The head can start as a linear probe (``probe_head``; LP-FT's ``head_init=probe``).
+    linear_probe = True
+    #: Why DP-SGD cannot train this task privately ("": it can; its loss is a mean of per-example terms).
+    not_private = ""
+
+    def higher_is_better_for(self, metric: str) -> bool:
+        """The direction of ``metric``, one of ``metric_names`` (a study may rank by any of them)."""
+        return metric not in self.lower_is_better
 
     # --- targets -----------------------------------------------------------------------------------
 
@@ -109,6 +140,11 @@ class Task:
         """Labeled batches of training rows ``index``."""
         return Stream(len(index), min(batch_size, len(index)), lambda rows: self.make_batch(bundle, index[rows]))
 
+    def view(self, modality, x: torch.Tensor, target: Any, kind: str) -> tuple[torch.Tensor, Any]:
+        """The training view of a labeled batch: the modality's augmentation ``kind`` of ``x``, with the
+        targets moved alongside where they are spatial (masks, boxes); other tasks' targets are unchanged."""
+        return modality.augment(x, kind), target
+
     def loss(self, output: torch.Tensor, target: torch.Tensor, model: nn.Module) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
 
@@ -162,6 +198,14 @@ class Task:
         """A logged score of how well a student batch's outputs follow its soft targets."""
         return torch.zeros(())
 
+    # --- explanations --------------------------------------------------------------------------------
+
+    def explain_outputs(self, model: nn.Module, bundle: DataBundle, x: np.ndarray, y: np.ndarray) -> list[Explained]:
+        """For each row of ``x`` (with targets ``y``), the model output ``warmstart explain`` attributes.
+        The default refuses; a task that can be explained overrides it."""
+        raise UserError(f"the {self.name} task does not say which output to explain yet, so its models cannot "
+                        "be explained; explain a classify, regress or tag model")
+
     # --- baselines -----------------------------------------------------------------------------------
 
     def baselines(self, modality: str) -> list[str]:
@@ -171,3 +215,20 @@ class Task:
     def baseline_inputs(self, bundle: DataBundle) -> tuple[np.ndarray, np.ndarray]:
         """What the baselines read as inputs: the modality's flat features."""
         return bundle.handler.flat_features(bundle)
+
+    # --- reports -------------------------------------------------------------------------------------
+
+    def embedding_colours(self, bundle: DataBundle) -> tuple[np.ndarray, list[str]] | None:
+        """What a study's map of test embeddings is coloured by (values, class names); None: the study's
+        own choice for classes, values and tags."""
+        return None
+
+    def report_samples(self, model: nn.Module, bundle: DataBundle) -> dict[str, np.ndarray] | None:
+        """Arrays a study keeps beside each fine-tuned cell for ``report_sections`` (e.g. a few test inputs
+        with their targets and predictions), or None; saved as ``cells/<cell>.samples.safetensors``."""
+        return None
+
+    def report_sections(self, run_dir, summary) -> tuple[list[tuple], dict[str, bytes]]:
+        """Extra report blocks (``study/report.py``'s block format) and the PNGs they show, drawn only from
+        what the study saved under ``run_dir``; the default adds nothing."""
+        return [], {}

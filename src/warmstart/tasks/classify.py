@@ -7,19 +7,41 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 from torch import nn
 
 from warmstart.errors import UserError
 from warmstart.probes import LinearProbe
-from warmstart.tasks.base import TASKS, Task
+from warmstart.tasks.base import TASKS, Explained, Task
+
+
+def roc_auc(y_true: np.ndarray, proba: np.ndarray | None, num_classes: int) -> float:
+    """ROC-AUC of class probabilities ``(N, K)``: of class 1's for two classes; for more, the macro average of
+    one-vs-rest AUCs (scikit-learn's ``multi_class="ovr"``). NaN without probabilities, or when ``y_true``
+    lacks a class (the AUC is then undefined)."""
+    if proba is None or len(np.unique(y_true)) < num_classes or num_classes < 2:
+        return float("nan")
+    total = proba.sum(1, keepdims=True)
+    proba = np.where(total > 0, proba / np.where(total > 0, total, 1), 1 / num_classes)  # no mass: uniform
+    if num_classes == 2:
+        return float(roc_auc_score(y_true, proba[:, 1]))
+    return float(roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=list(range(num_classes))))
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:
-    """scikit-learn's accuracy, macro-F1 (over all ``num_classes``) and confusion matrix."""
+    """scikit-learn's accuracy, macro-F1 (over all ``num_classes``), confusion matrix and ROC-AUC.
+
+    ``y_pred``: class indices ``(N,)``, or class probabilities ``(N, K)`` (then the predicted class is the most
+    probable and ``roc_auc`` is defined; with indices alone it is NaN)."""
     labels = list(range(num_classes))
+    proba = None
+    if np.ndim(y_pred) == 2:
+        proba = np.zeros((len(y_pred), num_classes))
+        proba[:, :np.shape(y_pred)[1]] = y_pred
+        y_pred = proba.argmax(1)
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
+        "roc_auc": roc_auc(np.asarray(y_true), proba, num_classes),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", labels=labels, zero_division=0)),
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "n": int(len(y_true)),
@@ -46,13 +68,18 @@ def spread_labels(features: np.ndarray, y: np.ndarray, labeled: np.ndarray, num_
     return dist / dist.sum(1, keepdim=True)
 
 
+def class_score(model: nn.Module, c: int):
+    """``inputs (B, ...) -> (B,)``: the model's softmax probability of class ``c``."""
+    return lambda inputs: torch.softmax(model(inputs), 1)[:, c]
+
+
 class Classify(Task):
     """One class index per example; cross-entropy on a linear head over the pooled features."""
 
     name = "classify"
-    description = "one class per example: accuracy (primary), macro-F1, confusion matrix"
+    description = "one class per example: accuracy (primary), macro-F1, ROC-AUC, confusion matrix"
     primary = "accuracy"
-    metric_names = ("accuracy", "macro_f1")
+    metric_names = ("accuracy", "macro_f1", "roc_auc")
 
     def check(self, bundle) -> None:
         for split in ("train", "test"):
@@ -67,6 +94,10 @@ class Classify(Task):
         if min(bundle.y_train.min(initial=0), bundle.y_test.min(initial=0)) < 0:
             raise UserError(f"{bundle.name}: negative labels found; labels must be class indices 0..K-1")
         if not bundle.class_names:
+            rows = len(bundle.y_train) + len(bundle.y_test)
+            if k > rows:  # e.g. a damaged label file: naming 2**40 classes would exhaust memory
+                raise UserError(f"{bundle.name}: labels go up to {k - 1} but there are only {rows} examples; labels "
+                                "must be class indices 0..K-1 (give class names to declare unused classes)")
             bundle.class_names = [str(i) for i in range(k)]
         if k > len(bundle.class_names):
             raise UserError(f"{bundle.name}: label {k - 1} is out of range for {len(bundle.class_names)} classes; "
@@ -120,6 +151,13 @@ class Classify(Task):
 
         return predict_logits(model, bundle, x).argmax(1).numpy()
 
+    def evaluate(self, model, bundle):
+        """Test metrics from the model's class probabilities (so ``roc_auc`` is defined)."""
+        from warmstart.evaluate import predict_logits
+
+        proba = torch.softmax(predict_logits(model, bundle, bundle.x_test).double(), 1).numpy()
+        return self.metrics(bundle, bundle.y_test, proba)
+
     def metrics(self, bundle, y_true, y_pred):
         return classification_metrics(y_true, y_pred, bundle.num_classes)
 
@@ -142,9 +180,25 @@ class Classify(Task):
         soft[labeled] = F.one_hot(torch.from_numpy(bundle.y_train[labeled]), soft.shape[1]).float()
         return soft
 
+    def explain_outputs(self, model, bundle, x, y):
+        """The predicted class's softmax probability (and the true class's, when the prediction is wrong)."""
+        from warmstart.evaluate import predict_logits
+
+        names = bundle.class_names
+        out = []
+        for p, truth in zip(torch.softmax(predict_logits(model, bundle, x), 1), np.asarray(y)):
+            guess, truth = int(p.argmax()), int(truth)
+            out.append(Explained(class_score(model, guess), f"{names[guess]} (p {float(p[guess]):.2f})", names[truth],
+                                 guess == truth, None if guess == truth else class_score(model, truth)))
+        return out
+
     def baselines(self, modality: str) -> list[str]:
-        # Gradient boosting is what practitioners reach for first on tables.
-        extra = ["hist_gradient_boosting"] if modality == "table" else []
+        # Gradient boosting is what practitioners reach for first on tables; k-NN is the other classical bar.
+        # On text, sparse TF-IDF + logistic regression is the classical peer; users and items: logistic
+        # regression on their side features alone and on their history alone.
+        extra = {"table": ["hist_gradient_boosting", "self_training_gradient_boosting", "knn_classification"],
+                 "text": ["tfidf_logistic"],
+                 "interactions": ["side_logistic", "history_logistic"]}.get(modality, [])
         return ["logistic_regression", "label_spreading", "self_training", *extra]
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from warmstart.engine import Stream
 from warmstart.errors import UserError
 from warmstart.probes import LinearProbe
-from warmstart.tasks.base import TASKS, Task
+from warmstart.tasks.base import TASKS, Explained, Task
 
 IGNORE = -100
 
@@ -115,6 +115,14 @@ def word_outputs(module, bundle, x: np.ndarray, batch_size: int = 256) -> list[t
     return out
 
 
+def tag_score(model: nn.Module, position: int, tag: int):
+    """``ids (B, L) -> (B,)``: the probability of ``tag`` at token ``position``."""
+    def score(ids: torch.Tensor) -> torch.Tensor:
+        logits = model(ids).reshape(ids.shape[0], ids.shape[1], -1)
+        return torch.softmax(logits[:, position], -1)[:, tag]
+    return score
+
+
 class Tag(Task):
     """One BIO tag per word of a word sequence; cross-entropy on a linear head over every token state."""
 
@@ -139,16 +147,19 @@ class Tag(Task):
                 if not isinstance(words, (tuple, list)) or tags.ndim != 1 or len(tags) != len(words):
                     raise UserError(f"{bundle.name}: {split} row {i} is not a word sequence with one tag per word; "
                                     "give (words, tags) rows")
+                if not len(words):
+                    raise UserError(f"{bundle.name}: {split} row {i} is an empty sentence (no words); drop it")
                 if len(tags) and (tags.min() < 0 or tags.max() >= n_tags):
-                    raise UserError(f"{bundle.name}: {split} row {i} has tag id {int(tags.max())} outside 0..{n_tags - 1} "
+                    raise UserError(f"{bundle.name}: {split} row {i} has tag id {int(tags.max())} outside "
+                                    f"0..{n_tags - 1} "
                                     f"(O, then B-/I- of {len(bundle.class_names)} entity types)")
                 rows.append(tags.astype(np.int64))
             setattr(bundle, f"y_{split}", _objects(rows))
 
     def adopt(self, bundle):
         raise UserError(f"--task tag needs word sequences with one BIO tag per word (a tagging source such as "
-                        f"wordnet-tags); {bundle.name} holds {bundle.modality} data with {bundle.task} targets; "
-                        "drop --task to use the inferred task")
+                        f"wnut16, wordnet-tags or conll:PATH); {bundle.name} holds {bundle.modality} data with "
+                        f"{bundle.task} targets; drop --task to use the inferred task")
 
     def strata(self, bundle, size):
         """Sentences are stratified by the type of their first entity (or "no entity")."""
@@ -166,6 +177,9 @@ class Tag(Task):
 
         ids, encodings = encode(bundle.tokenizer, bundle.x_train[index], bundle.max_length)
         return ids, align(encodings, bundle.y_train[index]).reshape(-1)
+
+    not_private = ("its loss averages over the batch's tokens, so one sentence's gradient is scaled by the "
+                   "others' lengths")
 
     def loss(self, output, target, model):
         loss = F.cross_entropy(output, target, ignore_index=IGNORE)
@@ -250,6 +264,29 @@ class Tag(Task):
         for i in labeled:
             soft[i] = np.eye(n_tags, dtype=np.float32)[bundle.y_train[i]]
         return soft
+
+    def explain_outputs(self, model, bundle, x, y):
+        """One word per sentence: the first word tagged as an entity (else the first gold entity word, else
+        the first word); explained is its predicted tag's probability at its first sub-word."""
+        from warmstart.data.text import encode
+
+        names, out = tag_names(bundle.class_names), []
+        model.eval()
+        for words, tags in zip(x, y):
+            ids, encodings = encode(bundle.tokenizer, [words], bundle.max_length)
+            positions, kept = first_subwords(encodings[0])
+            with torch.no_grad():
+                guesses = model(ids)[positions].argmax(1).tolist()
+            tags = np.asarray(tags)[kept]
+            pick = next((i for i, g in enumerate(guesses) if g), next((i for i, t in enumerate(tags) if t), 0))
+            if not positions:  # nothing survived tokenisation: explain the first token's O
+                positions, kept, guesses, tags, pick = [0], [0], [0], np.zeros(1, np.int64), 0
+            position, guess, truth = positions[pick], guesses[pick], int(tags[pick])
+            word = words[kept[pick]] if len(words) else ""
+            out.append(Explained(tag_score(model, position, guess), f"{word!r}: {names[guess]}", names[truth],
+                                 guess == truth, None if guess == truth else tag_score(model, position, truth),
+                                 focus=position))
+        return out
 
     def baselines(self, modality: str) -> list[str]:
         return ["majority_tag"]

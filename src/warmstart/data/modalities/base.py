@@ -28,6 +28,13 @@ class Modality:
     #: Augmentations ``augment`` knows, besides "none".
     augments: tuple[str, ...] = ()
 
+    def check(self, bundle: DataBundle) -> None:
+        """Validate (and complete, e.g. a table's default schema) ``bundle``'s inputs when it is made."""
+
+    def input_shape(self, bundle: DataBundle) -> tuple[int, ...]:
+        """The shape of one model input (what encoders are built for): by default one stored row's."""
+        return tuple(int(d) for d in bundle.x_train.shape[1:])
+
     def batch(self, bundle: DataBundle, rows: np.ndarray) -> torch.Tensor:
         """Stored rows (already selected) → one model-input tensor."""
         raise NotImplementedError
@@ -40,9 +47,29 @@ class Modality:
         """A training view of the batch ``x``; ``kind`` is "none" or one of ``augments`` (others: unchanged)."""
         return x
 
+    def augment_spatial(self, x: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``augment`` plus how it moved the inputs: the ``(B, 2, 3)`` affine of each view (None when
+        nothing moved), so a task with spatial targets (masks, boxes) can move them the same way."""
+        return self.augment(x, kind), None
+
     def flat_features(self, bundle: DataBundle) -> tuple[np.ndarray, np.ndarray]:
         """``(N, D)`` float32 train and test features for the scikit-learn baselines (labels unused)."""
         return _flat(bundle, bundle.x_train), _flat(bundle, bundle.x_test)
+
+    def feature_groups(self, bundle: DataBundle) -> dict[str, np.ndarray]:
+        """Named groups of ``flat_features`` columns that baselines may read alone (interactions: ``history``
+        and ``side``); empty for most modalities."""
+        return {}
+
+    def corpus(self, bundle: DataBundle):
+        """What an encoder built for this bundle sizes itself from (``Encoder.data_args``): the training inputs
+        (text trains its tokenizer on them); interactions: the catalogue of users and items."""
+        return bundle.x_train
+
+    def pretrain_stream(self, bundle: DataBundle, batch_size: int):
+        """The unlabeled batches pretraining reads: every training row (interactions: every training
+        interaction of the catalogue, whether the bundle's rows are interactions, users or items)."""
+        return bundle.input_stream(np.arange(len(bundle.x_train)), batch_size)
 
 
 def _flat(bundle: DataBundle, x: np.ndarray) -> np.ndarray:

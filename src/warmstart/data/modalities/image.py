@@ -24,5 +24,8 @@ class ImageModality(Modality):
         # Augment.weak(): a small crop/shift + horizontal flip, the light view that helps few-label fine-tuning.
         return WEAK(x) if kind == "weak" else x
 
+    def augment_spatial(self, x: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return WEAK(x, with_affine=True) if kind == "weak" else (x, None)
+
 
 MODALITIES.register("image")(ImageModality())

@@ -1,0 +1,187 @@
+"""Dense benchmark (not a test): segmentation mIoU and detection mAP on ``fashion-scenes``, scratch against
+``full`` fine-tuning from each pretraining, at 50 and 500 labeled scenes, seeds 0-2.
+
+Protocol. ``VALIDATION`` training scenes (a fixed draw) are held out of the labeled draws as the validation
+split; labeled scenes are drawn from the rest with each seed (the task's budget: dominant-class
+stratified), and every method at one (budget, seed) gets the same scenes. Pretraining reads all 10,000
+training scenes without labels, once per objective, for as many epochs as fit ``--pretrain-cpu`` CPU
+seconds (measured on a few steps first). Each method's learning rate is chosen from ``LRS`` on the
+validation split at 50 labels, seed 0, and then used at every budget and seed; the test split (2,000
+scenes from Fashion-MNIST's test images) is scored once per cell, for the chosen model only.
+
+    python bench/dense.py --stage pretrain --objectives masked-dense,simclr   # into bench/cache/dense/
+    python bench/dense.py --stage finetune --tasks segment                    # cells into cells.jsonl
+    python bench/dense.py --table                                             # BENCHMARKS.md section
+
+Cells already in ``bench/cache/dense/cells.jsonl`` are never recomputed. Everything runs on one thread;
+CPU seconds (``time.process_time``) are the budget, wall seconds are inflated by the shared machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+import common
+
+from warmstart import pipeline  # noqa: E402
+from warmstart.config import FinetuneConfig, PretrainConfig  # noqa: E402
+from warmstart.data import load_data  # noqa: E402
+from warmstart.rundir import load_run  # noqa: E402
+from warmstart.tasks import resolve_task  # noqa: E402
+
+CACHE = common.ROOT / "bench" / "cache" / "dense"
+MEASURES = ["src/warmstart/tasks/segment.py", "src/warmstart/tasks/detect.py", "src/warmstart/tasks/instances.py",
+            "src/warmstart/models/dense.py", "src/warmstart/models/centernet.py", "src/warmstart/data/scenes.py",
+            "src/warmstart/objectives/dense_masked.py"]
+ENCODER, ENCODER_ARGS = "cnn", {"width": 8}
+OBJECTIVES = ("masked-dense", "masked", "simclr", "denoising")
+BUDGETS, SEEDS, LRS = (50, 500), (0, 1, 2), (1e-3, 3e-3)
+VALIDATION = 300
+STEPS = 150  # fine-tuning steps at every budget (batch 16 at 50 labels, 32 at 500)
+PRETRAIN_BATCH = 64
+
+
+def split_validation(data):
+    """``(part, part_val)``: ``VALIDATION`` fixed training scenes leave the training split (the labeled draws
+    never see them); ``part`` keeps the test split, ``part_val`` has the validation scenes in its place."""
+    from dataclasses import replace
+
+    rows = np.random.default_rng(12345).permutation(len(data.x_train))
+    val, rest = np.sort(rows[:VALIDATION]), np.sort(rows[VALIDATION:])
+    part = replace(data, x_train=data.x_train[rest], y_train=data.y_train[rest])
+    return part, replace(part, x_test=data.x_train[val], y_test=data.y_train[val])
+
+
+def pretrain(objective: str, data, cpu_seconds: float) -> None:
+    out = CACHE / "pretrain" / objective
+    if (out / "encoder.safetensors").exists():
+        return
+    torch.manual_seed(0)
+    config = PretrainConfig(objective=objective, encoder=ENCODER, encoder_args=ENCODER_ARGS, epochs=1,
+                            batch_size=PRETRAIN_BATCH, lr=2e-3, threads=1, health_samples=0)
+    probe = pipeline.build_objective(config, data)
+    started = time.process_time()
+    for _ in range(6):  # a few steps to measure this objective's cost per image
+        loss, _ = probe.loss(data.batch(data.x_train, np.arange(PRETRAIN_BATCH)))
+        loss.backward()
+    per_image = (time.process_time() - started) / (6 * PRETRAIN_BATCH)
+    epochs = max(1, int(cpu_seconds / (per_image * len(data.x_train))))
+    started_cpu, started_wall = time.process_time(), time.perf_counter()
+    result = pipeline.pretrain(config.model_copy(update={"epochs": epochs}), out, data=data)
+    info = {"objective": objective, "epochs": epochs, "cpu_s": round(time.process_time() - started_cpu, 1),
+            "wall_s": round(time.perf_counter() - started_wall, 1), "final_loss": result.history[-1]["loss"]}
+    (out / "bench_info.json").write_text(json.dumps(info))
+    print(json.dumps(info), flush=True)
+
+
+def finetune_config(task: str, method: str, budget: int, seed: int, lr: float) -> FinetuneConfig:
+    batch = 16 if budget <= 100 else 32
+    epochs = max(1, round(STEPS / max(1, budget // batch)))
+    return FinetuneConfig(task=task, strategy="scratch" if method == "scratch" else "full", labels=f"count={budget}",
+                          epochs=epochs, batch_size=batch, lr=lr, seed=seed, encoder=ENCODER, encoder_args=ENCODER_ARGS,
+                          strategy_args={"augment": "weak"}, threads=1)
+
+
+def run(task: str, method: str, budget: int, seed: int, lr: float, part, encoder):
+    started_cpu, started_wall = time.process_time(), time.perf_counter()
+    result = pipeline.finetune(finetune_config(task, method, budget, seed, lr), data=part, encoder=encoder)
+    return result, time.process_time() - started_cpu, time.perf_counter() - started_wall
+
+
+def finetune(task: str, methods: list[str], done: set) -> None:
+    data, _ = resolve_task(load_data("fashion-scenes"), task)
+    part, part_val = split_validation(data)
+    task_obj = resolve_task(part, task)[1]
+    for method in methods:
+        encoder = None if method == "scratch" else load_run(CACHE / "pretrain" / method, "encoder")[0]
+        lr = None
+        for budget in BUDGETS:
+            for seed in SEEDS:
+                if (task, method, budget, seed) in done:
+                    lr = lr or next(c["lr"] for c in cells() if (c["task"], c["method"]) == (task, method))
+                    continue
+                if lr is None:  # the choice: each LR at 50 labels, seed 0, scored on the validation split
+                    tried = []
+                    for candidate in LRS:  # fine-tuned on part_val: its "test" metrics are the validation's
+                        result, cpu, wall = run(task, method, budget, seed, candidate, part_val, encoder)
+                        val = result.metrics[task_obj.primary]
+                        tried.append((val, candidate, result, cpu, wall))
+                        print(f"{task} {method} lr={candidate}: validation {task_obj.primary} {val:.4f}", flush=True)
+                        with open(CACHE / "validation.jsonl", "a") as f:
+                            f.write(json.dumps({"task": task, "method": method, "lr": candidate, "budget": budget,
+                                                "seed": seed, task_obj.primary: val, "cpu_s": round(cpu, 1)}) + "\n")
+                    val, lr, result, cpu, wall = max(tried, key=lambda t: t[0])
+                    metrics = task_obj.evaluate(result.model, part)
+                else:
+                    result, cpu, wall = run(task, method, budget, seed, lr, part, encoder)
+                    metrics = result.metrics
+                row = {"task": task, "method": method, "budget": budget, "seed": seed, "lr": lr, "cpu_s": round(cpu, 1),
+                       "wall_s": round(wall, 1), **{k: metrics[k] for k in task_obj.metric_names}}
+                with open(CACHE / "cells.jsonl", "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(json.dumps(row), flush=True)
+
+
+def cells() -> list[dict]:
+    path = CACHE / "cells.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def summary() -> str:
+    rows = cells()
+    header = ["task", "method", "lr"] + [f"{b} labels" for b in BUDGETS] + ["CPU s / cell", "wall s / cell"]
+    body = []
+    for task, metric in (("segment", "miou"), ("detect", "map")):
+        for method in ["scratch", *OBJECTIVES]:
+            mine = [r for r in rows if (r["task"], r["method"]) == (task, method)]
+            if not mine:
+                continue
+            scores = []
+            for budget in BUDGETS:
+                values = [100 * r[metric] for r in mine if r["budget"] == budget]
+                scores.append(f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f} (n={len(values)})"
+                              if len(values) > 1 else (f"{values[0]:.1f} (n=1)" if values else "—"))
+            name = method if method == "scratch" else f"{method} + full"
+            body.append([task, name, str(mine[0]["lr"]), *scores, f"{np.median([r['cpu_s'] for r in mine]):.0f}",
+                         f"{np.median([r['wall_s'] for r in mine]):.0f}"])
+    pre = [json.loads(p.read_text()) for p in sorted((CACHE / "pretrain").glob("*/bench_info.json"))]
+    pre_table = common.table(["pretraining", "epochs", "CPU s", "wall s", "final loss"],
+                             [[p["objective"], p["epochs"], p["cpu_s"], p["wall_s"], f"{p['final_loss']:.4f}"]
+                              for p in pre])
+    return (f"`python bench/dense.py` (stages pretrain, finetune, table); {common.machine()}.\n\n"
+            "Test mIoU (segment) and COCO mAP@[.5:.95] (detect) in points, mean ± std (ddof=1) over seeds; "
+            "mIoU includes the background class.\n\n" + common.table(header, body) + "\n\nPretraining:\n\n" + pre_table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage", choices=("pretrain", "finetune"))
+    parser.add_argument("--objectives", default=",".join(OBJECTIVES))
+    parser.add_argument("--tasks", default="segment,detect")
+    parser.add_argument("--methods", default="scratch," + ",".join(OBJECTIVES))
+    parser.add_argument("--pretrain-cpu", type=float, default=900.0, help="CPU seconds per pretraining")
+    parser.add_argument("--table", action="store_true")
+    parser.add_argument("--note", default="", help="a paragraph for the BENCHMARKS.md section (e.g. what did not run)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    if args.stage == "pretrain":
+        data = load_data("fashion-scenes")
+        for objective in args.objectives.split(","):
+            pretrain(objective, data, args.pretrain_cpu)
+    elif args.stage == "finetune":
+        done = {(c["task"], c["method"], c["budget"], c["seed"]) for c in cells()}
+        for task in args.tasks.split(","):
+            finetune(task, args.methods.split(","), done)
+    text = summary() + (f"\n\n{args.note}" if args.note else "")
+    print(text)
+    if args.table:
+        common.write_section("dense", text, __file__)
+
+
+if __name__ == "__main__":
+    main()
