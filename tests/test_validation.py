@@ -58,12 +58,16 @@ def test_validation_rows_are_disjoint_stratified_and_leave_the_budget_draw_alone
     load, _, _, _, budget = TASK_SETUPS[task_name]
     data, task = load(), TASKS.get(task_name)
     plain = draw_rows(task, data, budget, "none", 3)
+    if task.no_validation:  # rank: every training interaction is a label; it validates on held-out ones
+        with pytest.raises(UserError, match=f"validation={spec} does not apply to the {task_name} task"):
+            draw_rows(task, data, budget, spec, 3)
+        return
     rows = draw_rows(task, data, budget, spec, 3)
     n = len(data.x_train)
     assert np.array_equal(rows.budget, plain.budget)  # the budget's draw does not depend on validation
     parts = [rows.labeled, rows.validation, rows.unlabeled]
     assert sum(map(len, parts)) == n and len(np.unique(np.concatenate(parts))) == n  # disjoint, covering
-    assert all(p.min() >= 0 and p.max() < n for p in parts)  # training rows only: the test split is apart
+    assert all(p.min() >= 0 and p.max() < n for p in parts if len(p))  # training rows only (rank: no pool)
     assert len(rows.validation) == (30 if spec.startswith("extra") else round(0.25 * len(rows.budget)))
     strata, _ = task.strata(data, int(task.budget(budget).value))  # as draw_rows stratifies
     if spec.startswith("budget"):

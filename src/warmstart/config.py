@@ -473,7 +473,8 @@ def resolve_study(
         setattr(config, stage, {k: v for k, v in resolved.model_dump(mode="json").items() if k in fields})
     for setting in config.settings():  # every swept value is a valid fine-tune setting
         try:
-            FinetuneConfig(**{**_merge(config.finetune, parse_overrides([setting])), "data": config.data,
+            swept = parse_overrides([setting]) if setting else {}
+            FinetuneConfig(**{**_merge(config.finetune, swept), "data": config.data,
                               "strategy": "full", "labels": config.labels[0]})
         except ValidationError as err:
             first = err.errors()[0]

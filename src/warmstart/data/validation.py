@@ -92,6 +92,8 @@ def draw_rows(task, bundle, labels: str | None, validation: str | Validation | N
     empty = np.empty(0, np.int64)
     if spec.mode == "none":
         return Rows(budget, budget, empty, pool)
+    if task.no_validation:
+        raise UserError(f"validation={spec} does not apply to the {task.name} task: {task.no_validation}")
     budget_spec = task.budget(labels)
     strata, _ = task.strata(bundle, None if budget_spec.kind == "fraction" else int(budget_spec.value))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7A11D]))  # its own stream: the budget is unchanged

@@ -352,7 +352,8 @@ def run_study(
     if config.explain:
         from warmstart.explain.study import explain_study
 
-        explain_study(runner, final)
+        with final_evaluation():  # the explanations are of test rows, after every choice is made
+            explain_study(runner, final)
     from warmstart.study.report import write_report
 
     write_report(out)
