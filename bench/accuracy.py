@@ -1,67 +1,41 @@
-"""Accuracy benchmark (not a test): Fashion-MNIST with 100 and 1000 balanced labels, seeds 0-2.
+"""Accuracy benchmark (not a test): Fashion-MNIST with 100 and 1000 balanced labels, seeds 0-2, chosen on validation.
 
-Every row sees the same labeled indices (``LabelBudget("count=N").split(y_train, seed)``), all 60k
-training images as the unlabeled pool (labels withheld) and the 10k test set. Rows:
+It is `warmstart study` itself, in parts (``accuracy_recipes.PARTS``): the library's baselines and scratch, the
+``fast`` recipe, the ``best`` recipe. Every row sees the same labeled rows per (budget, seed), the rest of the
+60k training images as the unlabeled pool, 500 extra labeled rows as the validation split (every choice is
+made on them: each fine-tune's kept epoch, and which row is best) and the 10k test images once, at the end.
+Each part and seed is its own study directory under ``bench/cache/accuracy/``, sharing one pretraining
+directory, so a stopped run continues where it stopped and parts or seeds can run in parallel processes
+(pretrain first: two processes must not train the same pretraining run at once).
 
-- scikit-learn on pixels: LogisticRegression, LabelSpreading and SelfTrainingClassifier (the last two on
-  a 50-d PCA of the pixels, fitted on the unlabeled pool, so a 60k-node kNN graph fits in minutes);
-- ``scratch-mlp`` / ``scratch-cnn``: the two encoders from random init, with the weak augmentation that
-  ``full`` gets;
-- per pretraining (every objective, SimCLR on both encoders): ``linear`` (logistic regression on the
-  frozen features) and ``full``; for the SimCLR pretrainings also ``selftrain`` (label spreading over the
-  pretrained features, distilled into a student over the pool) and ``joint``, for ``simclr-mlp``
-  ``labelspread`` (LabelSpreading over the L2-normalised features: the student's targets, scored alone), and
-  for ``simclr-cnn`` ``selftrain-ens`` (the CNN as student of a probe and label spreading over both SimCLR
-  encoders' features) and ``selftrain-ens-wide`` (the same targets, a CNN twice as wide from random init).
+    python bench/accuracy.py                          # every part, seed and budget, then the table
+    python bench/accuracy.py --parts fast --seeds 0   # a subset (cells already done are kept)
+    python bench/accuracy.py --table                  # run nothing: write the table of what the cache holds
+    python bench/accuracy.py --quick                  # smoke check: a 3k-image pool, seed 0, 100 labels, tiny recipes
 
-The recipes (pretraining settings, each row's strategy and settings) are in ``accuracy_recipes.py``.
-
-Pretraining runs once per objective into ``bench/cache/`` and is reused across budgets, strategies and
-seeds; each finished cell is appended to ``bench/cache/accuracy[-quick]/cells.jsonl``, so a rerun (or a
-run that was stopped) only computes what is missing. The table (mean ± std over the seeds that finished,
-wall seconds, training images/s) goes to stdout and to the ``accuracy`` section of BENCHMARKS.md.
-
-    python bench/accuracy.py            # the benchmark
-    python bench/accuracy.py --quick    # smoke check: 3k-image pool, 1 seed, 100 labels, seconds of training
-    python bench/accuracy.py --only sklearn-logreg,scratch   # a subset of rows (cells are still cached)
-    python bench/accuracy.py --table    # write the table of what the cache holds (after a stopped run)
-    python bench/accuracy.py --groups simclr-cnn,sklearn &  python bench/accuracy.py --groups scratch,simclr-mlp,...
-                                        # disjoint groups in parallel processes (one core each), then --table
-    python bench/accuracy.py --only simclr-cnn+selftrain-ens --seeds 2 --budgets 1000   # chosen cells only
+The table (mean ± sample std over seeds, ddof=1; the validation score; CPU-minutes; the figures this table
+replaces, which were selected on test data) goes to stdout and to the ``accuracy`` section of BENCHMARKS.md.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
-import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
-import yaml
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import normalize
-from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 from threadpoolctl import threadpool_limits
 
 import common
-from accuracy_recipes import (
-    BUDGETS, FINETUNE, POOL_PRETRAININGS, PRETRAIN, SCRATCH, SEEDS, STRATEGY_ROWS, THREADS,
-)
+from accuracy_recipes import BUDGETS, DATA, MACHINE, OLD, PARTS, SEEDS, TARGET, THREADS, VALIDATION
 
 ROOT = common.ROOT  # common has put src/ on the path
+CACHE = ROOT / "bench" / "cache" / "accuracy"
 
-from warmstart import pipeline  # noqa: E402
-from warmstart.config import FinetuneConfig, PretrainConfig  # noqa: E402
-from warmstart.data import DataBundle  # noqa: E402
-from warmstart.data.sources import load_data  # noqa: E402
-from warmstart.data.splits import LabelBudget  # noqa: E402
-from warmstart.probes import LinearProbe  # noqa: E402
-from warmstart.rundir import load_run  # noqa: E402
-from warmstart.evaluate import embed  # noqa: E402
+from warmstart.config import resolve_study  # noqa: E402
+from warmstart.data import DataBundle, load_data  # noqa: E402
+from warmstart.study import run_study  # noqa: E402
 
 # The files these figures depend on (``make bench-check`` flags the section when one changes).
 MEASURES = [
@@ -93,219 +67,137 @@ MEASURES = [
 ]
 
 
-def sklearn_rows(data: DataBundle, labeled: np.ndarray, cache: dict) -> dict[str, float]:
-    """The three scikit-learn baselines on the same labeled rows; the PCA is computed once."""
-    x_train, x_test = data.batch(data.x_train).flatten(1).numpy(), data.batch(data.x_test).flatten(1).numpy()
-    if "pca" not in cache:
-        pca = PCA(50, random_state=0).fit(x_train)
-        cache["pca"] = (pca.transform(x_train), pca.transform(x_test))
-    p_train, p_test = cache["pca"]
-    y = np.full(len(x_train), -1)
-    y[labeled] = data.y_train[labeled]
-    out = {}
-    logreg = LogisticRegression(max_iter=2000).fit(x_train[labeled], y[labeled])
-    out["sklearn-logreg"] = logreg.score(x_test, data.y_test)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        spread = LabelSpreading(kernel="knn", n_neighbors=10, max_iter=100).fit(p_train, y)
-        out["sklearn-labelspreading"] = spread.score(p_test, data.y_test)
-        selftrain = SelfTrainingClassifier(LogisticRegression(max_iter=1000)).fit(p_train, y)
-        out["sklearn-selftraining"] = selftrain.score(p_test, data.y_test)
-    return out
+def study_dir(cache: Path, part: str, seed: int, budget: int) -> Path:
+    return cache / f"{part}-seed{seed}-{budget}"
 
 
-def pretrained_run(name: str, data: DataBundle, cache_dir: Path, quick: bool) -> tuple[Path, dict]:
-    """Pretrain ``name`` once into the cache (a finished run is reused; a stopped one resumes)."""
-    settings = {**PRETRAIN[name], "data": "fashion-mnist", "threads": THREADS}
-    config = PretrainConfig(**settings)
-    run_dir = cache_dir / f"pretrain-{name}"
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else None
-    if saved is not None and any(saved.get(k) != v for k, v in config.model_dump(mode="json").items() if k in settings):
-        sys.exit(f"{run_dir} was pretrained with other settings; delete it to pretrain again")
-    if (run_dir / pipeline.ENCODER_FILE).exists():
-        print(f"[{name}] reusing cached pretraining {run_dir}", flush=True)
-    else:
-        print(f"[{name}] pretraining -> {run_dir}", flush=True)
-        started = time.perf_counter()
-        pipeline.pretrain(config, run_dir, resume=run_dir.exists(), data=data)
-        (run_dir / "wall_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
-    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    wall = (run_dir / "wall_seconds.txt").read_text().strip() if (run_dir / "wall_seconds.txt").exists() else None
-    stats = {"seconds": float(wall) if wall else sum(h["seconds"] for h in history),
-             "images_per_s": float(np.median([h["examples_per_s"] for h in history])), "epochs": len(history),
-             "loss": history[-1]["loss"]}
-    return run_dir, stats
+def run_part(part: str, seed: int, budget: int, data: DataBundle, cache: Path, quick: bool) -> None:
+    spec = PARTS[part]
+    flags = {"data": DATA, "labels": str(budget), "seeds": 1, "seed_start": seed, **spec["flags"]}
+    overrides = [*spec["overrides"], *MACHINE, f"validation={'extra=100' if quick else VALIDATION}",
+                 f"pretrain_dir={cache / 'pretrain'}"]
+    if quick:
+        overrides = [o for o in overrides if not o.startswith("finetune.epochs")] + ["finetune.epochs=5"]
+    config = resolve_study(flags=flags, overrides=overrides)
+    started = time.process_time()
+    run_study(config, study_dir(cache, part, seed, budget), data=data, echo=lambda line: print(line, flush=True))
+    print(f"[{part} seed {seed}, {budget} labels] {time.process_time() - started:.0f} CPU-s in this process",
+          flush=True)
 
 
-def run_cell(row: str, budget: int, seed: int, data: DataBundle, runs: dict, state: dict) -> dict:
-    """One (row, budget, seed) cell → {"accuracy", "seconds", "images_per_s"}."""
-    labeled, _ = LabelBudget.parse(f"count={budget}").split(data.y_train, seed)
-    started = time.perf_counter()
-    if row.startswith("sklearn-"):
-        key = ("sklearn", budget, seed)
-        if key not in state:
-            state[key] = sklearn_rows(data, labeled, state)
-        return {"accuracy": float(state[key][row]), "seconds": None, "images_per_s": None}
-    objective, _, strategy = row.partition("+") if "+" in row else ("none", "", "scratch")
-    if strategy in ("linear", "labelspread"):
-        z_train, z_test = features(objective, data, runs, state)
-        y = np.full(len(z_train), -1)
-        y[labeled] = data.y_train[labeled]
-        if strategy == "linear":  # the library's probe, standardised with the pool's statistics
-            probe = LinearProbe("logistic").fit(z_train[labeled], y[labeled], data.num_classes, scale_from=z_train)
-            accuracy = float((probe.predict(z_test) == data.y_test).mean())
-            return {"accuracy": accuracy, "seconds": time.perf_counter() - started, "images_per_s": None}
-        else:  # cosine neighbours: the geometry the contrastive loss shapes
-            z_train, z_test = normalize(z_train), normalize(z_test)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model = LabelSpreading(kernel="knn", n_neighbors=10, max_iter=100).fit(z_train, y)
-        return {"accuracy": float(model.score(z_test, data.y_test)), "seconds": time.perf_counter() - started,
-                "images_per_s": None}
-    strategy, strategy_args, settings = STRATEGY_ROWS[strategy]
-    # Per-budget arguments take this budget's value (100 labels' for a budget the row does not list, as FINETUNE).
-    strategy_args = {key: value.get(budget, value[100]) if isinstance(value, dict) else value
-                     for key, value in strategy_args.items()}
-    if "features_from" in strategy_args:
-        strategy_args["features_from"] = [str(runs[name][0]) for name in strategy_args["features_from"]]
-    encoder = SCRATCH[row] if objective == "none" else {}
-    config = FinetuneConfig(data="fashion-mnist", strategy=strategy, strategy_args=strategy_args,
-                            labels=f"count={budget}", seed=seed, threads=THREADS, **encoder,
-                            **{**(FINETUNE[budget] if budget in FINETUNE else FINETUNE[100]), **settings})
-    pre = None if objective == "none" or strategy_args.get("student") == "scratch" else runs[objective][0]
-    config = config.model_copy(update={"pretrained": str(pre) if pre else None})
-    result = pipeline.finetune(config, data=data)
-    speed = float(np.median([h["examples_per_s"] for h in result.history]))
-    return {"accuracy": result.metrics["accuracy"], "seconds": time.perf_counter() - started, "images_per_s": speed}
+def read_all(cache: Path) -> tuple[list[dict], dict[str, dict]]:
+    """Every finished cell (its results.csv row and cell file) and every pretraining run's info."""
+    rows = []
+    for results in sorted(cache.glob("*-seed*-*/results.csv")):
+        for row in csv.DictReader(open(results)):
+            key = results.parent / "cells"
+            cell = next((json.loads(p.read_text()) for p in key.glob("*.json")
+                         if json.loads(p.read_text())["method"] == row["method"]), {})
+            rows.append({**row, "cell": cell, "dir": results.parent})
+    pretrainings = {p.parent.name: json.loads(p.read_text()) for p in (cache / "pretrain").glob("*/pretrain_info.json")}
+    return rows, pretrainings
 
 
-def features(objective: str, data: DataBundle, runs: dict, state: dict) -> tuple[np.ndarray, np.ndarray]:
-    if ("z", objective) not in state:
-        encoder, _ = load_run(runs[objective][0], "encoder")
-        z_train, z_test = embed(encoder, data, data.x_train), embed(encoder, data, data.x_test)
-        state[("z", objective)] = z_train, z_test
-    return state[("z", objective)]
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "not run"
+    sd = f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.3f}{sd} (n={len(values)})"
 
 
-def rows_of(group: str) -> list[str]:
-    """The table rows of a group: ``sklearn``, ``scratch`` or a pretraining's name."""
-    if group == "sklearn":
-        return ["sklearn-logreg", "sklearn-labelspreading", "sklearn-selftraining"]
-    if group == "scratch":
-        return list(SCRATCH)
-    strategies = ["linear", "full"]
-    if group in POOL_PRETRAININGS:
-        own = ["labelspread"] if group == "simclr-mlp" else ["selftrain-ens", "selftrain-ens-wide"]
-        strategies += own + ["selftrain", "joint"]
-    return [f"{group}+{s}" for s in strategies]
+def recipe_minutes(row: dict, pretrainings: dict) -> tuple[float, float | None]:
+    """End-to-end CPU-minutes of a recipe cell (its pretraining runs + its fine-tune), and the CPU-minutes until
+    its validation score first reached ``TARGET`` (None: never), read from the epochs it scored."""
+    runs = [r for r in pretrainings if r.startswith(row["cell"].get("recipe", {}).get("ran", "?") + ".")]
+    pre = sum(pretrainings[r]["cpu_s"] for r in runs) / 60
+    cell = float(row["cpu_s"]) / 60
+    scores = row["cell"].get("validation", {}).get("scores", {})
+    history = [json.loads(line) for line in open(row["dir"] / "runs" / _key(row) / "metrics.jsonl")]
+    wall = float(row["wall_s"])
+    setup = max(0.0, wall - sum(h["seconds"] for h in history))
+    for epoch in sorted(scores, key=int):
+        if scores[epoch] >= TARGET:
+            done = setup + sum(h["seconds"] for h in history if h["epoch"] <= int(epoch))
+            return pre + cell, pre + cell * done / max(wall, 1e-9)
+    return pre + cell, None
 
 
-def plan(groups: list[str]) -> list[tuple[str, int, int]]:
-    """Cells seed by seed (cheap rows first within each), so a run stopped early (``--table`` writes what
-    finished) already has every row at every budget."""
-    rows = [r for g in groups for r in rows_of(g)]
-    cheap = [r for r in rows if r.startswith("sklearn-") or r.endswith(("+linear", "+labelspread"))]
-    costly = [r for r in rows if r not in cheap]
-    return [(r, b, s) for s in SEEDS for part in (cheap, costly) for b in BUDGETS for r in part]
+def _key(row: dict) -> str:
+    return f"{row['method']}__{row['budget']}__seed{row['seed']}".replace("=", "-").replace(":", "-")
 
 
-def table(cells: list[dict], rows: list[str], pre_stats: dict) -> str:
-    lines = ["| row | " + " | ".join(f"{b} labels" for b in BUDGETS) + " | s / cell (median) | train images/s |",
-             "|---" * (len(BUDGETS) + 3) + "|"]
-    for row in rows:
-        out = [row]
-        for budget in BUDGETS:
-            acc = [c["accuracy"] for c in cells if c["row"] == row and c["labels"] == budget]
-            out.append(f"{np.mean(acc):.3f} ± {np.std(acc):.3f} (n={len(acc)})" if acc else "not run")
-        secs = [c["seconds"] for c in cells if c["row"] == row and c["seconds"] is not None]
-        speed = [c["images_per_s"] for c in cells if c["row"] == row and c["images_per_s"]]
-        out += [f"{np.median(secs):.0f}" if secs else "–", f"{np.median(speed):.0f}" if speed else "–"]
-        lines.append("| " + " | ".join(out) + " |")
-    lines += ["", "| pretraining | epochs | wall s | images/s (median epoch) | final loss |", "|---|---|---|---|---|"]
-    for name, stats in pre_stats.items():
-        lines.append(f"| {name} | {stats['epochs']} | {stats['seconds']:.0f} | {stats['images_per_s']:.0f} | "
-                     f"{stats['loss']:.4f} |")
-    return "\n".join(lines)
-
-
-def section(body: str, command: str) -> str:
-    machine = (f"Machine: {torch.get_num_threads()} torch threads on a 2-core AMD EPYC shared with other jobs, "
-               f"torch {torch.__version__}. Command: `{command}`.")
-    return f"## Accuracy: Fashion-MNIST with 100 and 1000 labels\n\n{machine}\n\n{body}"
+def table(rows: list[dict], pretrainings: dict) -> str:
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    head = (["row"] + [f"{b} labels (test)" for b in BUDGETS] + [f"{b}: val" for b in BUDGETS]
+            + ["CPU-min per run (100 / 1000)", f"CPU-min to val {TARGET}", "before the validation rule (100 / 1000)"])
+    body = []
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        at = {b: [r for r in mine if int(r["labels"]) == b] for b in BUDGETS}
+        line = [method] + [_mean_sd([float(r["accuracy"]) for r in at[b]]) for b in BUDGETS]
+        line += [f"{np.mean([float(r['val_accuracy']) for r in at[b]]):.3f}" if at[b] else "–" for b in BUDGETS]
+        if mine[0]["kind"] == "recipe":
+            costs = {b: [recipe_minutes(r, pretrainings) for r in at[b]] for b in BUDGETS}
+            line.append(" / ".join(f"{np.median([c[0] for c in costs[b]]):.1f}" if costs[b] else "–"
+                                   for b in BUDGETS))
+            reach = [c[1] for c in costs[100] if c[1] is not None]
+            line.append(f"{np.median(reach):.1f} ({len(reach)}/{len(costs[100])} runs)" if reach else
+                        ("not reached" if costs[100] else "–"))
+        else:
+            line.append(" / ".join(f"{np.median([float(r['cpu_s']) for r in at[b]]) / 60:.2f}" if at[b] else "–"
+                                   for b in BUDGETS))
+            line.append("–")
+        old = OLD.get(method)
+        line.append(f"{old[1]:.3f} / {old[2]:.3f} ({old[0]})" if old else "new")
+        body.append(line)
+    best = {b: max(((np.mean([float(r["val_accuracy"]) for r in rows if r["method"] == m and int(r["labels"]) == b]),
+                     m) for m in methods if any(r["method"] == m and int(r["labels"]) == b for r in rows)),
+                   default=(None, None))[1] for b in BUDGETS}
+    pre = [[name, str(info["epochs"]), f"{info['cpu_s'] / 60:.1f}", f"{info['wall_s'] / 60:.1f}",
+            f"{info['images_per_s']:.0f}"] for name, info in sorted(pretrainings.items())]
+    return "\n\n".join([
+        common.table(head, body),
+        "Best row by validation score: " + "; ".join(f"{b} labels {best[b]}" for b in BUDGETS) + ".",
+        common.table(["pretraining run", "epochs", "CPU-min", "wall min", "images/s"], pre)])
 
 
 def main() -> None:
-    global SEEDS, BUDGETS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke check on a 3k-image pool, 1 seed, 100 labels")
-    parser.add_argument("--only", help="comma-separated rows to run (default: all)")
-    parser.add_argument("--note", default="", help="a line to print under the table (e.g. what was cut and why)")
-    parser.add_argument("--redo", action="store_true",
-                        help="recompute the --only rows even where cached (the newest cell of each counts)")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"parts to run: {', '.join(PARTS)}")
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="comma-separated seeds")
+    parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="comma-separated label budgets")
     parser.add_argument("--table", action="store_true", help="run nothing: write the table of the cached cells")
-    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)),
-                        help="comma-separated seeds to run (split a row's cells across parallel processes)")
-    parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)),
-                        help="comma-separated label budgets to run (the same, by budget)")
-    groups = ["sklearn", "scratch", *PRETRAIN]
-    parser.add_argument("--groups", default=",".join(groups),
-                        help="row groups to run: sklearn, scratch and pretraining names (run disjoint groups in "
-                             "parallel processes; they share the cell cache)")
+    parser.add_argument("--quick", action="store_true", help="smoke check on a 3k-image pool (nothing written "
+                        "to BENCHMARKS.md)")
+    parser.add_argument("--note", default="", help="a paragraph to put under the table")
     args = parser.parse_args()
-    torch.set_num_threads(THREADS)
     threadpool_limits(THREADS)
-    data = load_data("fashion-mnist")
-    cache_dir = ROOT / "bench" / "cache"
-    if args.quick:
-        # A 3k-image pool and a handful of steps: checks every row end to end in a few minutes.
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    cache = CACHE / "quick" if args.quick else CACHE
+    data = load_data(DATA)
+    seeds, budgets = ([int(v) for v in flag.split(",") if v] for flag in (args.seeds, args.budgets))
+    if args.quick:  # every part end to end in minutes; the recipes still run their own settings on 3k images
         data = DataBundle("fashion-mnist[:3000]", data.x_train[:3000], data.y_train[:3000], data.x_test[:2000],
                           data.y_test[:2000], data.modality, data.class_names, data.scale)
-        cache_dir = cache_dir / "quick"
-        SEEDS, BUDGETS = (0,), (100,)
-        FINETUNE[100] = {"epochs": 10, "batch_size": 50}
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    chosen = [g for g in args.groups.split(",") if g]
-    unknown = sorted(set(chosen) - set(groups))
-    if unknown:
-        parser.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(groups)}")
-    cells_file = cache_dir / ("accuracy-quick" if args.quick else "accuracy") / "cells.jsonl"
-    cells_file.parent.mkdir(parents=True, exist_ok=True)
-    done = [json.loads(line) for line in cells_file.read_text().splitlines()] if cells_file.exists() else []
-    seen = {(c["row"], c["labels"], c["seed"]) for c in done}
-    only = set(args.only.split(",")) if args.only else None
-    if args.redo and only is None:
-        parser.error("--redo needs --only ROWS")
-    seeds, budgets = ({int(v) for v in flag.split(",") if v} for flag in (args.seeds, args.budgets))
-    todo = [c for c in plan(chosen) if (args.redo or c not in seen) and (only is None or c[0] in only)
-            and c[1] in budgets and c[2] in seeds]
-    started = time.perf_counter()
-    runs: dict = {}
-    if args.table:
-        todo = []
-    needed = set()  # the cells' own pretrainings, and those their students draw features from
-    for row, _, _ in todo:
-        objective, _, strategy = row.partition("+")
-        needed |= {objective, *STRATEGY_ROWS.get(strategy, ("", {}, {}))[1].get("features_from", [])}
-    for name in PRETRAIN:  # pretrain what the cells need; report every pretraining already cached
-        if (cache_dir / f"pretrain-{name}" / pipeline.ENCODER_FILE).exists() or name in needed:
-            runs[name] = pretrained_run(name, data, cache_dir, args.quick)
-    state: dict = {}
-    for row, budget, seed in todo:
-        t0 = time.perf_counter()
-        cell = {"row": row, "labels": budget, "seed": seed, **run_cell(row, budget, seed, data, runs, state)}
-        done.append(cell)
-        with open(cells_file, "a") as f:
-            f.write(json.dumps(cell) + "\n")
-        print(f"{row:<24} {budget:>5} labels seed {seed}: {cell['accuracy']:.4f} "
-              f"({time.perf_counter() - t0:.0f}s)", flush=True)
-    rows = [r for g in groups for r in rows_of(g)]
-    done = list({(c["row"], c["labels"], c["seed"]): c for c in done}.values())  # a redone cell replaces the old
-    pre_stats = {name: stats for name, (_, stats) in runs.items()}
-    text = table(done, rows, pre_stats) + (f"\n\n{args.note}" if args.note else "")
-    print("\n" + text + f"\n\nthis invocation: {time.perf_counter() - started:.0f}s")
+        seeds, budgets = [0], [100]
+    started = time.time()
+    if not args.table:
+        for seed in seeds:
+            for budget in budgets:
+                for part in parts:
+                    run_part(part, seed, budget, data, cache, args.quick)
+    rows, pretrainings = read_all(cache)
+    text = table(rows, pretrainings) + (f"\n\n{args.note}" if args.note else "")
+    print("\n" + text + f"\n\nthis invocation: {time.time() - started:.0f} s wall")
     if not args.quick:
-        flags = [a for a in ("--only " + args.only if args.only else "", "--table" if args.table else "") if a]
-        common.write_section("accuracy", section(text, " ".join(["python bench/accuracy.py", *flags])), __file__)
+        command = "python bench/accuracy.py" + (" --table" if args.table else "")
+        body = (f"## Accuracy: Fashion-MNIST with 100 and 1000 labels, chosen on validation\n\n"
+                f"`{command}` at {common.git_revision()}; validation={VALIDATION} (500 labeled training rows "
+                f"beyond the budget); test evaluated once per run. Machine: {common.machine()}.\n\n{text}")
+        common.write_section("accuracy", body, __file__)
 
 
 if __name__ == "__main__":

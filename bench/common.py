@@ -37,6 +37,17 @@ def machine() -> str:
             f"Python {platform.python_version()}, load average {load:.1f} at start")
 
 
+def git_revision() -> str:
+    """The checkout's short commit hash, with "+changes" when the work tree differs from it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    revision = git("rev-parse", "--short", "HEAD") or "unknown revision"
+    return revision + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

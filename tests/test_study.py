@@ -22,7 +22,7 @@ TINY = ["pretrain.epochs=5", "finetune.epochs=30", "finetune.lr=0.01", "encoder_
 
 
 def tiny_config(**flags):
-    return resolve_study(flags={"labels": "20,40", "seeds": 2, **flags}, overrides=TINY)
+    return resolve_study(flags={"labels": "20,40", "seeds": 2, "objectives": "autoencoder", **flags}, overrides=TINY)
 
 
 def read_csv(path: Path, drop=TIMING_COLUMNS) -> list[dict]:
@@ -94,7 +94,8 @@ def test_grown_grid_reuses_cells_but_changed_settings_are_refused(finished, tmp_
     run_study(tiny_config(seeds=3), out, data=digits, after_cell=lambda c, r: ran.append(c.key),
               echo=lambda line: None)
     assert ran and all(key.endswith("seed2") for key in ran)
-    changed = resolve_study(flags={"labels": "20,40", "seeds": 2}, overrides=TINY + ["finetune.lr=0.02"])
+    changed = resolve_study(flags={"labels": "20,40", "seeds": 2, "objectives": "autoencoder"},
+                            overrides=TINY + ["finetune.lr=0.02"])
     with pytest.raises(UserError, match="different settings.*finetune"):
         run_study(changed, out, data=digits)
 
@@ -117,7 +118,11 @@ def test_plan_includes_strategies_from_the_registry_and_checks_budgets(digits):
     (["finetune.labels=3"], "use --labels instead"),
     (["finetune.epochs=0"], "finetune.epochs=0"),
     (["--seeds", "0"], "seeds=0"),
-    (["pretrain.objective_args.nope=1"], "has no option 'nope'"),
+    (["--objectives", "autoencoder", "pretrain.objective_args.nope=1"], "has no option 'nope'"),
+    (["pretrain.epochs=3"], "this one runs only recipes"),
+    (["--recipes", "fastest"], "unknown recipe 'fastest' (did you mean 'fast'?)"),
+    (["validation=extra=2000"], "the unlabeled pool can spare"),
+    (["validation=half"], "cannot read validation 'half'"),
     # The implicit scratch cells are validated too: before the fix, 27 baseline cells were written first.
     (["--strategies", "full", "finetune.strategy_args.head_init=probe"],
      "the study always runs scratch as the baseline, with finetune.strategy_args: strategy 'scratch' has no option"),
@@ -190,8 +195,8 @@ def test_report_reads_results_written_by_hand(tmp_path):
 
 
 def test_yaml_config_flags_and_overrides_merge_with_defaults_in_one_place(tmp_path, capsys):
-    (tmp_path / "study.yaml").write_text("labels: [20, per_class=3]\nseeds: 2\npretrain:\n  epochs: 7\n"
-                                         "finetune: {lr: 0.01}\n")
+    (tmp_path / "study.yaml").write_text("labels: [20, per_class=3]\nseeds: 2\nobjectives: [autoencoder]\n"
+                                         "pretrain:\n  epochs: 7\nfinetune: {lr: 0.01}\n")
     args = ["study", "--config", str(tmp_path / "study.yaml"), "--seeds", "4", "finetune.epochs=9", "--print-config"]
     assert main(args) == 0
     printed = capsys.readouterr().out
@@ -207,11 +212,11 @@ def test_demo_is_a_study_preset_with_the_demo_outputs(tmp_path, capsys):
 
     rows = run_demo(tmp_path / "demo", seeds=1, quick=True)
     printed = capsys.readouterr().out
-    assert {r["method"] for r in rows} >= {"scratch", "denoising+linear", "denoising+full", "label_spreading"}
+    assert {r["method"] for r in rows} >= {"scratch", "simclr+lpft", "simclr+selftrain", "label_spreading"}
     header = (tmp_path / "demo" / "results.csv").read_text().splitlines()[0].split(",")
     assert {"objective", "strategy", "labels", "seed", "accuracy"} <= set(header)
     assert (tmp_path / "demo" / "report.md").exists() and (tmp_path / "demo" / "curve.png").exists()
-    assert "mean ± std over seeds" in printed and "vs scratch" in printed
+    assert "mean ± std (ddof=1) over seeds" in printed and "vs scratch" in printed
 
 
 def test_one_yaml_file_serves_pretrain_finetune_and_study(capsys):

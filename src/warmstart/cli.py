@@ -1,4 +1,5 @@
-"""The ``warmstart`` command line: demo, datasets, pretrain, finetune, study, report, evaluate, explain.
+"""The ``warmstart`` command line: demo, datasets, pretrain, finetune, recipes, run, study, report, evaluate,
+explain.
 
 Bad input ends in one line on stderr and exit code 2; an interrupted run says how to resume it.
 """
@@ -107,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--labels", metavar="N,M", help="label budgets, comma-separated: N is N labels in all, "
                        "balanced over classes; per_class=K and fraction=F also work (default 20,50,100)")
     study.add_argument("--seeds", type=int, metavar="S", help="seeds 0..S-1 per budget (default 3)")
+    study.add_argument("--recipes", metavar="A,B", help="recipes run as methods beside the grid, e.g. fast,best "
+                       "(see `warmstart recipes`); with no --objectives, --strategies or --recipes the study runs "
+                       "the auto recipe")
     study.add_argument("--baselines", metavar="A,B", help="scikit-learn baselines, or none (default: the task's: "
                        "classify logistic_regression,label_spreading,self_training (+hist_gradient_boosting on "
                        "tables, +tfidf_logistic on text); regress ridge,knn_regression,hist_gradient_boosting "
@@ -123,6 +127,30 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--out", metavar="DIR", help="study directory (rerun with the same --out to continue)")
     study.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
     study.add_argument("overrides", nargs="*", metavar="key=value", help="setting overrides")
+
+    recipes = sub.add_parser("recipes", help="list the shipped recipes, what each costs and where it was measured",
+                             description="List the recipes (named, versioned pipelines shipped as YAML with the "
+                             "package), or print one recipe's file.")
+    recipes.add_argument("name", nargs="?", metavar="NAME", help="print this recipe's YAML")
+
+    run = sub.add_parser(
+        "run", help="run one recipe on a label budget: pretraining, fine-tuning, test metrics",
+        description="Run a recipe (see `warmstart recipes`) on one data set, label budget and seed. Writes "
+        "OUT/study.yaml (the resolved settings), OUT/recipes/NAME.yaml (the recipe as run, with auto's choice "
+        "and its reasons), the pretraining runs in OUT/pretrain/, the fine-tuned model in OUT/runs/<cell>/ and "
+        "results.csv. Killed, the same command continues: finished pretraining and fine-tuning epochs are kept.",
+        epilog="Settings as key=value: validation=extra=500 (labeled rows that score choices; default none), "
+        "budget_minutes=15 (auto's time budget), threads=1, device=cuda. Example: warmstart run --recipe fast "
+        "--data fashion-mnist --labels count=100 --out runs/fast")
+    run.add_argument("--recipe", required=True, metavar="NAME", help="a recipe name (or a recipe YAML file)")
+    run.add_argument("--data", metavar="SOURCE", help="data source (default digits; see `warmstart datasets`)")
+    run.add_argument("--data-dir", metavar="DIR", help="extra directory to look for data files in")
+    run.add_argument("--task", help=TASK_HELP)
+    run.add_argument("--labels", metavar="BUDGET", help="per_class=K, count=N or fraction=F (default count=100)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the label draw and the fine-tune (default 0)")
+    run.add_argument("--out", metavar="DIR", help="run directory (rerun with the same --out to continue)")
+    run.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
+    run.add_argument("overrides", nargs="*", metavar="key=value", help="setting overrides")
 
     rep = sub.add_parser("report", help="re-render a study's report from its results, computing nothing",
                          description="Rewrite report.md, report.html and the PNG plots of a `warmstart study` "
@@ -177,6 +205,50 @@ def _flags(args: argparse.Namespace, names: list[str]) -> dict:
     return {name: getattr(args, name, None) for name in names}
 
 
+def _recipes(name: str | None) -> None:
+    from warmstart import recipes
+
+    if name is not None:
+        recipe = recipes.load(name)
+        print((recipes.HERE / f"{recipe.name}.yaml").read_text() if recipe.name in recipes.names() else name, end="")
+        return
+    for found in recipes.names():
+        recipe = recipes.load(found)
+        print(f"{recipe.label:<10} {', '.join(recipe.modalities)}: {recipe.summary}\n{'':<10} cost: "
+              f"{recipe.cost_text()}; measured: {recipe.measured or 'not measured'}\n")
+
+
+#: ``warmstart run`` settings that are the machine's: they go to both stages.
+MACHINE_KEYS = ("threads", "device", "amp", "checkpoint_every")
+
+
+def _run_recipe(args: argparse.Namespace) -> None:
+    from warmstart import config as cfg
+
+    overrides = [f"{stage}.{o}" for o in args.overrides for stage in ("pretrain", "finetune")
+                 if o.partition("=")[0] in MACHINE_KEYS]
+    overrides += [o for o in args.overrides if o.partition("=")[0] not in MACHINE_KEYS]
+    flags = {"data": args.data, "data_dir": args.data_dir, "task": args.task, "recipes": args.recipe,
+             "labels": args.labels or "count=100", "seeds": 1, "seed_start": args.seed, "baselines": "none",
+             "scratch": False}
+    config = cfg.resolve_study(flags=flags, overrides=overrides)
+    if args.print_config:
+        print(cfg.to_yaml(config), end="")
+        return
+    if not args.out:
+        raise UserError("run needs --out DIR, the run directory to write (or continue)")
+    from warmstart.study import run_study
+    from warmstart.study.plan import Cell
+
+    row = run_study(config, args.out)[0]
+    primary = next(k for k in row if k.startswith("val_") and k != "val_rows")[4:]
+    val = f", validation {row[f'val_{primary}']:.4f} on {row['val_rows']} rows" if row["val_rows"] else ""
+    key = Cell(row["kind"], row["objective"], row["strategy"], row["budget"], row["seed"]).key
+    print(f"{row['method']} ({row.get('recipe', {}).get('ran', '')}) on {row['labels']} labels, seed {row['seed']}: "
+          f"test {primary} {row[primary]:.4f}{val}\nmodel: {Path(args.out) / 'runs' / key}\n"
+          f"why:   {row.get('recipe', {}).get('why', '')}")
+
+
 def run(args: argparse.Namespace) -> int:
     from warmstart import config as cfg
 
@@ -220,9 +292,13 @@ def run(args: argparse.Namespace) -> int:
             result = pipeline.finetune(config, args.out, resume=args.resume)
             if runtime.is_main():
                 print(_finetune_line(config.strategy, result.metrics) + f" -> {result.run_dir}")
+    elif args.command == "recipes":
+        _recipes(args.name)
+    elif args.command == "run":
+        _run_recipe(args)
     elif args.command == "study":
-        names = ["data", "data_dir", "task", "objectives", "strategies", "labels", "seeds", "baselines", "encoder",
-                 "pretrain_per_seed", "metric"]
+        names = ["data", "data_dir", "task", "objectives", "strategies", "recipes", "labels", "seeds", "baselines",
+                 "encoder", "pretrain_per_seed", "metric"]
         flags = _flags(args, names)
         if args.sweep:
             key, sep, values = args.sweep.partition("=")
@@ -309,8 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
         hint = f"; rerun the same command with --resume to continue from the last checkpoint in {out}" if out else ""
-        if args.command == "study" and out:
-            hint = f"; rerun the same command to continue: finished cells in {out} are kept"
+        if args.command in ("study", "run") and out:
+            hint = f"; rerun the same command to continue: finished work in {out} is kept"
         print(f"warmstart: interrupted{hint}", file=sys.stderr)
         return 130
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from warmstart.errors import UserError, closest
 
@@ -124,6 +124,19 @@ class FinetuneConfig(TrainSettings):
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
     epochs: int = Field(100, ge=1, description="passes over the labeled examples")
     batch_size: int = Field(64, ge=1, description="labeled examples per step")
+    validation: str = Field(
+        "none", description="labeled rows that score choices and never train: none, budget=F (a share F of the "
+        "label budget) or extra=N (N rows beyond it); see warmstart.data.validation")
+    keep_best: bool = Field(
+        True, description="with validation rows, keep the weights that scored best on them (False: the last)")
+    validations: int = Field(10, ge=1, description="times per run the validation rows are scored")
+
+    @field_validator("validation")
+    @classmethod
+    def _validation_spec(cls, value: str) -> str:
+        from warmstart.data.validation import Validation
+
+        return str(Validation.parse(value))  # canonical: "extra=200", "budget=0.2", "none"
     privacy: PrivacySettings | None = Field(
         None, description="DP-SGD on the labeled rows (privacy.epsilon=3); see PrivacySettings")
     federated: FederatedSettings | None = Field(
@@ -213,9 +226,14 @@ def build_config(
     try:
         return cls(**values)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise UserError(f"setting {where}={first.get('input')!r}: {first['msg']}") from err
+        raise setting_error(err) from err
+
+
+def setting_error(err: ValidationError, prefix: str = "") -> UserError:
+    """pydantic's first complaint as one line: ``setting lr=-1: Input should be greater than 0``."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return UserError(f"setting {prefix}{where}={first.get('input')!r}: {first['msg'].removeprefix('Value error, ')}")
 
 
 def to_yaml(config: BaseModel) -> str:
@@ -226,14 +244,15 @@ def to_yaml(config: BaseModel) -> str:
 
 #: Study settings that choose which cells exist (or how they are ranked, and ``explain``, which only adds to the
 #: report); the rest decide what a cell computes and must not change between runs sharing one directory.
-GRID_KEYS = ("objectives", "strategies", "baselines", "labels", "seeds", "metric", "explain", "sweep")
+GRID_KEYS = ("objectives", "strategies", "recipes", "baselines", "labels", "seeds", "seed_start", "scratch", "metric",
+             "explain", "sweep")
 
 #: Pretrain/finetune settings a study sets itself, per cell, from its own fields.
 STUDY_CONTROLLED = {
     "data": "--data", "data_dir": "--data-dir", "task": "--task", "objective": "--objectives",
     "strategy": "--strategies",
     "labels": "--labels", "seed": "--seeds", "pretrained": "the study's own pretraining",
-    "encoder": "--encoder", "encoder_args": "encoder_args.KEY=VALUE",
+    "encoder": "--encoder", "encoder_args": "encoder_args.KEY=VALUE", "validation": "validation=SPEC (a study setting)",
 }
 
 
@@ -250,18 +269,34 @@ class StudyConfig(BaseModel):
     data_dir: str | None = Field(None, description="extra directory to look for data files in")
     task: str | None = Field(
         None, description="what the labels are: classify, regress or tag; None: inferred from the data")
-    objectives: list[str] = Field(["autoencoder"], min_length=1, description="pretraining objectives")
-    strategies: list[str] = Field(["linear", "full"], min_length=1, description="fine-tune strategies")
+    objectives: list[str | dict[str, Any]] | None = Field(
+        None, description="pretraining runs: objective names, or mappings {name, as, encoder, encoder_args, "
+        "<pretrain settings>}; default autoencoder (see resolve_study for when there are none)")
+    strategies: list[str | dict[str, Any]] | None = Field(
+        None, description="fine-tune strategies: names, or mappings {name, as, from, <strategy options>, "
+        "<finetune settings>}; default linear, full; scratch always runs")
+    recipes: list[str] | None = Field(
+        None, description="recipes run as methods beside the grid (`warmstart recipes`), or none; a study that "
+        "names no objectives, strategies or recipes runs the auto recipe")
+    budget_minutes: float = Field(15.0, gt=0, description="CPU-minutes the auto recipe may spend per run")
+    validation: str = Field(
+        "none", description="labeled rows that score every choice and never train: none, budget=F or extra=N "
+        "(see warmstart.data.validation)")
+    scratch: bool = Field(True, description="run scratch (the same network from random weights) as a baseline")
     baselines: list[str] | None = Field(
         None, description="classical baselines; None: the task's own (see `warmstart.baselines`), [] for none")
     labels: list[str] = Field(
         ["count=20", "count=50", "count=100"], min_length=1,
         description="label budgets: a bare N means count=N (balanced); per_class=K, fraction=F also work")
     seeds: int = Field(3, ge=1, description="seeds 0..seeds-1: each draws its own labeled subset and init")
+    seed_start: int = Field(0, ge=0, description="first seed: the study runs seed_start..seed_start+seeds-1")
     metric: str | None = Field(
         None, description="the metric the report ranks methods by (one of the task's, e.g. roc_auc for an "
         "imbalanced binary task); None: the task's primary")
     pretrain_per_seed: bool = Field(False, description="pretrain once per objective and seed (else once per objective)")
+    pretrain_dir: str | None = Field(
+        None, description="where pretraining runs are kept (default OUT/pretrain); studies that share one reuse "
+        "each other's finished runs")
     encoder: str = Field("mlp", description="encoder architecture shared by every neural method")
     encoder_args: dict[str, Any] = Field(default_factory=dict, description="encoder options")
     pretrain: dict[str, Any] = Field(default_factory=dict, description="PretrainConfig settings, e.g. epochs")
@@ -270,25 +305,15 @@ class StudyConfig(BaseModel):
         default_factory=dict, description="one fine-tune setting and its values, e.g. {privacy.epsilon: [1, 3, 8]}: "
         "every fine-tuned cell runs once per value (--sweep privacy.epsilon=1,3,8)")
 
-    def settings(self) -> list[str]:
-        """The sweep's ``key=value`` settings, one per value (``[""]`` without a sweep)."""
-        return [f"{key}={value}" for key, values in self.sweep.items() for value in values] or [""]
     explain: int = Field(16, ge=0, description="test rows the report's Explanations section explains for the "
                          "best pretrained method and scratch at the smallest budget (seed 0); 0: none. Needs "
                          "the explain extra (pip install 'warmstart[explain]'); without it the section is skipped")
 
-    def pretrain_config(self, objective: str, seed: int) -> PretrainConfig:
-        # A pretrain section's privacy settings apply only to a private pool; a public pool trains plainly.
-        section = {k: v for k, v in self.pretrain.items()
-                   if k != "privacy" or (v or {}).get("private_pool")}
-        return PretrainConfig(**{**section, "data": self.data, "data_dir": self.data_dir, "seed": seed,
-                                 "objective": objective, "encoder": self.encoder, "encoder_args": self.encoder_args})
+    _validation_spec = field_validator("validation")(FinetuneConfig._validation_spec.__func__)
 
-    def finetune_config(self, strategy: str, labels: str, seed: int, setting: str = "") -> FinetuneConfig:
-        values = _merge(self.finetune, parse_overrides([setting]) if setting else {})
-        return FinetuneConfig(**{**values, "data": self.data, "data_dir": self.data_dir, "seed": seed,
-                                 "task": self.task, "strategy": strategy, "labels": labels,
-                                 "encoder": self.encoder, "encoder_args": self.encoder_args})
+    def settings(self) -> list[str]:
+        """The sweep's ``key=value`` settings, one per value (``[""]`` without a sweep)."""
+        return [f"{key}={value}" for key, values in self.sweep.items() for value in values] or [""]
 
 
 def _flat_sweep(sweep: Any) -> Any:
@@ -371,6 +396,20 @@ def study_values_from_file(raw: dict[str, Any]) -> dict[str, Any]:
     return _merge(values, study)
 
 
+def _default_methods(config: StudyConfig) -> None:
+    """No objectives, strategies or recipes named: the auto recipe. Only recipes: no grid. Otherwise the
+    unnamed axis takes its default (autoencoder; linear and full)."""
+    if config.objectives is None and config.strategies is None:
+        config.objectives, config.strategies = [], []
+        config.recipes = ["auto"] if config.recipes is None else config.recipes
+        return
+    config.recipes = config.recipes or []
+    if config.objectives is None:
+        config.objectives = ["autoencoder"]
+    if config.strategies is None:
+        config.strategies = ["linear", "full"]
+    if config.objectives and not config.strategies or config.strategies and not config.objectives:
+        raise UserError("a study grid needs both objectives and strategies (or neither, with --recipes)")
 def _shared_to_stages(values: dict[str, Any]) -> dict[str, Any]:
     """``threads=1`` on a study's command line means both stages' ``threads`` (as in a shared YAML file)."""
     out: dict[str, Any] = {}
@@ -394,20 +433,22 @@ def resolve_study(
     values: dict[str, Any] = study_values_from_file(read_yaml(file)) if file else {}
     values = _merge(values, {k: v for k, v in (flags or {}).items() if v is not None})
     values = _merge(values, _shared_to_stages(parse_overrides(overrides or [])))
-    if isinstance(values.get("baselines"), str) and values["baselines"].strip().lower() == "none":
-        values["baselines"] = []  # --baselines none
-    for key in ("objectives", "strategies", "baselines", "labels"):
+    for key in ("baselines", "recipes"):
+        if isinstance(values.get(key), str) and values[key].strip().lower() == "none":
+            values[key] = []  # --baselines none, --recipes none
+    for key in ("objectives", "strategies", "recipes", "baselines", "labels"):
         if key in values and values[key] is not None:
             values[key] = _split_list(values[key])
-            if isinstance(values[key], list):
-                values[key] = [str(v) for v in values[key]]
+            if isinstance(values[key], list):  # mappings are method entries (study/methods.py)
+                values[key] = [v if isinstance(v, dict) else str(v) for v in values[key]]
     if "sweep" in values:
         values["sweep"] = _flat_sweep(values["sweep"])
     config = build_config(StudyConfig, flags=values)
     from warmstart.data.splits import LabelBudget  # canonical budget specs: "20" and "count=20" are one cell
 
     config.labels = list(dict.fromkeys(str(LabelBudget.parse(spec)) for spec in config.labels))
-    for key in ("objectives", "strategies", "baselines"):
+    _default_methods(config)
+    for key in ("recipes", "baselines"):
         if getattr(config, key) is not None:
             setattr(config, key, list(dict.fromkeys(getattr(config, key))))
     for stage, cls in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig)):
@@ -422,13 +463,19 @@ def resolve_study(
         try:
             resolved = cls(**section)
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise UserError(f"setting {stage}.{where}={first.get('input')!r}: {first['msg']}") from err
+            raise setting_error(err, f"{stage}.") from err
+        unused = [k for k in section if k not in ("threads", "device", "amp", "checkpoint_every")]
+        users = config.objectives if stage == "pretrain" else config.strategies or config.scratch
+        if unused and not users:
+            raise UserError(f"setting {stage}.{unused[0]} applies to a study's own objectives and strategies, but "
+                            "this one runs only recipes, which bring their own settings; name --objectives and "
+                            "--strategies, or drop it")
         setattr(config, stage, {k: v for k, v in resolved.model_dump(mode="json").items() if k in fields})
     for setting in config.settings():  # every swept value is a valid fine-tune setting
         try:
-            config.finetune_config("full", config.labels[0], 0, setting)
+            swept = parse_overrides([setting]) if setting else {}
+            FinetuneConfig(**{**_merge(config.finetune, swept), "data": config.data,
+                              "strategy": "full", "labels": config.labels[0]})
         except ValidationError as err:
             first = err.errors()[0]
             raise UserError(f"sweep {setting}: {first['msg']}") from err

@@ -130,11 +130,13 @@ def fit(
     if resume and run_dir is not None and (run_dir / CHECKPOINT).exists():
         start, sums, history = _restore(run_dir, model, optimizer, scaler, device, writes is not None,
                                         auto_threads=not settings.threads, privacy=privacy)
+    elif writes is not None and (writes / METRICS).exists():  # killed before its first checkpoint: start over
+        (writes / METRICS).unlink()
     forward = runtime.distributed_loss(model, loss_fn, device)
 
     bar = tqdm(total=total, initial=start, desc=desc, disable=rank > 0 or not sys.stderr.isatty(), leave=False,
                unit="step")
-    epoch_started, images = time.perf_counter(), 0
+    epoch_started, epoch_cpu, images = time.perf_counter(), time.process_time(), 0
     model.train()
     for step in range(start, total):
         factor = lr_factor(step, total, warmup_steps)
@@ -167,7 +169,8 @@ def fit(
             sums = runtime.mean_over_ranks(sums)  # the global batch's mean, as one process would log it
             count = max(1.0, float(sums.pop("_steps", 0.0)))
             record.update({k: float(v) / count for k, v in sums.items()})
-            record.update({"seconds": round(seconds, 3), "examples_per_s": round(images / max(seconds, 1e-9), 1),
+            record.update({"seconds": round(seconds, 3), "cpu_s": round(time.process_time() - epoch_cpu, 3),
+                           "examples_per_s": round(images / max(seconds, 1e-9), 1),
                            "threads": torch.get_num_threads()})  # what threads=0 (auto) chose: rerun with it
             if privacy is not None:
                 record["epsilon"] = round(privacy.epsilon(), 4)
@@ -180,7 +183,7 @@ def fit(
             if writes is not None:
                 with open(writes / METRICS, "a") as f:
                     f.write(json.dumps(record) + "\n")
-            sums, images, epoch_started = {}, 0, time.perf_counter()
+            sums, images, epoch_started, epoch_cpu = {}, 0, time.perf_counter(), time.process_time()
         if run_dir is not None and (done % every == 0 or done == total):
             sums = runtime.mean_over_ranks(sums)  # a mid-epoch checkpoint keeps every rank's share
             _save(writes, model, optimizer, scaler, device, done, sums, history, config, privacy)

@@ -21,7 +21,9 @@ from warmstart import runtime
 from warmstart.checkpoint import atomic_write_text
 from warmstart.config import FinetuneConfig, PretrainConfig, to_yaml
 from warmstart.data import DataBundle
+from warmstart.data.bundle import final_evaluation
 from warmstart.data.sources import load_data
+from warmstart.data.validation import Rows, draw_rows
 from warmstart.engine import fit
 from warmstart.errors import UserError
 from warmstart.health import HealthMonitor
@@ -30,6 +32,7 @@ from warmstart.models.build import build_encoder, check_input_shape
 from warmstart.objectives import OBJECTIVES, Objective
 from warmstart import privacy as dp
 from warmstart.rundir import ENCODER_FILE, MODEL_FILE, OBJECTIVE_FILE, load_run, save_model, save_pretrained
+from warmstart.selection import EpochSelector
 from warmstart.strategies import STRATEGIES, FinetuneContext, Strategy
 from warmstart.tasks import TASKS, resolve_task
 
@@ -168,17 +171,25 @@ class FinetuneResult:
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     labeled: np.ndarray | None = None
+    validation: dict[str, Any] | None = None  # what was chosen on the validation rows (None: no such rows)
+    rows: Rows | None = None
     data: DataBundle | None = None  # the bundle as the model reads it (prepared for its encoder)
 
 
-def _labeled_rows(task, data: DataBundle, config: FinetuneConfig, labeled) -> tuple[np.ndarray, np.ndarray]:
-    """The budget's draw, or the given ``labeled`` training rows (every other row is then the pool)."""
+def _rows(task, data: DataBundle, config: FinetuneConfig, labeled, validation) -> Rows:
+    """The budget's draw with its validation rows (``config.validation``), or the given ``labeled`` (and
+    ``validation``) training rows, every other row being the pool."""
     if labeled is None:
-        return task.split(data, config.labels, config.seed)
+        return draw_rows(task, data, config.labels, config.validation, config.seed)
+    n = len(data.x_train)
     labeled = np.unique(np.asarray(labeled, dtype=np.int64))
-    if len(labeled) == 0 or labeled[0] < 0 or labeled[-1] >= len(data.x_train):
-        raise UserError(f"labeled rows must be 1..{len(data.x_train)} distinct indices of the training split")
-    return labeled, np.setdiff1d(np.arange(len(data.x_train)), labeled)
+    held = np.unique(np.asarray([] if validation is None else validation, dtype=np.int64))
+    if len(labeled) == 0 or labeled[0] < 0 or labeled[-1] >= n or (len(held) and (held[0] < 0 or held[-1] >= n)):
+        raise UserError(f"labeled rows must be 1..{n} distinct indices of the training split")
+    if np.intersect1d(labeled, held).size:
+        raise UserError("validation rows must not be labeled training rows; give disjoint index sets")
+    pool = np.setdiff1d(np.arange(n), np.union1d(labeled, held))
+    return Rows(labeled, labeled, held, pool)
 
 
 def _starting_encoder(config, strategy: Strategy, data: DataBundle, encoder, objective):
@@ -209,7 +220,7 @@ def _starting_encoder(config, strategy: Strategy, data: DataBundle, encoder, obj
 def finetune(
     config: FinetuneConfig, out: str | Path | None = None, *, resume: bool = False, data: DataBundle | None = None,
     encoder: Encoder | None = None, objective: Objective | None = None, labeled: np.ndarray | None = None,
-    after_step=None,
+    validation: np.ndarray | None = None, after_step=None,
 ) -> FinetuneResult:
     """Fine-tune a model for the data's task on ``config.labels`` labeled examples, evaluate it on the test split.
 
@@ -217,7 +228,10 @@ def finetune(
     memory), ``config.pretrained`` (a run directory) or, for ``scratch``, is built fresh from
     ``config.encoder``; strategies that keep training the pretraining loss (``joint``) take the objective
     from ``objective`` or ``config.pretrained``. ``labeled`` (training-row indices) replaces the budget's
-    draw: every other training row is then the unlabeled pool.
+    draw (and ``validation`` its validation rows): every other training row is then the unlabeled pool.
+
+    With validation rows (``config.validation``), the weights that score best on them are kept
+    (``warmstart.selection``); the test split is read once, by the final evaluation.
     """
     data = data if data is not None else load_data(config.data, config.data_dir)
     data, task = resolve_task(data, config.task)
@@ -225,7 +239,8 @@ def finetune(
     config = config.model_copy(update={"task": task.name, "labels": str(task.budget(config.labels))})
     strategy: Strategy = STRATEGIES.build(config.strategy, **config.strategy_args)
     strategy.check(task, data, config.strategy)
-    labeled, unlabeled = _labeled_rows(task, data, config, labeled)
+    rows = _rows(task, data, config, labeled, validation)
+    labeled, unlabeled = rows.labeled, rows.unlabeled
     private = _private_finetune(config, strategy, task, labeled)
     if config.federated is not None:
         from warmstart import federated
@@ -234,6 +249,9 @@ def finetune(
         if strategy.privacy_problem():
             raise UserError(f"strategy '{config.strategy}' cannot run federated (a client trains on its own labeled "
                             f"rows alone): {strategy.privacy_problem()}; use --strategy full, linear or scratch")
+        if len(rows.validation):
+            raise UserError("federated fine-tuning does not score validation rows (each client trains on its own "
+                            "shard); give validation=none")
         federated.partition(task.strata(data, len(labeled))[0][labeled], config.federated, config.seed,
                             "labeled rows")  # refuses an impossible split before anything is written
     encoder, objective = _starting_encoder(config, strategy, data, encoder, objective)
@@ -268,15 +286,19 @@ def finetune(
     _write_config(run_dir, config, data)
     if run_dir is not None and runtime.is_main():
         atomic_write_text(run_dir / "labeled_indices.json", json.dumps(labeled.tolist()))
+    selector = (EpochSelector(task, data, rows.validation, model, config.validations, run_dir, resume)
+                if len(rows.validation) else None)
     if config.federated is not None:
         history, summary = federated.train("finetune", model, config, data, labeled,
                                            task.strata(data, len(labeled))[0][labeled], run_dir, "labeled rows",
                                            info=task.info(data))
     else:
-        history = strategy.train(ctx, run_dir=run_dir, resume=resume, after_step=after_step)
-    metrics = task.evaluate(model, data)
-    metrics.update({"task": task.name, "labels": int(len(labeled)), "strategy": config.strategy,
-                    "seed": config.seed})
+        history = strategy.train(ctx, run_dir=run_dir, resume=resume, after_step=after_step, selector=selector)
+    chosen = selector.finish(history[-1]["epoch"] if history else 0, config.keep_best) if selector else None
+    with final_evaluation():
+        metrics = task.evaluate(model, data)
+    metrics.update({"task": task.name, "labels": int(len(labeled)), "budget": int(len(rows.budget)),
+                    "validation_rows": int(len(rows.validation)), "strategy": config.strategy, "seed": config.seed})
     if private is not None:
         metrics.update(private.report())
     if config.federated is not None:
@@ -284,8 +306,10 @@ def finetune(
     if run_dir is not None and runtime.is_main():
         save_model(run_dir, model, {**task.info(data), "task": task.name, "data": data.spec,
                                     "strategy": config.strategy})
+        if chosen is not None:
+            atomic_write_text(run_dir / "validation.json", json.dumps(chosen, indent=2))
         atomic_write_text(run_dir / "test_metrics.json", json.dumps(metrics, indent=2))
-    return FinetuneResult(run_dir, model, metrics, history, labeled, data)
+    return FinetuneResult(run_dir, model, metrics, history, labeled, chosen, rows, data)
 
 
 def _private_finetune(config: FinetuneConfig, strategy: Strategy, task, labeled: np.ndarray):
@@ -311,7 +335,8 @@ def evaluate(model_dir: str | Path, data: str | DataBundle, data_dir: str | None
     task = TASKS.get(meta.get("task", "classify"))
     bundle = data if isinstance(data, DataBundle) else load_data(data, data_dir)
     bundle = model_data(model_dir, meta, bundle, "evaluate", model)
-    return task.evaluate(model, bundle.handler.prepare(bundle, model.encoder))
+    with final_evaluation():
+        return task.evaluate(model, bundle.handler.prepare(bundle, model.encoder))
 
 
 def model_data(model_dir: str | Path, meta: dict[str, Any], bundle: DataBundle, command: str,

@@ -1,8 +1,11 @@
 """``DataBundle``: what every source returns and every later stage consumes."""
 from __future__ import annotations
 
+import contextvars
 import mmap
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,6 +35,28 @@ def read_rows(x: np.memmap, index: np.ndarray) -> np.ndarray:
     finally:
         os.close(fd)
     return out
+
+
+_FINAL = contextvars.ContextVar("final_evaluation", default=False)
+
+
+@contextmanager
+def final_evaluation() -> Iterator[None]:
+    """Marks the one place a run reads its test split: the final evaluation, after every choice is made.
+
+    The pipeline and the study enter it around ``task.evaluate``, a baseline's predictions and the report's
+    test embedding map; nothing else reads ``x_test`` / ``y_test`` (the tests seal a bundle's test split
+    and check that every read happens inside).
+    """
+    token = _FINAL.set(True)
+    try:
+        yield
+    finally:
+        _FINAL.reset(token)
+
+
+def in_final_evaluation() -> bool:
+    return _FINAL.get()
 
 
 @dataclass
@@ -100,6 +125,11 @@ class DataBundle:
     def input_shape(self) -> tuple[int, ...]:
         """The shape of one model input (for a table, the width of its encoded row)."""
         return self.handler.input_shape(self)
+
+    @property
+    def n_test(self) -> int:
+        """How many test examples there are (a count, not a read of the test split)."""
+        return len(self.y_test)
 
     @property
     def num_classes(self) -> int:

@@ -144,6 +144,16 @@ def _proportional(f: float, sizes: np.ndarray, rng: np.random.Generator | None) 
     return alloc
 
 
+def stratified_sample(strata: np.ndarray, n: int, rng: np.random.Generator, reserve: int = 0) -> np.ndarray:
+    """Positions of ``n`` entries of ``strata`` spread over its groups as evenly as their sizes (less ``reserve``
+    each, which stay unpicked) allow; with fewer rows than groups, ``n`` random groups give one each."""
+    groups, inverse, sizes = np.unique(strata, return_inverse=True, return_counts=True)
+    counts = _balanced(n, np.maximum(sizes - reserve, 0), rng) if n > 0 else np.zeros(len(groups), np.int64)
+    picked = [rng.choice(np.flatnonzero(inverse == g), size=int(k), replace=False)
+              for g, k in enumerate(counts) if k]
+    return np.sort(np.concatenate(picked + [np.empty(0, np.int64)]).astype(np.int64))
+
+
 def fixed_split(y: np.ndarray, test_size: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     """Sorted (train_idx, test_idx): stratified when every class allows it, always ``random_state=0``."""
     order = np.arange(len(y))

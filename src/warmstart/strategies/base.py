@@ -102,13 +102,19 @@ class Strategy:
                     "(give strategy_args.head_init=random)")
         return self.not_private
 
-    def train(self, ctx: FinetuneContext, run_dir=None, resume: bool = False, after_step=None) -> list[dict]:
-        """Train ``ctx.model`` in place with the engine; returns its per-epoch metrics."""
+    def train(self, ctx: FinetuneContext, run_dir=None, resume: bool = False, after_step=None,
+              selector=None) -> list[dict]:
+        """Train ``ctx.model`` in place with the engine; returns its per-epoch metrics. ``selector`` (a
+        ``warmstart.selection.EpochSelector``) scores the validation rows at the end of its epochs."""
         trained = self.setup(ctx)
+        settings = self.settings(ctx.config)
+        if selector is not None:
+            selector.start(settings.epochs)
         return fit(
-            trained, lambda *batches: self.loss(ctx.model, *batches), self.streams(ctx), self.settings(ctx.config),
+            trained, lambda *batches: self.loss(ctx.model, *batches), self.streams(ctx), settings,
             param_groups=self.param_groups(ctx.model), run_dir=run_dir, resume=resume,
             desc=f"finetune {ctx.config.strategy}", config=ctx.config.model_dump(mode="json"), after_step=after_step,
+            on_epoch_end=selector,
             privacy=ctx.privacy,
         )
 

@@ -101,10 +101,6 @@ class SelfTrain(Strategy):
             raise ValueError(f"graph must be one of {', '.join(GRAPHS)}, got {graph!r}")
         if isinstance(features_from, str):
             raise ValueError(f"features_from must be a list of pretraining run directories, got {features_from!r}")
-        missing = [str(run) for run in features_from if not (Path(run) / ENCODER_FILE).exists()]
-        if missing:
-            raise ValueError(f"features_from: no {ENCODER_FILE} in {', '.join(missing)}; "
-                             "list finished `warmstart pretrain` run directories")
         if student not in ("pretrained", "scratch"):
             raise ValueError(f"student must be pretrained or scratch, got {student!r}")
         if student == "scratch" and (not features_from or "teacher" in chosen):
@@ -122,6 +118,10 @@ class SelfTrain(Strategy):
 
     def check(self, task, data, name: str) -> None:
         super().check(task, data, name)
+        missing = [run for run in self.features_from if not (Path(run) / ENCODER_FILE).exists()]
+        if missing:
+            raise UserError(f"strategy '{name}': features_from: no {ENCODER_FILE} in {', '.join(missing)}; "
+                            "list finished `warmstart pretrain` run directories")
         wrong = [s for s in self.sources(task) if s not in task.pseudo_sources]
         if wrong:
             raise UserError(f"strategy '{name}': targets={wrong[0]} does not apply to the {task.name} task; use "
@@ -137,7 +137,7 @@ class SelfTrain(Strategy):
         self.bind(ctx)
         self.teacher_strategy.bind(ctx)
         sources = self.sources(ctx.task)
-        self.pool = np.arange(len(ctx.data.x_train))
+        self.pool = np.union1d(ctx.labeled, ctx.unlabeled)  # every training row but the validation rows
         self.passes = pool_epochs(self.epochs, ctx, len(self.pool), self.batch)
         # The teacher is a copy: this encoder stays as pretrained. A scratch student's own features are noise.
         graph_encoder, teacher = (ctx.model.encoder if self.load_pretrained else None), None

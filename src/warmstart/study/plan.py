@@ -1,14 +1,16 @@
 """A study's plan: every cell it will run, each one checked before anything is written.
 
-The grid is objective × strategy × label budget × seed, plus ``scratch`` (and any other strategy that starts
-from random weights) and the task's classical baselines at every budget and seed: the bars pretraining has
-to clear. ``plan_study`` builds and checks what every cell needs — the task, each budget's size, each
-objective around an encoder of the data's modality, each strategy (the implicit ``scratch`` included) with
-its arguments and against the task, each baseline against the task — so a bad setting stops the study
+The grid is pretraining run × strategy × label budget × seed (``study/methods.py`` reads the entries), plus
+``scratch`` (and any other strategy that starts from random weights), the recipes named by ``recipes`` and
+the task's classical baselines at every budget and seed: the bars pretraining has to clear. ``plan_study``
+builds and checks what every cell needs — the task, each budget's size and its validation rows, each
+objective around an encoder of the data's modality, each method's settings and strategy (the implicit
+``scratch`` included) against the task, each baseline against the task — so a bad setting stops the study
 with one line before its directory exists.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,33 +18,42 @@ from typing import Any
 from warmstart.baselines import check_baselines
 from warmstart.config import GRID_KEYS, StudyConfig, read_yaml
 from warmstart.data import DataBundle, load_data
+from warmstart.data.validation import draw_rows
 from warmstart.errors import UserError
 from warmstart.models.build import build_encoder
 from warmstart.objectives import OBJECTIVES
 from warmstart.privacy import refuse
 from warmstart.strategies import STRATEGIES
+from warmstart.study.methods import Method, Methods, compile_methods, merge_settings
 from warmstart.tasks import resolve_task
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One row of ``results.csv``. ``kind``: "pretrained", "scratch" (random init) or "baseline"."""
+    """One row of ``results.csv``. ``kind``: "pretrained", "scratch" (random init), "recipe" or "baseline"."""
 
     kind: str
-    objective: str  # "none" unless pretrained
-    strategy: str  # the fine-tune strategy, or the baseline's name
+    objective: str  # the pretraining run ("none" unless pretrained; the recipe's name for recipes)
+    strategy: str  # the fine-tune strategy's label, or the baseline's name
     budget: str  # canonical LabelBudget spec, e.g. "count=20"
     seed: int
     setting: str = ""  # the swept fine-tune setting of this cell, e.g. "privacy.epsilon=3" ("" without a sweep)
 
     @property
     def method(self) -> str:
+        if self.kind == "recipe":
+            return f"recipe:{self.objective}"
         base = f"{self.objective}+{self.strategy}" if self.kind == "pretrained" else self.strategy
         return f"{base}[{self.setting}]" if self.setting else base
 
     @property
+    def base_method(self) -> str:
+        """The method's label without the swept setting (the key of ``StudyPlan.methods``)."""
+        return self.method.split("[", 1)[0]
+
+    @property
     def key(self) -> str:
-        return f"{self.method}__{self.budget}__seed{self.seed}".replace("=", "-")
+        return f"{self.method}__{self.budget}__seed{self.seed}".replace("=", "-").replace(":", "-")
 
 
 @dataclass
@@ -53,41 +64,53 @@ class StudyPlan:
     cells: list[Cell]
     sizes: dict[str, int]  # budget spec -> number of labels it keeps
     baselines: list[str]
+    methods: Methods
+
+    def method(self, cell: Cell) -> Method:
+        return self.methods.methods[cell.base_method]
 
 
-def _check_objectives(config: StudyConfig, data: DataBundle, task) -> None:
-    encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality,
-                            corpus=data.handler.corpus(data), schema=data.schema)
-    task.build_model(encoder, task.info(data))  # the head fits this encoder (dense heads need feature maps)
+def _check_pretrainings(methods: Methods, config: StudyConfig, data: DataBundle, task) -> None:
     private = config.pretrain.get("privacy") or {}
     if private and not private.get("private_pool"):
         raise UserError("pretrain.privacy settings make the pool private: add pretrain.privacy.private_pool=true, or "
                         "drop them (the pool is then public and fine-tuning alone is private: finetune.privacy...)")
-    for objective in config.objectives:
-        if data.modality not in OBJECTIVES.get(objective).modalities:
-            raise UserError(f"objective '{objective}' does not apply to {data.modality} data; "
-                            f"it works on: {', '.join(OBJECTIVES.get(objective).modalities)}")
-        if private:
-            refuse("objective", objective, OBJECTIVES.get(objective).not_private,
+    for label, run in methods.pretrainings.items():
+        pre = run.config(config, 0, len(data.x_train))
+        if data.modality not in OBJECTIVES.get(pre.objective).modalities:
+            raise UserError(f"objective '{pre.objective}' ({label}) does not apply to {data.modality} data; "
+                            f"it works on: {', '.join(OBJECTIVES.get(pre.objective).modalities)}")
+        if pre.privacy is not None:
+            refuse("objective", pre.objective, OBJECTIVES.get(pre.objective).not_private,
                    "pretrain the private pool with autoencoder, denoising, masked or vae")
-        OBJECTIVES.build(objective, encoder, **config.pretrain_config(objective, 0).objective_args)
+        encoder = build_encoder(pre.encoder, data.input_shape, pre.encoder_args, data.modality,
+                                corpus=data.handler.corpus(data), schema=data.schema)
+        task.build_model(encoder, task.info(data))  # the head fits this encoder (dense heads need feature maps)
+        OBJECTIVES.build(pre.objective, encoder, **pre.objective_args)
 
 
-def _check_strategy(config: StudyConfig, name: str, task, data: DataBundle, implicit: bool):
-    args = config.finetune_config(name, config.labels[0], 0).strategy_args
+def _check_method(method: Method, config: StudyConfig, plan_data, implicit: bool) -> None:
+    data, task, budgets = plan_data
+    runs = {label: f"<{label}>" for label in method.runs}
     try:
-        strategy = STRATEGIES.build(name, **args)
-        strategy.check(task, data, name)
+        for budget, labels in budgets.items():  # every budget: recipes change settings with the label count
+            for setting in config.settings():
+                finetune = method.config(config, budget, labels, 0, len(data.x_train), runs, setting)
+                STRATEGIES.build(finetune.strategy, **finetune.strategy_args)
+        # The task and modality checks, without the runs' directories: this study has not made them yet.
+        args = {k: v for k, v in finetune.strategy_args.items() if k not in ("features_from", "student")}
+        strategy = STRATEGIES.build(finetune.strategy, **args)
+        strategy.check(task, data, finetune.strategy)
         for setting in config.settings():
-            if config.finetune_config(name, config.labels[0], 0, setting).privacy is not None:
-                refuse("strategy", name, strategy.privacy_problem(), "use full, linear or scratch with privacy")
+            if method.config(config, budget, labels, 0, len(data.x_train), runs, setting).privacy is not None:
+                refuse("strategy", finetune.strategy, strategy.privacy_problem(),
+                       "use full, linear or scratch with privacy")
                 refuse("task", task.name, task.not_private, "privacy serves the classify task")
     except UserError as err:
         if implicit:  # the user never named scratch: say why it runs and where its arguments came from
             raise UserError(f"the study always runs scratch as the baseline, with finetune.strategy_args: "
                             f"{err}") from err
-        raise
-    return strategy
+        raise UserError(f"{method.label}: {err}") from err
 
 
 def plan_study(config: StudyConfig, data: DataBundle | None = None) -> StudyPlan:
@@ -98,27 +121,28 @@ def plan_study(config: StudyConfig, data: DataBundle | None = None) -> StudyPlan
     if config.metric is not None and config.metric not in task.metric_names:
         raise UserError(f"metric '{config.metric}' is not one of the {task.name} task's: "
                         f"{', '.join(task.metric_names)}")
+    for spec in config.labels:  # a validation split the budget cannot give stops here
+        draw_rows(task, data, spec, config.validation, config.seed_start)
     baselines = task.baselines(data.modality) if config.baselines is None else list(config.baselines)
     check_baselines(baselines, task.name, data.modality)
-    _check_objectives(config, data, task)
-    random_init, pretrained = ["scratch"], []
-    _check_strategy(config, "scratch", task, data, implicit="scratch" not in config.strategies)
-    for name in config.strategies:
-        if _check_strategy(config, name, task, data, implicit=False).load_pretrained:
-            pretrained.append(name)
-        elif name not in random_init:
-            random_init.append(name)
-    grid = [(budget, seed) for budget in config.labels for seed in range(config.seeds)]
+    methods = compile_methods(config, data.modality, len(data.x_train), math.prod(data.input_shape))
+    implicit = config.scratch and "scratch" not in methods.methods
+    if implicit:
+        base = {**config.finetune, "encoder": config.encoder, "encoder_args": config.encoder_args}
+        methods.methods = {"scratch": Method("scratch", "scratch", "none", "scratch",
+                                             merge_settings(base, {"strategy": "scratch"})), **methods.methods}
+    _check_pretrainings(methods, config, data, task)
+    for method in methods.methods.values():
+        _check_method(method, config, (data, task, sizes), implicit and method.label == "scratch")
+    seeds = range(config.seed_start, config.seed_start + config.seeds)
+    grid = [(budget, seed) for budget in config.labels for seed in seeds]
     cells = [Cell("baseline", "none", name, b, s) for name in baselines for b, s in grid]
     # Every fine-tuned cell runs once per swept setting; the baselines do not read fine-tune settings.
     settings = config.settings()
-    cells += [Cell("scratch", "none", strategy, b, s, v) for strategy in random_init for v in settings for b, s in grid]
-    # Grouped by pretrained encoder, so each is built (or loaded) once and then reused.
-    for objective in config.objectives:
-        for seed_group in (range(config.seeds) if config.pretrain_per_seed else [None]):
-            cells += [Cell("pretrained", objective, strategy, b, s, v) for strategy in pretrained for v in settings
-                      for b, s in grid if seed_group is None or s == seed_group]
-    return StudyPlan(config, data, task, cells, sizes, baselines)
+    order = {"scratch": 0, "pretrained": 1, "recipe": 2}
+    for method in sorted(methods.methods.values(), key=lambda m: order[m.kind]):  # stable: runs stay grouped
+        cells += [Cell(method.kind, method.objective, method.strategy, b, s, v) for v in settings for b, s in grid]
+    return StudyPlan(config, data, task, cells, sizes, baselines, methods)
 
 
 def open_study_dir(out: Path, config: StudyConfig) -> None:

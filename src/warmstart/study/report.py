@@ -19,7 +19,7 @@ from warmstart.checkpoint import atomic_write_bytes, atomic_write_text, load_ten
 from warmstart.config import read_yaml
 from warmstart.errors import UserError
 from warmstart.study.plots import confusion_png, curve_png, embedding_png, sweep_png
-from warmstart.study.summary import Summary, read_results, study_metrics
+from warmstart.study.summary import PRETRAINED_KINDS, Summary, read_results, study_metrics
 
 # --- the document ---------------------------------------------------------------------------------
 
@@ -37,7 +37,58 @@ def _cells(run_dir: Path) -> dict[tuple[str, str, int], dict]:
     return found
 
 
-def protocol(summary: Summary, config: dict, info: dict) -> list[str]:
+def validation_protocol(summary: Summary, info: dict, run_dir: Path | None) -> list[str]:
+    """What was chosen on what: the validation rows, the epochs kept, the recipes' choices."""
+    from warmstart.data.validation import Validation
+
+    spec = Validation.parse(info.get("validation", "none"))
+    rows = info.get("validation_rows", {})
+    sizes = ", ".join(f"{n} at {b}" for b, n in rows.items()) or "0"
+    if spec.mode == "none":
+        text = ("Validation: none. No choice was made on data — every fine-tune kept its last epoch — and "
+                "the best method per budget is marked by test score, which describes the results and selects nothing.")
+    else:
+        where = "held out of the label budget" if spec.mode == "budget" else "drawn beyond the label budget"
+        kept = _kept_epochs(run_dir) if run_dir is not None else ""
+        text = (f"Validation ({spec}): labeled training rows {where} ({sizes}), stratified like the budget, the "
+                "same for every method at a budget and seed. No method trains on them or on their labels; every "
+                "method is scored on them (val column of results.csv). Each fine-tune kept the weights with the "
+                f"best validation score{kept}, and the best method per budget is marked by validation score. The "
+                "test split was read once per cell, by its final evaluation.")
+    out = [text]
+    for asked, recipe in info.get("recipes", {}).items():
+        out.append(f"Recipe {asked}: ran {recipe['ran']} — {recipe['summary']} Why: {recipe['why']}.")
+    return out
+
+
+def pretrain_dirs(run_dir: Path, info: dict) -> list[Path]:
+    """The pretraining run directories the study used (older studies: everything in ``RUN_DIR/pretrain``)."""
+    root = Path(info.get("pretrain_dir") or run_dir / "pretrain")
+    if "pretrain_runs" in info:
+        return [root / name for name in info["pretrain_runs"]]
+    return sorted(p for p in (run_dir / "pretrain").glob("*") if p.is_dir())
+
+
+def _pretraining_runs(run_dir: Path, info: dict) -> list[tuple[str, str, str, Any]]:
+    """``(label, objective, encoder, epochs)`` of each pretraining run the study made."""
+    found = []
+    for path in [d / "config.yaml" for d in pretrain_dirs(run_dir, info) if (d / "config.yaml").is_file()]:
+        settings = read_yaml(path)
+        found.append((path.parent.name, settings.get("objective", "?"), settings.get("encoder", "?"),
+                      settings.get("epochs", "?")))
+    return found
+
+
+def _kept_epochs(run_dir: Path) -> str:
+    kept = [(c.get("validation") or {}) for c in _cells(run_dir).values()]
+    kept = [k for k in kept if "epoch" in k]
+    if not kept:
+        return ""
+    last = sum(k["epoch"] == k["of_epochs"] for k in kept)
+    return f" (the last epoch in {last} of {len(kept)} fine-tunes, an earlier one in the others)"
+
+
+def protocol(summary: Summary, config: dict, info: dict, run_dir: Path | None = None) -> list[str]:
     """The protocol in words, from the saved settings and the registries' own descriptions."""
     from warmstart.baselines import BASELINES
     from warmstart.objectives import OBJECTIVES
@@ -47,7 +98,7 @@ def protocol(summary: Summary, config: dict, info: dict) -> list[str]:
 
     seeds = sorted({r["seed"] for r in summary.rows})
     budgets = ", ".join(f"{summary.labels[b]} ({b})" for b in summary.budgets)
-    pre, fine = config.get("pretrain", {}), config.get("finetune", {})
+    fine = config.get("finetune", {})
     shape = "×".join(str(d) for d in info.get("input_shape", []))
     task = info.get("task", "classify")
     labels = (f"targets {', '.join(info.get('target_names', []))}" if info.get("target_names") else
@@ -56,7 +107,7 @@ def protocol(summary: Summary, config: dict, info: dict) -> list[str]:
     paragraphs = [
         f"Data: {config.get('data', '?')} ({info.get('modality', '?')} inputs {shape}, {labels}), "
         f"{info.get('n_train', '?')} training and {info.get('n_test', '?')} test examples. The test split is fixed "
-        "and is never seen by pretraining, fine-tuning or any choice made here; every score is on all of it.",
+        "and is never seen by pretraining, fine-tuning or any choice made here; every test score is on all of it.",
         f"Task: {task} — {TASKS.get(task).description if task in TASKS else '?'}. Methods are ranked by "
         f"{summary.metric} ({direction} is better).",
         f"Label budgets: {budgets}. For each budget and each seed in {seeds}, a stratified labeled subset is "
@@ -64,16 +115,17 @@ def protocol(summary: Summary, config: dict, info: dict) -> list[str]:
         "labeled examples (the labeled_hash column of results.csv shows it). The rest of the training split is "
         "the unlabeled pool: its labels are withheld from every method.",
     ]
-    objectives = [m for m in summary.methods if summary.kind[m] == "pretrained"]
-    if objectives:
-        names = sorted({m.split("+")[0] for m in objectives})
-        how = "once per objective and seed" if config.get("pretrain_per_seed") else "once per objective (seed 0)"
+    runs = _pretraining_runs(run_dir, info) if run_dir is not None else []
+    if runs:
+        names = sorted({objective for _, objective, _, _ in runs})
+        how = "once per run and seed" if config.get("pretrain_per_seed") else "once per run (seed 0)"
         described = "; ".join(f"{n}: {_doc(OBJECTIVES.get(n))}" for n in names if n in OBJECTIVES)
+        listed = ", ".join(f"{label} ({objective}, {encoder} encoder, {epochs} epochs)"
+                           for label, objective, encoder, epochs in runs)
         paragraphs.append(
             f"Pretraining ({described}) reads all {info.get('n_train', '?')} training inputs without labels, "
-            f"{how}, with the {config.get('encoder', '?')} encoder for {pre.get('epochs', '?')} epochs "
-            f"(batch {pre.get('batch_size', '?')}, AdamW, peak LR {pre.get('lr', '?')}, warm-up then cosine "
-            "decay); the encoder is reused by every budget, strategy and seed.")
+            f"{how} (AdamW, warm-up then cosine decay): {listed}. Each encoder is reused by every budget, "
+            "strategy and seed.")
     strategies = sorted({r["strategy"] for r in summary.rows if r["kind"] != "baseline"})
     described = "; ".join(f"{s}: {_doc(STRATEGIES.get(s))}" for s in strategies if s in STRATEGIES)
     paragraphs.append(
@@ -83,6 +135,7 @@ def protocol(summary: Summary, config: dict, info: dict) -> list[str]:
     if baselines:
         described = "; ".join(f"{b}: {_doc(BASELINES.get(b).fit_predict)}" for b in baselines if b in BASELINES)
         paragraphs.append(f"Classical baselines (scikit-learn, on the same labeled rows): {described}.")
+    paragraphs += validation_protocol(summary, info, run_dir)
     paragraphs += _privacy_protocol(summary.rows, config)
     paragraphs.append(
         f"Intervals are 95% Student-t intervals over the {len(seeds)} seeds (mean ± t·s/√n, s with ddof=1). "
@@ -164,7 +217,8 @@ def _scores(summary: Summary, rows: list[dict], metrics: list[str], pngs: dict) 
     blocks = [("h2", "Label-efficiency curve"),
               ("img", "curve.png", f"{metric} versus labels, one line per method, 95% CI bands"
                if len(summary.budgets) > 1 else f"one budget: {metric} per method, 95% CI"),
-              ("h2", f"Test {metric} (mean ± 95% CI over seeds{lower}; best per budget in bold)"),
+              ("h2", f"Test {metric} (mean ± 95% CI over seeds{lower}; best per budget by "
+                     f"{summary.selected_on(summary.budgets[0])} score in bold)"),
               ("table", header, table, bold)]
     for other in [m for m in metrics if m != metric and m in rows[0]]:
         s = Summary(rows, other)
@@ -208,12 +262,17 @@ def _task_sections(task_name: str, run_dir: Path, summary: Summary, pngs: dict) 
     return blocks
 
 
-def _embedding(summary: Summary, run_dir: Path, class_names: list[str], pngs: dict) -> list[tuple]:
+def _embedding(summary: Summary, run_dir: Path, class_names: list[str], pngs: dict, info: dict) -> list[tuple]:
     blocks: list[tuple] = [("h2", "Test embeddings of the best pretrained encoder")]
-    best_pre = summary.best_overall(("pretrained",))
-    objective = best_pre.split("+")[0] if best_pre is not None else None
-    found = [run_dir / "pretrain" / name / "embedding.safetensors" for name in (objective, f"{objective}-seed0")]
-    found = [path for path in found if objective is not None and path.is_file()]
+    best_pre = summary.best_overall(PRETRAINED_KINDS)
+    objective = None
+    if best_pre is not None and summary.kind[best_pre] == "recipe":  # the recipe's first pretraining run
+        objective = (info.get("recipes", {}).get(best_pre.removeprefix("recipe:"), {}).get("runs") or [None])[0]
+    elif best_pre is not None:
+        objective = best_pre.split("+")[0]
+    names = () if objective is None else (objective, f"{objective}-seed0")
+    root = Path(info.get("pretrain_dir") or run_dir / "pretrain")
+    found = [path for path in (root / name / "embedding.safetensors" for name in names) if path.is_file()]
     if not found:
         return blocks + [("p", "No pretrained encoder in this study, or its embedding file is missing.")]
     tensors, meta = load_tensors(found[0])
@@ -235,9 +294,10 @@ def _explanations(run_dir: Path, pngs: dict) -> list[tuple]:
     return report_blocks(run_dir, pngs)
 
 
-def _compute(summary: Summary, run_dir: Path, rows: list[dict]) -> list[tuple]:
+def _compute(summary: Summary, run_dir: Path, rows: list[dict], info: dict) -> list[tuple]:
     pre_rows = []
-    for path in sorted((run_dir / "pretrain").glob("*/pretrain_info.json")):
+    infos = [d / "pretrain_info.json" for d in pretrain_dirs(run_dir, info)]
+    for path in [p for p in infos if p.is_file()]:
         p = json.loads(path.read_text())
         loss = p.get("final_loss")
         pre_rows.append([path.parent.name, f"{p['wall_s']:.1f}", f"{p['images_per_s']:.0f}",
@@ -271,17 +331,18 @@ def build_blocks(run_dir: Path) -> tuple[list[tuple], dict[str, bytes]]:
     class_names = info.get("class_names") or []
     pngs: dict[str, bytes] = {}
     blocks: list[tuple] = [("h1", f"warmstart study: {config.get('data', run_dir.name)}")]
-    best = [f"{summary.labels[b]} labels: {summary.best(b)} ({summary.stat[summary.best(b), b].mean:.3f})"
+    best = [f"{summary.labels[b]} labels: {summary.best(b)} (test {summary.stat[summary.best(b), b].mean:.3f})"
             for b in summary.budgets]
-    blocks += [("p", f"Best test {metric} per budget — " + "; ".join(best) + ".")]
-    blocks += [("h2", "Protocol")] + [("p", text) for text in protocol(summary, config, info)]
+    on = summary.selected_on(summary.budgets[0])
+    blocks += [("p", f"Best method per budget by {on} {metric} — " + "; ".join(best) + ".")]
+    blocks += [("h2", "Protocol")] + [("p", text) for text in protocol(summary, config, info, run_dir)]
     blocks += _scores(summary, rows, metrics, pngs)
     blocks += _sweep(summary, rows, config, pngs)
     blocks += _confusion(summary, run_dir, class_names, pngs)
     blocks += _task_sections(info.get("task", "classify"), run_dir, summary, pngs)
-    blocks += _embedding(summary, run_dir, class_names, pngs)
+    blocks += _embedding(summary, run_dir, class_names, pngs, info)
     blocks += _explanations(run_dir, pngs)
-    blocks += _compute(summary, run_dir, rows)
+    blocks += _compute(summary, run_dir, rows, info)
     return blocks, pngs
 
 

@@ -1,13 +1,17 @@
 """``warmstart study``: run the cells of a plan (``study/plan.py``) into a directory, resumably.
 
-Every cell is an independent, seeded computation. Pretraining runs once per objective (or once per objective
+Every cell is an independent, seeded computation. Pretraining runs once per run label (or once per label
 and seed) in ``pretrain/<name>/`` — an ordinary ``warmstart pretrain`` run directory, resumed from its
 checkpoint if a study was killed mid-pretraining — and its encoder is reused by every budget, strategy and
-seed. A finished cell is written atomically to ``cells/<cell>.json`` and ``results.csv`` (one column per
-metric of the task) is rebuilt from those files, in grid order, after every cell. Running the same command
-again skips finished cells and ends with the same ``results.csv`` (wall-time columns aside) as an
-uninterrupted run. The labeled rows of budget ``b`` and seed ``s`` are the task's split with that seed for
-every method, so all rows at one (budget, seed) saw the same labels; ``labeled_hash`` lets one check.
+seed. A fine-tuning cell trains in ``runs/<cell>/`` (an ordinary ``warmstart finetune`` run directory, so a
+cell killed mid-training resumes from its last epoch); once finished, its row is written atomically to
+``cells/<cell>.json`` and ``results.csv`` (one column per metric of the task) is rebuilt from those files,
+in grid order. Running the same command again skips finished cells and ends with the same ``results.csv``
+(timing columns aside) as an uninterrupted run. The labeled rows of budget ``b`` and seed ``s`` are the
+task's split with that seed for every method, so all rows at one (budget, seed) saw the same labels
+(``labeled_hash`` lets one check); so are the validation rows, which no method trains on and every method
+is scored on (``val_<metric>``). The test split is read only by each cell's final evaluation and, after
+the last cell, by the report's test embedding maps.
 """
 from __future__ import annotations
 
@@ -23,29 +27,39 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from sklearn.decomposition import PCA
 from tqdm.auto import tqdm
 
 from warmstart.baselines import BASELINES, BaselineData, baseline_inputs
 from warmstart.checkpoint import atomic_write_text, save_tensors
 from warmstart.config import StudyConfig, to_yaml
+from warmstart.data.bundle import final_evaluation
+from warmstart.data.validation import Rows, Validation, draw_rows
+from warmstart.engine import CHECKPOINT
+from warmstart.errors import UserError
 from warmstart.evaluate import embed
 from warmstart.pipeline import finetune, pretrain
+from warmstart.rundir import load_run
+from warmstart.selection import BEST_FILE
 from warmstart.study.plan import Cell, StudyPlan, open_study_dir, plan_study
 
-#: Columns before and after the task's metric columns.
+#: Columns before and after the task's metric columns (and its validation score, ``val_<primary>``).
 LEADING = ["method", "kind", "objective", "strategy", "budget", "labels", "seed"]
-TRAILING = ["wall_s", "images_per_s", "labeled_hash"]
+TRAILING = ["val_rows", "train_labels", "wall_s", "cpu_s", "images_per_s", "labeled_hash"]
 #: Columns a study has only when some cell fills them: the swept setting, a private run's spent ε and δ.
 OPTIONAL = ["setting", "epsilon", "delta"]
 #: Columns that measure the machine, not the method: they differ between two runs of one study.
-TIMING_COLUMNS = ("wall_s", "images_per_s")
+TIMING_COLUMNS = ("wall_s", "cpu_s", "images_per_s")
+#: Steps between a cell's checkpoints unless finetune.checkpoint_every says otherwise (the end always is one).
+CELL_CHECKPOINT_STEPS = 200
 EMBEDDING_FILE = "embedding.safetensors"
 PRETRAIN_INFO = "pretrain_info.json"
 
 
 def columns(task, rows: list[dict[str, Any]] = ()) -> list[str]:
-    return [*LEADING, *task.metric_names, *TRAILING, *[c for c in OPTIONAL if any(c in r for r in rows)]]
+    return [*LEADING, *task.metric_names, f"val_{task.primary}", *TRAILING,
+            *[c for c in OPTIONAL if any(c in r for r in rows)]]
 
 
 def _labeled_hash(labeled: np.ndarray) -> str:
@@ -71,6 +85,23 @@ def colour_values(task, data) -> tuple[np.ndarray, list[str]]:
         first = [int((t[t > 0][0] - 1) // 2) if (t > 0).any() else data.num_classes for t in data.y_test]
         return np.array(first, np.float32), [*data.class_names, "(no entity)"]
     return np.asarray(data.y_test, np.float32).reshape(len(data.y_test), -1)[:, 0], []  # regress, rate, rank
+    return np.asarray(data.y_test, np.float32).reshape(len(data.y_test), -1)[:, 0], []  # regress, rate, rank
+
+
+def pretrain_root(out: Path, config: StudyConfig) -> Path:
+    return Path(config.pretrain_dir) if config.pretrain_dir else out / "pretrain"
+
+
+def _same_settings(run_dir: Path, config) -> None:
+    """Refuse to reuse a (shared) pretraining directory that was made with other settings."""
+    saved = run_dir / "config.yaml"
+    if saved.is_file():
+        old = yaml.safe_load(saved.read_text()) or {}
+        new = config.model_dump(mode="json")
+        changed = [k for k in new if k not in ("data", "threads", "device") and old.get(k) != new[k]]
+        if changed:
+            raise UserError(f"{run_dir} holds a pretraining run with other settings ({', '.join(changed)}); "
+                            "delete it, or give this study another pretrain_dir")
 
 
 class StudyRunner:
@@ -79,93 +110,151 @@ class StudyRunner:
     def __init__(self, plan: StudyPlan, out: Path, echo: Callable[[str], None] = print) -> None:
         self.plan, self.out, self.config, self.data, self.echo = plan, out, plan.config, plan.data, echo
         self.task = plan.task
-        self.objectives: dict[str, torch.nn.Module] = {}  # pretrained objectives (encoder + heads) by run name
+        # Pretrained objectives (encoder + heads: ``joint`` keeps training them) by run directory name.
+        self.objectives: dict[str, torch.nn.Module] = {}
         self._inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # baseline input kind -> (train, test)
+        self.pretrain_root = pretrain_root(out, plan.config)
 
-    def pretrain_name(self, cell: Cell) -> tuple[str, int]:
+    def run_dir(self, label: str, seed: int) -> tuple[Path, int]:
+        """Where pretraining ``label`` for a cell of ``seed`` lives, and the seed it pretrains with."""
         if self.config.pretrain_per_seed:
-            return f"{cell.objective}-seed{cell.seed}", cell.seed
-        return cell.objective, 0
+            return self.pretrain_root / f"{label}-seed{seed}", seed
+        return self.pretrain_root / label, 0
 
-    def objective_for(self, cell: Cell) -> torch.nn.Module:
-        """The pretrained objective of ``cell`` (its ``.encoder`` for every strategy, all of it for ``joint``)."""
-        name, seed = self.pretrain_name(cell)
-        if name not in self.objectives:
-            run_dir = self.out / "pretrain" / name
+    def used_runs(self) -> list[str]:
+        """The directory names of every pretraining run this study's cells use."""
+        seeds = range(self.config.seed_start, self.config.seed_start + self.config.seeds)
+        return sorted({self.run_dir(label, seed)[0].name for label in self.plan.methods.pretrainings for seed in seeds})
+
+    def objective_of(self, label: str, seed: int) -> torch.nn.Module:
+        """Pretraining ``label`` (trained, resumed or loaded), its objective kept for the next cells."""
+        run_dir, pre_seed = self.run_dir(label, seed)
+        if run_dir.name not in self.objectives:
             cached = (run_dir / PRETRAIN_INFO).exists()
-            self.echo(f"{'loading' if cached else 'pretraining'} {name} encoder in {run_dir}")
-            started = time.perf_counter()
-            result = pretrain(self.config.pretrain_config(cell.objective, seed), run_dir, resume=True, data=self.data)
+            self.echo(f"{'loading' if cached else 'pretraining'} {run_dir.name} encoder in {run_dir}")
+            started, cpu = time.perf_counter(), time.process_time()
+            config = self.plan.methods.pretrainings[label].config(self.config, pre_seed, len(self.data.x_train))
+            _same_settings(run_dir, config)
+            result = pretrain(config, run_dir, resume=True, data=self.data)
             info = run_dir / PRETRAIN_INFO
             if not info.exists():  # first finish: the wall time of an uninterrupted pretraining
                 last = result.history[-1] if result.history else {}
                 atomic_write_text(info, json.dumps({
-                    "objective": cell.objective, "seed": seed, "wall_s": round(time.perf_counter() - started, 2),
+                    "objective": config.objective, "label": label, "seed": pre_seed, "epochs": config.epochs,
+                    "wall_s": round(time.perf_counter() - started, 2),
+                    # summed over the epochs' records, so a pretraining resumed after a kill counts all of them
+                    "cpu_s": round(sum(r.get("cpu_s", 0.0) for r in result.history) or time.process_time() - cpu, 2),
                     "images_per_s": _throughput(result.history), "final_loss": last.get("loss"),
                     **({"epsilon": result.privacy["epsilon"], "delta": result.privacy["delta"]}
                        if result.privacy else {})}))
-            if not (run_dir / EMBEDDING_FILE).exists():
-                self.save_embedding(result.encoder, run_dir / EMBEDDING_FILE, cell.objective)
-            self.objectives[name] = result.objective
-        return self.objectives[name]
+            self.objectives[run_dir.name] = result.objective
+        return self.objectives[run_dir.name]
+
+    def save_embeddings(self) -> None:
+        """A 2-D PCA map of the test split's features per pretraining run, so ``warmstart report`` never
+        recomputes it; made after the last cell (it reads the test split)."""
+        for run_dir in (self.pretrain_root / name for name in self.used_runs()):
+            if (run_dir / PRETRAIN_INFO).exists() and not (run_dir / EMBEDDING_FILE).exists():
+                kept = self.objectives.get(run_dir.name)
+                encoder = kept.encoder if kept is not None else load_run(run_dir, "encoder")[0]
+                label = json.loads((run_dir / PRETRAIN_INFO).read_text()).get("label", run_dir.name)
+                self.save_embedding(encoder, run_dir / EMBEDDING_FILE, label)
 
     def save_embedding(self, encoder: torch.nn.Module, path: Path, objective: str) -> None:
-        """A 2-D PCA map of the test split's features, so ``warmstart report`` never recomputes it."""
-        features = embed(encoder, self.data.handler.prepare(self.data, encoder), self.data.x_test)
+        with final_evaluation():
+            features = embed(encoder, self.data.handler.prepare(self.data, encoder), self.data.x_test)
+            values, names = colour_values(self.task, self.data)
         pca = PCA(2, svd_solver="full")
         xy = pca.fit_transform(features).astype(np.float32)
-        values, names = colour_values(self.task, self.data)
         save_tensors(path, {"xy": torch.from_numpy(xy), "y": torch.from_numpy(values)}, {
             "objective": objective, "explained_variance": pca.explained_variance_ratio_.round(4).tolist(),
             "class_names": names,
             "coloured_by": self.data.target_names[0] if not names and self.data.target_names else ""})
 
-    def run_baseline(self, cell: Cell) -> tuple[dict, np.ndarray, float]:
-        kind = BASELINES.get(cell.strategy).inputs
-        if kind not in self._inputs:
-            self._inputs[kind] = baseline_inputs(cell.strategy, self.task, self.data)
-        x_train, x_test = self._inputs[kind]
-        labeled, _ = self.task.split(self.data, cell.budget, cell.seed)
-        started = time.perf_counter()
-        predicted = BASELINES.get(cell.strategy).fit_predict(
-            BaselineData(x_train, self.data.y_train, labeled, x_test, cell.seed,
-                         self.data.handler.feature_groups(self.data)))
-        speed = round(len(x_train) / max(time.perf_counter() - started, 1e-9), 1)
-        return self.task.metrics(self.data, self.data.y_test, predicted), labeled, speed
+    def rows(self, cell: Cell) -> Rows:
+        return draw_rows(self.task, self.data, cell.budget, self.config.validation, cell.seed)
 
-    def finetune_cell(self, cell: Cell, out: Path | None = None):
-        """Fine-tune ``cell``'s model as the study does (into the run directory ``out`` when given: the
-        Explanations section re-runs a cell this way, with the same seed and settings)."""
-        objective = self.objective_for(cell) if cell.kind == "pretrained" else None
-        config = self.config.finetune_config(cell.strategy, cell.budget, cell.seed, cell.setting)
-        return finetune(config, out, data=self.data, objective=objective,
+    def run_baseline(self, cell: Cell, rows: Rows) -> tuple[dict, float | None, int, float]:
+        """Fit on the labeled rows with the validation rows left out of the pool; predict the validation rows
+        and then, as the final evaluation, the test split."""
+        with final_evaluation():  # the flat features of both splits are computed once, test rows included
+            kind = BASELINES.get(cell.strategy).inputs
+            if kind not in self._inputs:
+                self._inputs[kind] = baseline_inputs(cell.strategy, self.task, self.data)
+            x_train, x_test = self._inputs[kind]
+            keep = np.setdiff1d(np.arange(len(x_train)), rows.validation)
+            x_eval = np.concatenate([x_train[rows.validation], x_test]) if len(rows.validation) else x_test
+            started = time.perf_counter()
+            predicted = BASELINES.get(cell.strategy).fit_predict(BaselineData(
+                x_train[keep], self.data.y_train[keep], np.searchsorted(keep, rows.labeled), x_eval, cell.seed,
+                self.data.handler.feature_groups(self.data)))
+            speed = round(len(x_train) / max(time.perf_counter() - started, 1e-9), 1)
+            n_val = len(rows.validation)
+            metrics = self.task.metrics(self.data, self.data.y_test, predicted[n_val:])
+        val = (float(self.task.metrics(self.data, self.data.y_train[rows.validation], predicted[:n_val])
+                     [self.task.primary]) if n_val else None)
+        return metrics, val, len(rows.labeled), speed
+
+    def finetune_cell(self, cell: Cell, out: Path | None = None, resume: bool = False):
+        """Fine-tune ``cell``'s method as the study does, into the run directory ``out`` (the Explanations
+        section re-runs a cell this way, with the same seed, rows and settings)."""
+        method = self.plan.method(cell)
+        budget = len(self.rows(cell).budget)
+        _, start, features_from = method.at(budget)
+        objective = self.objective_of(start, cell.seed) if start else None
+        runs = {label: str(self.run_dir(label, cell.seed)[0]) for label in features_from}
+        config = method.config(self.config, cell.budget, budget, cell.seed, len(self.data.x_train), runs,
+                               cell.setting)
+        if resume and not config.checkpoint_every:  # a cell of a few seconds restarts; a long one resumes
+            config = config.model_copy(update={"checkpoint_every": CELL_CHECKPOINT_STEPS})
+        return finetune(config, out, resume=resume, data=self.data, objective=objective,
                         encoder=objective.encoder if objective is not None else None)
 
-    def run_cell(self, cell: Cell) -> dict[str, Any]:
-        started = time.perf_counter()
-        if cell.kind == "baseline":
-            metrics, labeled, speed = self.run_baseline(cell)
-        else:
-            if cell.kind == "pretrained":
-                self.objective_for(cell)
-            started = time.perf_counter()  # pretraining is shared: it is timed on its own
-            result = self.finetune_cell(cell)
-            metrics, labeled, speed = result.metrics, result.labeled, _throughput(result.history)
+    def run_finetune(self, cell: Cell, rows: Rows) -> tuple[dict, float | None, int, float, dict]:
+        """Fine-tune the cell's method in ``runs/<cell>/`` (resumed if a kill left it half-done)."""
+        method = self.plan.method(cell)
+        run_dir = self.out / "runs" / cell.key
+        result = self.finetune_cell(cell, run_dir, resume=True)
+        for leftover in (CHECKPOINT, BEST_FILE):  # the finished model stays; the resume state is spent
+            (run_dir / leftover).unlink(missing_ok=True)
+        with final_evaluation():  # what the task's report section draws (e.g. predicted masks) reads test rows
             samples = self.task.report_samples(result.model, result.data)
-            if samples is not None:  # what the task's report section draws (e.g. predicted masks)
-                save_tensors(self.out / "cells" / f"{cell.key}.samples.safetensors",
-                             {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in samples.items()}, {})
+        if samples is not None:
+            save_tensors(self.out / "cells" / f"{cell.key}.samples.safetensors",
+                         {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in samples.items()}, {})
+        chosen = result.validation or {}
+        extra = {"validation": chosen} if chosen else {}
+        if method.choice is not None:
+            extra["recipe"] = {"asked": method.choice.asked, "ran": method.choice.recipe.label,
+                               "why": method.choice.why}
+        return result.metrics, chosen.get("score"), len(rows.labeled), _throughput(result.history), extra
+
+    def run_cell(self, cell: Cell) -> dict[str, Any]:
+        started, cpu = time.perf_counter(), time.process_time()
+        rows = self.rows(cell)
+        extra: dict[str, Any] = {}
+        if cell.kind == "baseline":
+            metrics, val, trained, speed = self.run_baseline(cell, rows)
+        else:
+            _, start, features_from = self.plan.method(cell).at(len(rows.budget))
+            for label in (start, *features_from):  # pretraining is shared: it is timed on its own
+                if label:
+                    self.objective_of(label, cell.seed)
+            started, cpu = time.perf_counter(), time.process_time()
+            metrics, val, trained, speed, extra = self.run_finetune(cell, rows)
         row = {"method": cell.method, "kind": cell.kind, "objective": cell.objective, "strategy": cell.strategy,
-               "budget": cell.budget, "labels": int(len(labeled)), "seed": cell.seed}
+               "budget": cell.budget, "labels": int(len(rows.budget)), "seed": cell.seed}
         row.update({name: round(float(metrics[name]), 6) for name in self.task.metric_names})
-        row.update({"wall_s": round(time.perf_counter() - started, 3), "images_per_s": speed,
-                    "labeled_hash": _labeled_hash(labeled)})
+        row[f"val_{self.task.primary}"] = None if val is None else round(val, 6)  # an empty cell in results.csv
+        row.update({"val_rows": int(len(rows.validation)), "train_labels": int(trained),
+                    "wall_s": round(time.perf_counter() - started, 3), "cpu_s": round(time.process_time() - cpu, 3),
+                    "images_per_s": speed, "labeled_hash": _labeled_hash(rows.budget)})
         if "confusion_matrix" in metrics:
             row["confusion_matrix"] = metrics["confusion_matrix"]
         if cell.setting:
             row["setting"] = cell.setting
         row.update({k: metrics[k] for k in ("epsilon", "delta") if k in metrics})
-        return row
+        return {**row, **extra}
 
 
 def results_csv(rows: list[dict[str, Any]], task) -> str:
@@ -181,15 +270,35 @@ def _eta(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def _write_info(out: Path, plan: StudyPlan) -> None:
+def _write_info(out: Path, plan: StudyPlan, runs: list[str]) -> None:
     d, task = plan.data, plan.task
     metric = plan.config.metric or task.primary  # what the report ranks by
     atomic_write_text(out / "study_info.json", json.dumps({
         "data": d.name, "spec": d.spec, "modality": d.modality, "task": task.name, "primary": metric,
         "higher_is_better": task.higher_is_better_for(metric), "metrics": list(task.metric_names),
         "input_shape": list(d.input_shape), "class_names": d.class_names, "target_names": d.target_names,
-        "n_train": int(len(d.y_train)), "n_test": int(len(d.y_test)), "budgets": plan.sizes,
-        "baselines": plan.baselines}))
+        "n_train": int(len(d.y_train)), "n_test": int(d.n_test), "budgets": plan.sizes,
+        "baselines": plan.baselines, "validation": str(Validation.parse(plan.config.validation)),
+        "pretrain_dir": str(pretrain_root(out, plan.config)), "pretrain_runs": runs,
+        "validation_rows": {spec: int(len(draw_rows(task, d, spec, plan.config.validation, 0).validation))
+                            for spec in plan.sizes},
+        "recipes": {m.choice.asked: {"ran": m.choice.recipe.label, "why": m.choice.why,
+                                     "summary": m.choice.recipe.summary,
+                                     "runs": m.runs}
+                    for m in plan.methods.methods.values() if m.choice is not None}}))
+
+
+def _write_recipes(out: Path, plan: StudyPlan) -> None:
+    """Each recipe as it runs here — the file it came from, and ``auto``'s choice with its reasons."""
+    for method in plan.methods.methods.values():
+        if method.choice is not None:
+            recipe = method.choice.recipe
+            text = (f"# {method.label}: {method.choice.why}\n"
+                    + yaml.safe_dump({"asked": method.choice.asked, "why": method.choice.why,
+                                      "recipe": recipe.model_dump(mode="json", by_alias=True, exclude_none=True)},
+                                     sort_keys=False))
+            (out / "recipes").mkdir(exist_ok=True)
+            atomic_write_text(out / "recipes" / f"{method.choice.asked}.yaml", text)
 
 
 def run_study(
@@ -205,9 +314,10 @@ def run_study(
     open_study_dir(out, config)  # everything is checked: only now is anything written
     (out / "cells").mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "study.yaml", to_yaml(config))
-    _write_info(out, plan)
     interactive = sys.stderr.isatty()
     runner = StudyRunner(plan, out, tqdm.write if interactive else echo)
+    _write_info(out, plan, runner.used_runs())
+    _write_recipes(out, plan)
     rows: dict[str, dict[str, Any]] = {}
     for cell in plan.cells:
         path = out / "cells" / f"{cell.key}.json"
@@ -228,19 +338,22 @@ def run_study(
         atomic_write_text(out / "results.csv", results_csv(done, plan.task))
         fresh += 1
         eta = _eta((time.perf_counter() - started) / fresh * (total - len(rows)))
+        val = f", val {row[f'val_{primary}']:.4f}" if row.get(f"val_{primary}") is not None else ""
         line = (f"[{len(rows)}/{total}] {cell.method:<28} {cell.budget:<12} seed {cell.seed}: "
-                f"{primary} {row[primary]:.4f}  ({row['wall_s']:.1f} s, ETA {eta})")
+                f"{primary} {row[primary]:.4f}{val}  ({row['wall_s']:.1f} s, ETA {eta})")
         bar.update(1)
         (tqdm.write if interactive else echo)(line)
         if after_cell is not None:
             after_cell(cell, row)
     bar.close()
+    runner.save_embeddings()
     final = [rows[c.key] for c in plan.cells]
     atomic_write_text(out / "results.csv", results_csv(final, plan.task))
     if config.explain:
         from warmstart.explain.study import explain_study
 
-        explain_study(runner, final)
+        with final_evaluation():  # the explanations are of test rows, after every choice is made
+            explain_study(runner, final)
     from warmstart.study.report import write_report
 
     write_report(out)

@@ -19,7 +19,9 @@ from scipy import stats
 
 from warmstart.errors import UserError
 
-KIND_ORDER = {"scratch": 0, "pretrained": 1, "baseline": 2}
+KIND_ORDER = {"scratch": 0, "pretrained": 1, "recipe": 2, "baseline": 3}
+#: Kinds whose methods use pretraining (the rows a verdict about pretraining compares).
+PRETRAINED_KINDS = ("pretrained", "recipe")
 #: results.csv columns that hold text (every other column is a number).
 TEXT_COLUMNS = ("method", "kind", "objective", "strategy", "budget", "labeled_hash", "setting")
 
@@ -86,14 +88,28 @@ class Summary:
         self.budgets = sorted(labels, key=lambda b: (labels[b], b))
         self.labels = labels
         self.stat: dict[tuple[str, str], Stat] = {}
+        #: Mean validation score per (method, budget), where the rows have one (``val_<metric>``).
+        self.val: dict[tuple[str, str], float] = {}
         for method in self.methods:
             for budget in self.budgets:
-                values = [r[metric] for r in rows if r["method"] == method and r["budget"] == budget]
-                if values:
-                    self.stat[method, budget] = Stat(*t_interval(values), len(values), labels[budget])
+                cell = [r for r in rows if r["method"] == method and r["budget"] == budget]
+                if cell:
+                    self.stat[method, budget] = Stat(*t_interval([r[metric] for r in cell]), len(cell), labels[budget])
+                scores = [r.get(f"val_{metric}") for r in cell]
+                if cell and not any(v is None or math.isnan(v) for v in scores):
+                    self.val[method, budget] = float(np.mean(scores))
 
-    def best(self, budget: str, kinds: tuple[str, ...] = ("scratch", "pretrained", "baseline")) -> str | None:
-        found = [(self.sign * s.mean, m) for (m, b), s in self.stat.items() if b == budget and self.kind[m] in kinds]
+    def selected_on(self, budget: str, kinds: tuple[str, ...] = tuple(KIND_ORDER)) -> str:
+        """"validation" when every candidate at ``budget`` has a validation score, else "test"."""
+        candidates = [m for (m, b) in self.stat if b == budget and self.kind[m] in kinds]
+        return "validation" if candidates and all((m, budget) in self.val for m in candidates) else "test"
+
+    def best(self, budget: str, kinds: tuple[str, ...] = tuple(KIND_ORDER)) -> str | None:
+        """The best method at ``budget`` by mean validation score (test mean only when the study had no
+        validation rows: then "best" describes the results and chooses nothing)."""
+        on_val = self.selected_on(budget, kinds) == "validation"
+        found = [(self.sign * (self.val[m, b] if on_val else s.mean), m) for (m, b), s in self.stat.items()
+                 if b == budget and self.kind[m] in kinds]
         return max(found, key=lambda t: t[0])[1] if found else None
 
     def best_overall(self, kinds: tuple[str, ...]) -> str | None:
@@ -145,6 +161,7 @@ def format_table(rows: list[dict[str, Any]], spread: str = "ci", metric: str = "
             for m in summary.methods]
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [header] + body]
-    what = "95% CI over seeds" if spread == "ci" else "std over seeds"
+    what = "95% CI over seeds" if spread == "ci" else "std (ddof=1) over seeds"
     direction = "" if higher_is_better else ", lower is better"
-    return "\n".join(lines) + f"\n(test {metric}{direction}, mean ± {what}; * best per budget)"
+    on = summary.selected_on(summary.budgets[0]) if summary.budgets else "test"
+    return "\n".join(lines) + f"\n(test {metric}{direction}, mean ± {what}; * best per budget by {on} score)"

@@ -72,6 +72,8 @@ class Task:
     linear_probe = True
     #: Why DP-SGD cannot train this task privately ("": it can; its loss is a mean of per-example terms).
     not_private = ""
+    #: Why validation rows cannot be carved from this task's training rows ("": they can; ``data/validation.py``).
+    no_validation = ""
 
     def higher_is_better_for(self, metric: str) -> bool:
         """The direction of ``metric``, one of ``metric_names`` (a study may rank by any of them)."""

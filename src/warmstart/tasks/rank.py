@@ -48,6 +48,8 @@ class Rank(Task):
     default_budget = "fraction=1.0"
     pseudo_sources = ()  # no soft targets: self-training does not apply
     default_pseudo = ""
+    no_validation = ("its labels are every training interaction; choose on held-out interactions instead: read "
+                     "the data with ?holdout=valid (the same training part, the validation interactions as test)")
     not_private = ("DP-SGD clips one interaction at a time, but a user's many interactions all reach the same user "
                    "vector, so the guarantee would not cover a user (user-level privacy is not built)")
 

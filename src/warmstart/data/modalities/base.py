@@ -80,6 +80,6 @@ def _flat(bundle: DataBundle, x: np.ndarray) -> np.ndarray:
 def numeric_batch(bundle: DataBundle, rows: np.ndarray) -> torch.Tensor:
     """Rows as a float32 tensor times ``bundle.scale`` (uint8 pixels stay uint8 until this step)."""
     batch = np.ascontiguousarray(rows, dtype=np.float32)
-    if np.may_share_memory(batch, bundle.x_train) or np.may_share_memory(batch, bundle.x_test):
-        batch = batch.copy()  # float32 rows come back as a view: scaling in place would write into the data set
+    if np.may_share_memory(batch, rows):
+        batch = batch.copy()  # float32 rows come back as themselves, maybe the data set: scaling would write into it
     return torch.from_numpy(batch).mul_(bundle.scale)
