@@ -242,3 +242,17 @@ def test_a_study_skips_explanations_its_task_or_data_cannot_have():
     assert explain_problem(TASKS.get("classify"), "image") == ""
     assert explain_problem(TASKS.get("segment"), "image") == "the segment task does not say which output to explain yet"
     assert explain_problem(TASKS.get("rank"), "interactions") == "explain does not handle interactions data yet"
+
+
+def test_a_report_says_why_a_study_has_no_explanations(tmp_path):
+    """The report of a study whose data explain cannot read gives that reason, not "install the explain
+    extra" (before, a MovieLens study with Captum installed was told to install it)."""
+    from warmstart.explain.study import report_blocks
+
+    info = {"task": "classify", "modality": "interactions"}
+    text = " ".join(b[1] for b in report_blocks(tmp_path, {}, info) if b[0] == "p")
+    assert "explain does not handle interactions data yet" in text and "pip install" not in text
+    text = " ".join(b[1] for b in report_blocks(tmp_path, {}, {"task": "segment", "modality": "image"}) if b[0] == "p")
+    assert "the segment task does not say which output to explain yet" in text
+    text = " ".join(b[1] for b in report_blocks(tmp_path, {}, {"task": "classify", "modality": "image"}) if b[0] == "p")
+    assert "pip install 'warmstart[explain]'" in text

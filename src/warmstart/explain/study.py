@@ -27,6 +27,15 @@ def explain_problem(task, modality: str) -> str:
     return ""
 
 
+def _study_problem(info: dict) -> str:
+    from warmstart.tasks import TASKS
+
+    task, modality = info.get("task"), info.get("modality")
+    if task not in TASKS or not modality:
+        return ""
+    return explain_problem(TASKS.get(task), modality)
+
+
 def captum_available() -> bool:
     try:
         import captum  # noqa: F401
@@ -80,11 +89,15 @@ def explain_study(runner, rows: list[dict]) -> None:
             labels=[c.method for c in cells])
 
 
-def report_blocks(run_dir: Path, pngs: dict[str, bytes]) -> list[tuple]:
-    """The report's blocks for ``run_dir/explain`` (the AUC table, the curves and the embedding maps)."""
+def report_blocks(run_dir: Path, pngs: dict[str, bytes], info: dict | None = None) -> list[tuple]:
+    """The report's blocks for ``run_dir/explain`` (the AUC table, the curves and the embedding maps); without
+    them, why not: the study's task or data (``info``, its ``study_info.json``) or a missing extra."""
     path = Path(run_dir) / EXPLAIN_DIR / FAITHFULNESS_FILE
     blocks: list[tuple] = [("h2", "Explanations")]
     if not path.is_file():
+        problem = _study_problem(info or {})
+        if problem:
+            return blocks + [("p", f"Not computed: {problem}.")]
         return blocks + [("p", "Not computed: studies add explanations when the explain extra is installed "
                                "(pip install 'warmstart[explain]') and explain is not 0.")]
     info = json.loads(path.read_text())

@@ -287,11 +287,11 @@ def _embedding(summary: Summary, run_dir: Path, class_names: list[str], pngs: di
                       + ", ".join(f"PC{i + 1} {v:.1%}" for i, v in enumerate(variance)) + ")")]
 
 
-def _explanations(run_dir: Path, pngs: dict) -> list[tuple]:
+def _explanations(run_dir: Path, pngs: dict, info: dict) -> list[tuple]:
     """The Explanations section (``warmstart.explain.study``; it needs no Captum to be read back)."""
     from warmstart.explain.study import report_blocks
 
-    return report_blocks(run_dir, pngs)
+    return report_blocks(run_dir, pngs, info)
 
 
 def _compute(summary: Summary, run_dir: Path, rows: list[dict], info: dict) -> list[tuple]:
@@ -341,7 +341,7 @@ def build_blocks(run_dir: Path) -> tuple[list[tuple], dict[str, bytes]]:
     blocks += _confusion(summary, run_dir, class_names, pngs)
     blocks += _task_sections(info.get("task", "classify"), run_dir, summary, pngs)
     blocks += _embedding(summary, run_dir, class_names, pngs, info)
-    blocks += _explanations(run_dir, pngs)
+    blocks += _explanations(run_dir, pngs, info)
     blocks += _compute(summary, run_dir, rows, info)
     return blocks, pngs
 
