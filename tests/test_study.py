@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shutil
 from pathlib import Path
@@ -192,6 +193,15 @@ def test_report_reads_results_written_by_hand(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "ae+full" in md and "Confusion matrix" not in md  # no cells/*.json: nothing to draw it from
     assert len(read_results(tmp_path)) == 4
+
+
+def test_report_of_shapeless_inputs_names_the_modality_alone(tmp_path):
+    """Text has no input shape: the protocol says "text inputs, 2 classes" (before: "text inputs , 2 classes")."""
+    (tmp_path / "results.csv").write_text("objective,strategy,labels,seed,accuracy\nnone,scratch,10,0,0.5\n")
+    (tmp_path / "study_info.json").write_text(json.dumps(
+        {"modality": "text", "input_shape": [], "class_names": ["negative", "positive"], "task": "classify"}))
+    write_report(tmp_path)
+    assert "(text inputs, 2 classes)" in (tmp_path / "report.md").read_text()
 
 
 def test_yaml_config_flags_and_overrides_merge_with_defaults_in_one_place(tmp_path, capsys):

@@ -100,12 +100,13 @@ def protocol(summary: Summary, config: dict, info: dict, run_dir: Path | None = 
     budgets = ", ".join(f"{summary.labels[b]} ({b})" for b in summary.budgets)
     fine = config.get("finetune", {})
     shape = "×".join(str(d) for d in info.get("input_shape", []))
+    shape = f" {shape}" if shape else ""  # text has no input shape
     task = info.get("task", "classify")
     labels = (f"targets {', '.join(info.get('target_names', []))}" if info.get("target_names") else
               f"{len(info.get('class_names', []))} {'entity types' if task == 'tag' else 'classes'}")
     direction = "higher" if summary.higher_is_better else "lower"
     paragraphs = [
-        f"Data: {config.get('data', '?')} ({info.get('modality', '?')} inputs {shape}, {labels}), "
+        f"Data: {config.get('data', '?')} ({info.get('modality', '?')} inputs{shape}, {labels}), "
         f"{info.get('n_train', '?')} training and {info.get('n_test', '?')} test examples. The test split is fixed "
         "and is never seen by pretraining, fine-tuning or any choice made here; every test score is on all of it.",
         f"Task: {task} — {TASKS.get(task).description if task in TASKS else '?'}. Methods are ranked by "
