@@ -7,6 +7,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
@@ -254,3 +255,21 @@ def test_every_registered_objective_and_strategy_can_be_planned(digits):
     pretrained = [s for s in STRATEGIES.names() if STRATEGIES.get(s).load_pretrained]
     assert {f"{o}+{s}" for o in image for s in pretrained} <= methods
 
+
+
+def test_every_confusion_count_is_readable_on_its_cell():
+    """Each count is white on a dark cell and black on a light one. Before, the shades ran from the smallest
+    count to the largest while the label colour was chosen against 0..max, so on a balanced binary task the
+    smallest off-diagonal count was white on white."""
+    from matplotlib.colors import to_rgb
+
+    from warmstart.study.plots import confusion_figure
+
+    matrix = np.array([[1219, 911], [823, 1273]])
+    ax = confusion_figure(matrix, ["negative", "positive"], "t").axes[0]
+    image = ax.images[0]
+    for text in ax.texts:
+        i, j = round(text.get_position()[1]), round(text.get_position()[0])
+        r, g, b, _ = image.cmap(image.norm(matrix[i, j]))
+        shade = 0.299 * r + 0.587 * g + 0.114 * b
+        assert (to_rgb(text.get_color()) == (1.0, 1.0, 1.0)) == (shade < 0.5), (int(matrix[i, j]), shade)
