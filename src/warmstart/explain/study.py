@@ -46,13 +46,15 @@ def captum_available() -> bool:
 
 def explained_cells(runner, rows: list[dict]) -> list:
     """The seed-0 cells of the best pretrained method (by the report's rule: mean primary metric) and of
-    scratch, at the smallest budget."""
+    scratch (at the same sweep value, in a sweep), at the smallest budget."""
     from warmstart.study.summary import Summary
 
     task = runner.task
     summary = Summary(rows, task.primary, task.higher_is_better)
     smallest = summary.budgets[0]
-    wanted = [m for m in (summary.best(smallest, ("pretrained",)), "scratch") if m is not None]
+    best = summary.best(smallest, ("pretrained",))
+    sweep = best[best.index("["):] if best and "[" in best else ""  # a sweep's scratch carries the same value
+    wanted = [m for m in (best, f"scratch{sweep}") if m is not None]
     seed = min(r["seed"] for r in rows)
     by_method = {c.method: c for c in runner.plan.cells if c.budget == smallest and c.seed == seed}
     return [by_method[m] for m in wanted if m in by_method]
