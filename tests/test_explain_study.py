@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from warmstart.explain.study import EXPLAIN_DIR, explained_cells, not_computed, report_blocks
+from warmstart.explain.study import EXPLAIN_DIR, explained_cells, report_blocks
 from warmstart.explain.write import FAITHFULNESS_FILE
 
 
@@ -25,15 +25,6 @@ def test_a_recipe_that_is_the_best_pretrained_method_is_explained():
     assert [(c.method, c.seed) for c in explained_cells(runner, rows)] == [("recipe:fast", 0), ("scratch", 0)]
 
 
-def test_the_report_says_why_nothing_was_explained():
-    """A dense study skipped its explanations because the task has no explained output; its report said
-    the explain extra was missing instead."""
-    assert not_computed("segment", "image", 16) == (
-        "Not computed: the segment task does not say which output to explain yet.")
-    assert not_computed("rank", "interactions", 16).startswith("Not computed: explain does not handle")
-    assert not_computed("classify", "image", 0) == "Not computed: the study ran with explain=0."
-
-
 def _faithfulness(tmp_path, labels: list[str]):
     (tmp_path / EXPLAIN_DIR).mkdir()
     info = {"n": 16, "correct": 8, "wrong": 8, "wall_s": 3.0,
@@ -43,12 +34,12 @@ def _faithfulness(tmp_path, labels: list[str]):
 
 def test_the_report_names_the_score_the_explained_method_was_chosen_by(tmp_path):
     _faithfulness(tmp_path, ["recipe:fast", "scratch"])
-    text = report_blocks(tmp_path, {}, "unused", "validation")[1][1]
+    text = report_blocks(tmp_path, {}, {}, "validation")[1][1]
     assert text.startswith("recipe:fast and scratch at the smallest budget (seed 0; the pretrained method is "
                            "the best at that budget by mean validation score")
 
 
 def test_a_study_without_pretraining_says_so_beside_its_explained_scratch(tmp_path):
     _faithfulness(tmp_path, ["scratch"])
-    text = report_blocks(tmp_path, {}, "unused", "test")[1][1]
+    text = report_blocks(tmp_path, {}, {}, "test")[1][1]
     assert text.startswith("scratch at the smallest budget (seed 0; the study has no pretrained method)")

@@ -16,17 +16,24 @@ MODELS_DIR = "explain-models"
 
 
 def explain_problem(task, modality: str) -> str:
-    """Why a study of ``task`` (a task or its class) on ``modality`` data has no Explanations section ("" when
-    it has one)."""
+    """Why a study of ``task`` on ``modality`` data has no Explanations section ("" when it has one)."""
     from warmstart.explain.views import VIEWS
     from warmstart.tasks.base import Task
 
-    kind = task if isinstance(task, type) else type(task)
     if modality not in VIEWS:
         return f"explain does not handle {modality} data yet"
-    if kind.explain_outputs is Task.explain_outputs:
+    if type(task).explain_outputs is Task.explain_outputs:
         return f"the {task.name} task does not say which output to explain yet"
     return ""
+
+
+def _study_problem(info: dict) -> str:
+    from warmstart.tasks import TASKS
+
+    task, modality = info.get("task"), info.get("modality")
+    if task not in TASKS or not modality:
+        return ""
+    return explain_problem(TASKS.get(task), modality)
 
 
 def captum_available() -> bool:
@@ -39,13 +46,16 @@ def captum_available() -> bool:
 
 def explained_cells(runner, rows: list[dict]) -> list:
     """The seed-0 cells of the best pretrained method or recipe (by the report's rule: mean validation score,
-    or mean test score without validation rows) and of scratch, at the smallest budget."""
+    or mean test score without validation rows) and of scratch (at the same sweep value, in a sweep), at the
+    smallest budget."""
     from warmstart.study.summary import PRETRAINED_KINDS, Summary
 
     task = runner.task
     summary = Summary(rows, task.primary, task.higher_is_better)
     smallest = summary.budgets[0]
-    wanted = [m for m in (summary.best(smallest, PRETRAINED_KINDS), "scratch") if m is not None]
+    best = summary.best(smallest, PRETRAINED_KINDS)
+    sweep = best[best.index("["):] if best and "[" in best else ""  # a sweep's scratch carries the same value
+    wanted = [m for m in (best, f"scratch{sweep}") if m is not None]
     seed = min(r["seed"] for r in rows)
     by_method = {c.method: c for c in runner.plan.cells if c.budget == smallest and c.seed == seed}
     return [by_method[m] for m in wanted if m in by_method]
@@ -82,28 +92,19 @@ def explain_study(runner, rows: list[dict]) -> None:
             labels=[c.method for c in cells])
 
 
-def not_computed(task_name: str, modality: str, explain: int) -> str:
-    """Why a study's report has no explanations, in words (the reason ``explain_study`` skipped them)."""
-    from warmstart.tasks import TASKS
-
-    problem = explain_problem(TASKS.get(task_name), modality) if task_name in TASKS else ""
-    if problem:
-        return f"Not computed: {problem}."
-    if not explain:
-        return "Not computed: the study ran with explain=0."
-    if not captum_available():
-        return "Not computed: pip install 'warmstart[explain]' to add explanations to the report."
-    return "Not computed: the study has not finished its explanations (rerun it to add them)."
-
-
-def report_blocks(run_dir: Path, pngs: dict[str, bytes], why_missing: str, chosen_on: str) -> list[tuple]:
-    """The report's blocks for ``run_dir/explain`` (the AUC table, the curves and the embedding maps);
-    ``why_missing`` is the paragraph shown when nothing was explained, ``chosen_on`` ("validation" or "test")
-    the score the explained pretrained method was chosen by."""
+def report_blocks(run_dir: Path, pngs: dict[str, bytes], info: dict | None = None,
+                  chosen_on: str = "test") -> list[tuple]:
+    """The report's blocks for ``run_dir/explain`` (the AUC table, the curves and the embedding maps); without
+    them, why not: the study's task or data (``info``, its ``study_info.json``) or a missing extra.
+    ``chosen_on`` ("validation" or "test") is the score the explained pretrained method was chosen by."""
     path = Path(run_dir) / EXPLAIN_DIR / FAITHFULNESS_FILE
     blocks: list[tuple] = [("h2", "Explanations")]
     if not path.is_file():
-        return blocks + [("p", why_missing)]
+        problem = _study_problem(info or {})
+        if problem:
+            return blocks + [("p", f"Not computed: {problem}.")]
+        return blocks + [("p", "Not computed: studies add explanations when the explain extra is installed "
+                               "(pip install 'warmstart[explain]') and explain is not 0.")]
     info = json.loads(path.read_text())
     labels = " and ".join(m["label"] for m in info["models"])
     which = (f"the pretrained method is the best at that budget by mean {chosen_on} score, as above"
