@@ -41,7 +41,7 @@ MEASURES = [
 ]
 STUDY = ["study", "--data", "digits", "--objectives", "autoencoder", "--strategies", "linear,full",
          "--labels", "20,50", "--seeds", "2", "threads=1", "explain=0"]
-SETTINGS = {"defaults": [], "heavy": ["pretrain.epochs=100", "finetune.epochs=300", "encoder_args.width=512"]}
+SETTINGS = {"defaults": [], "heavy": ["pretrain.epochs=100", "finetune.epochs=1000", "encoder_args.width=512"]}
 TIMING = ("wall_s", "cpu_s", "images_per_s")
 
 
