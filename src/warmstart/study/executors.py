@@ -124,7 +124,7 @@ class Context:
     config: Any  # StudyConfig
     out: str
     data: Any = None
-    driver: int = field(default_factory=os.getpid)  # the driver's pid: a task run in it changes no settings
+    driver: str = field(default_factory=lambda: _process())  # a task run in the driver changes no settings
 
 
 @dataclass
@@ -144,7 +144,7 @@ def work(context: Context, task: tuple) -> list[dict[str, Any]] | Failure:
     from warmstart.study.plan import plan_study
     from warmstart.study.run import StudyRunner, cell_path
 
-    if os.getpid() != context.driver:  # submitit's DebugExecutor runs tasks in the driver: leave it as it is
+    if _process() != context.driver:  # submitit's DebugExecutor runs tasks in the driver: leave it as it is
         _one_thread()
     try:
         key = f"{context.out}\0{context.config.model_dump_json()}"
@@ -162,6 +162,10 @@ def work(context: Context, task: tuple) -> list[dict[str, Any]] | Failure:
         return rows
     except UserError as err:
         return Failure(str(err))
+
+
+def _process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _one_thread() -> None:
