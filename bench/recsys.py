@@ -283,7 +283,9 @@ class Bench:
 
 def mean_std(values: list[float]) -> str:
     a = np.asarray(values, float)
-    return f"{a.mean():.3f} ± {a.std(ddof=1):.3f}" if len(a) > 1 else f"{a.mean():.3f}"
+    if not len(a):
+        return "—"  # not measured
+    return f"{a.mean():.3f} ± {a.std(ddof=1):.3f}" if len(a) > 1 else f"{a.mean():.3f} (n=1)"
 
 
 def ranking_table(results: dict) -> str:
