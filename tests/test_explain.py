@@ -242,3 +242,37 @@ def test_a_study_skips_explanations_its_task_or_data_cannot_have():
     assert explain_problem(TASKS.get("classify"), "image") == ""
     assert explain_problem(TASKS.get("segment"), "image") == "the segment task does not say which output to explain yet"
     assert explain_problem(TASKS.get("rank"), "interactions") == "explain does not handle interactions data yet"
+
+
+def test_a_report_says_why_a_study_has_no_explanations(tmp_path):
+    """The report of a study whose data explain cannot read gives that reason, not "install the explain
+    extra" (before, a MovieLens study with Captum installed was told to install it)."""
+    from warmstart.explain.study import report_blocks
+
+    info = {"task": "classify", "modality": "interactions"}
+    text = " ".join(b[1] for b in report_blocks(tmp_path, {}, info) if b[0] == "p")
+    assert "explain does not handle interactions data yet" in text and "pip install" not in text
+    text = " ".join(b[1] for b in report_blocks(tmp_path, {}, {"task": "segment", "modality": "image"}) if b[0] == "p")
+    assert "the segment task does not say which output to explain yet" in text
+    text = " ".join(b[1] for b in report_blocks(tmp_path, {}, {"task": "classify", "modality": "image"}) if b[0] == "p")
+    assert "pip install 'warmstart[explain]'" in text
+
+
+def test_a_sweep_study_explains_scratch_at_the_best_methods_sweep_value():
+    """In a study that sweeps privacy.epsilon, scratch is "scratch[privacy.epsilon=8]": the Explanations
+    section compares the best pretrained method with it (before, scratch was missing from the section)."""
+    from types import SimpleNamespace
+
+    from warmstart.explain.study import explained_cells
+    from warmstart.tasks import TASKS
+
+    methods = {f"{m}[privacy.epsilon={e}]": k for m, k in (("scratch", "scratch"), ("ae+full", "pretrained"))
+               for e in (1, 8)}
+    rows = [{"method": m, "kind": k, "budget": "count=20", "labels": 20, "seed": s,
+             "accuracy": 0.5 + 0.01 * int(m[-2]) + (0.1 if k == "pretrained" else 0)}
+            for m, k in methods.items() for s in (0, 1)]
+    cells = [SimpleNamespace(method=m, budget="count=20", seed=s) for m in methods for s in (0, 1)]
+    runner = SimpleNamespace(task=TASKS.get("classify"), plan=SimpleNamespace(cells=cells))
+    chosen = explained_cells(runner, rows)
+    assert [(c.method, c.seed) for c in chosen] == [("ae+full[privacy.epsilon=8]", 0),
+                                                    ("scratch[privacy.epsilon=8]", 0)]

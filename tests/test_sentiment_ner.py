@@ -68,6 +68,7 @@ def test_i_after_o_is_refused_or_read_as_iob1():
     (b"\n\n\t\n\n", "no sentences found"),
     (b"ok\tO\ncaf\xe9\tO\n", "line 2 is not UTF-8 (byte 0xe9)"),
     (b"ok\tO\nlonely\n", "line 2 ('lonely') has a word but no tag"),
+    (b"ok\tO\n\tB-PER\n", "B-PER') has a tag but no word"),  # it said "a word but no tag"
     (b"ok\tPER\n", "line 1 has tag 'PER'; tags must be O, B-TYPE or I-TYPE"),
 ])
 def test_read_bio_bad_input(raw, message):

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
@@ -194,6 +196,15 @@ def test_report_reads_results_written_by_hand(tmp_path):
     assert len(read_results(tmp_path)) == 4
 
 
+def test_report_of_shapeless_inputs_names_the_modality_alone(tmp_path):
+    """Text has no input shape: the protocol says "text inputs, 2 classes" (before: "text inputs , 2 classes")."""
+    (tmp_path / "results.csv").write_text("objective,strategy,labels,seed,accuracy\nnone,scratch,10,0,0.5\n")
+    (tmp_path / "study_info.json").write_text(json.dumps(
+        {"modality": "text", "input_shape": [], "class_names": ["negative", "positive"], "task": "classify"}))
+    write_report(tmp_path)
+    assert "(text inputs, 2 classes)" in (tmp_path / "report.md").read_text()
+
+
 def test_yaml_config_flags_and_overrides_merge_with_defaults_in_one_place(tmp_path, capsys):
     (tmp_path / "study.yaml").write_text("labels: [20, per_class=3]\nseeds: 2\nobjectives: [autoencoder]\n"
                                          "pretrain:\n  epochs: 7\nfinetune: {lr: 0.01}\n")
@@ -244,3 +255,21 @@ def test_every_registered_objective_and_strategy_can_be_planned(digits):
     pretrained = [s for s in STRATEGIES.names() if STRATEGIES.get(s).load_pretrained]
     assert {f"{o}+{s}" for o in image for s in pretrained} <= methods
 
+
+
+def test_every_confusion_count_is_readable_on_its_cell():
+    """Each count is white on a dark cell and black on a light one. Before, the shades ran from the smallest
+    count to the largest while the label colour was chosen against 0..max, so on a balanced binary task the
+    smallest off-diagonal count was white on white."""
+    from matplotlib.colors import to_rgb
+
+    from warmstart.study.plots import confusion_figure
+
+    matrix = np.array([[1219, 911], [823, 1273]])
+    ax = confusion_figure(matrix, ["negative", "positive"], "t").axes[0]
+    image = ax.images[0]
+    for text in ax.texts:
+        i, j = round(text.get_position()[1]), round(text.get_position()[0])
+        r, g, b, _ = image.cmap(image.norm(matrix[i, j]))
+        shade = 0.299 * r + 0.587 * g + 0.114 * b
+        assert (to_rgb(text.get_color()) == (1.0, 1.0, 1.0)) == (shade < 0.5), (int(matrix[i, j]), shade)

@@ -72,7 +72,8 @@ def read_bio(raw: bytes, name: str, scheme: str = "iob2") -> list[tuple[tuple[st
             words, tags = [], []
             continue
         if len(fields) < 2:
-            raise UserError(f"{name}: line {number} ('{line.strip()[:40]}') has a word but no tag; write "
+            missing = "a tag but no word" if line[:1].isspace() else "a word but no tag"
+            raise UserError(f"{name}: line {number} ({line.rstrip()[:40]!r}) has {missing}; write "
                             "WORD<TAB>TAG, with a blank line after each sentence")
         tags.append(_tag(name, number, fields[-1], tags[-1] if tags else "", scheme))
         words.append(fields[0])

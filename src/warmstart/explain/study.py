@@ -27,6 +27,15 @@ def explain_problem(task, modality: str) -> str:
     return ""
 
 
+def _study_problem(info: dict) -> str:
+    from warmstart.tasks import TASKS
+
+    task, modality = info.get("task"), info.get("modality")
+    if task not in TASKS or not modality:
+        return ""
+    return explain_problem(TASKS.get(task), modality)
+
+
 def captum_available() -> bool:
     try:
         import captum  # noqa: F401
@@ -36,14 +45,17 @@ def captum_available() -> bool:
 
 
 def explained_cells(runner, rows: list[dict]) -> list:
-    """The seed-0 cells of the best pretrained method (by the report's rule: mean primary metric) and of
-    scratch, at the smallest budget."""
-    from warmstart.study.summary import Summary
+    """The seed-0 cells of the best pretrained method or recipe (by the report's rule: mean validation score,
+    or mean test score without validation rows) and of scratch (at the same sweep value, in a sweep), at the
+    smallest budget."""
+    from warmstart.study.summary import PRETRAINED_KINDS, Summary
 
     task = runner.task
     summary = Summary(rows, task.primary, task.higher_is_better)
     smallest = summary.budgets[0]
-    wanted = [m for m in (summary.best(smallest, ("pretrained",)), "scratch") if m is not None]
+    best = summary.best(smallest, PRETRAINED_KINDS)
+    sweep = best[best.index("["):] if best and "[" in best else ""  # a sweep's scratch carries the same value
+    wanted = [m for m in (best, f"scratch{sweep}") if m is not None]
     seed = min(r["seed"] for r in rows)
     by_method = {c.method: c for c in runner.plan.cells if c.budget == smallest and c.seed == seed}
     return [by_method[m] for m in wanted if m in by_method]
@@ -80,17 +92,25 @@ def explain_study(runner, rows: list[dict]) -> None:
             labels=[c.method for c in cells])
 
 
-def report_blocks(run_dir: Path, pngs: dict[str, bytes]) -> list[tuple]:
-    """The report's blocks for ``run_dir/explain`` (the AUC table, the curves and the embedding maps)."""
+def report_blocks(run_dir: Path, pngs: dict[str, bytes], info: dict | None = None,
+                  chosen_on: str = "test") -> list[tuple]:
+    """The report's blocks for ``run_dir/explain`` (the AUC table, the curves and the embedding maps); without
+    them, why not: the study's task or data (``info``, its ``study_info.json``) or a missing extra.
+    ``chosen_on`` ("validation" or "test") is the score the explained pretrained method was chosen by."""
     path = Path(run_dir) / EXPLAIN_DIR / FAITHFULNESS_FILE
     blocks: list[tuple] = [("h2", "Explanations")]
     if not path.is_file():
+        problem = _study_problem(info or {})
+        if problem:
+            return blocks + [("p", f"Not computed: {problem}.")]
         return blocks + [("p", "Not computed: studies add explanations when the explain extra is installed "
                                "(pip install 'warmstart[explain]') and explain is not 0.")]
     info = json.loads(path.read_text())
     labels = " and ".join(m["label"] for m in info["models"])
-    blocks.append(("p", f"{labels} at the smallest budget (seed 0; the pretrained method is the best by mean "
-                        f"test score, as above), explained on {info['n']} test rows ({info['correct']} right, "
+    which = (f"the pretrained method is the best at that budget by mean {chosen_on} score, as above"
+             if len(info["models"]) > 1 else "the study has no pretrained method")
+    blocks.append(("p", f"{labels} at the smallest budget (seed 0; {which}), "
+                        f"explained on {info['n']} test rows ({info['correct']} right, "
                         f"{info['wrong']} wrong for the first model) in {info['wall_s']:.0f} s; every map with "
                         f"examples is in {EXPLAIN_DIR}/explain.html. Deletion AUC: lower is more faithful; "
                         "insertion AUC: higher; 'vs random' is the gain over a random ranking with its 95% "

@@ -227,7 +227,7 @@ def choose(asked: str, modality: str, rows: int, input_size: int, budget_minutes
     if not recipe.choose:
         if modality not in recipe.modalities:
             raise UserError(f"recipe '{asked}' is made for {', '.join(recipe.modalities)} data, not {modality}; "
-                            "use --recipes auto or another recipe (see `warmstart recipes`)")
+                            f"use auto or another recipe made for {modality} data (see `warmstart recipes`)")
         return Choice(recipe, asked, f"asked for by name ({recipe.label})")
     options = recipe.choose.get(modality)
     if not options:

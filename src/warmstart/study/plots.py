@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from warmstart.study.summary import Summary
 
 
@@ -92,9 +94,14 @@ def sweep_png(lines: dict[str, list[tuple[float, float, float]]], xlabel: str, y
 
 
 def confusion_png(matrix: np.ndarray, class_names: list[str], title: str) -> bytes:
+    return _png(confusion_figure(matrix, class_names, title))
+
+
+def confusion_figure(matrix: np.ndarray, class_names: list[str], title: str) -> Figure:
+    """The counts as a heat map from 0 (so a count's shade, and its white-or-black label, follow its size)."""
     fig = _figure(5.2, 4.6)
     ax = fig.add_subplot()
-    image = ax.imshow(matrix, cmap="Blues")
+    image = ax.imshow(matrix, cmap="Blues", vmin=0)
     k = len(matrix)
     ax.set_xticks(range(k), class_names, rotation=45 if max(map(len, class_names)) > 2 else 0, fontsize=8)
     ax.set_yticks(range(k), class_names, fontsize=8)
@@ -107,7 +114,7 @@ def confusion_png(matrix: np.ndarray, class_names: list[str], title: str) -> byt
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, shrink=0.8)
-    return _png(fig)
+    return fig
 
 
 def embedding_png(xy: np.ndarray, y: np.ndarray, class_names: list[str], title: str, value_name: str = "",

@@ -100,12 +100,13 @@ def protocol(summary: Summary, config: dict, info: dict, run_dir: Path | None = 
     budgets = ", ".join(f"{summary.labels[b]} ({b})" for b in summary.budgets)
     fine = config.get("finetune", {})
     shape = "×".join(str(d) for d in info.get("input_shape", []))
+    shape = f" {shape}" if shape else ""  # text has no input shape
     task = info.get("task", "classify")
     labels = (f"targets {', '.join(info.get('target_names', []))}" if info.get("target_names") else
               f"{len(info.get('class_names', []))} {'entity types' if task == 'tag' else 'classes'}")
     direction = "higher" if summary.higher_is_better else "lower"
     paragraphs = [
-        f"Data: {config.get('data', '?')} ({info.get('modality', '?')} inputs {shape}, {labels}), "
+        f"Data: {config.get('data', '?')} ({info.get('modality', '?')} inputs{shape}, {labels}), "
         f"{info.get('n_train', '?')} training and {info.get('n_test', '?')} test examples. The test split is fixed "
         "and is never seen by pretraining, fine-tuning or any choice made here; every test score is on all of it.",
         f"Task: {task} — {TASKS.get(task).description if task in TASKS else '?'}. Methods are ranked by "
@@ -287,11 +288,11 @@ def _embedding(summary: Summary, run_dir: Path, class_names: list[str], pngs: di
                       + ", ".join(f"PC{i + 1} {v:.1%}" for i, v in enumerate(variance)) + ")")]
 
 
-def _explanations(run_dir: Path, pngs: dict) -> list[tuple]:
+def _explanations(summary: Summary, run_dir: Path, pngs: dict, info: dict) -> list[tuple]:
     """The Explanations section (``warmstart.explain.study``; it needs no Captum to be read back)."""
     from warmstart.explain.study import report_blocks
 
-    return report_blocks(run_dir, pngs)
+    return report_blocks(run_dir, pngs, info, summary.selected_on(summary.budgets[0], PRETRAINED_KINDS))
 
 
 def _compute(summary: Summary, run_dir: Path, rows: list[dict], info: dict) -> list[tuple]:
@@ -341,7 +342,7 @@ def build_blocks(run_dir: Path) -> tuple[list[tuple], dict[str, bytes]]:
     blocks += _confusion(summary, run_dir, class_names, pngs)
     blocks += _task_sections(info.get("task", "classify"), run_dir, summary, pngs)
     blocks += _embedding(summary, run_dir, class_names, pngs, info)
-    blocks += _explanations(run_dir, pngs)
+    blocks += _explanations(summary, run_dir, pngs, info)
     blocks += _compute(summary, run_dir, rows, info)
     return blocks, pngs
 
