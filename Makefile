@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: 2.13.0 is the CPU build; an open range would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,text,tables,explain,vision,privacy,federated,recsys]'
+	$(BIN)/pip install --quiet -e '.[dev,text,tables,explain,vision,privacy,federated,recsys,parallel]'
 	touch $(STAMP)
 
 install: $(STAMP)

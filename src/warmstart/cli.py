@@ -124,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "accuracy versus ε)")
     study.add_argument("--pretrain-per-seed", action="store_true", default=None,
                        help="pretrain once per objective and seed instead of once per objective")
+    study.add_argument("--workers", type=int, metavar="N", help="run N cells at once (default 1): N local "
+                       "processes, N Dask workers or N Slurm jobs in flight. Each runs torch and BLAS on 1 thread "
+                       "unless threads=K (or OMP_NUM_THREADS) says otherwise, so N workers use N cores. Pretraining "
+                       "runs first, each once; results.csv is the same for any N, and a study resumes under any N")
+    study.add_argument("--executor", metavar="NAME", help="local (default), dask (dask.distributed: a LocalCluster "
+                       "of N workers, or --scheduler) or slurm (submitit jobs; slurm.KEY=VALUE sets its parameters, "
+                       "e.g. slurm.slurm_partition=cpu slurm.timeout_min=120); dask and slurm need "
+                       "pip install 'warmstart[parallel]'")
+    study.add_argument("--scheduler", metavar="ADDRESS", help="with --executor dask: a running scheduler, "
+                       "tcp://HOST:PORT, whose workers see this filesystem (default: a LocalCluster of N workers)")
     study.add_argument("--out", metavar="DIR", help="study directory (rerun with the same --out to continue)")
     study.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
     study.add_argument("overrides", nargs="*", metavar="key=value", help="setting overrides")
@@ -298,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
         _run_recipe(args)
     elif args.command == "study":
         names = ["data", "data_dir", "task", "objectives", "strategies", "recipes", "labels", "seeds", "baselines",
-                 "encoder", "pretrain_per_seed", "metric"]
+                 "encoder", "pretrain_per_seed", "metric", "workers", "executor", "scheduler"]
         flags = _flags(args, names)
         if args.sweep:
             key, sep, values = args.sweep.partition("=")

@@ -246,6 +246,8 @@ def to_yaml(config: BaseModel) -> str:
 #: report); the rest decide what a cell computes and must not change between runs sharing one directory.
 GRID_KEYS = ("objectives", "strategies", "recipes", "baselines", "labels", "seeds", "seed_start", "scratch", "metric",
              "explain", "sweep")
+#: Study settings that choose how and where the cells run; they never change a cell's numbers.
+EXECUTION_KEYS = ("workers", "executor", "scheduler", "slurm")
 
 #: Pretrain/finetune settings a study sets itself, per cell, from its own fields.
 STUDY_CONTROLLED = {
@@ -308,6 +310,20 @@ class StudyConfig(BaseModel):
     explain: int = Field(16, ge=0, description="test rows the report's Explanations section explains for the "
                          "best pretrained method and scratch at the smallest budget (seed 0); 0: none. Needs "
                          "the explain extra (pip install 'warmstart[explain]'); without it the section is skipped")
+
+    # How the cells run, not what they compute (EXECUTION_KEYS): a study resumes under any of these.
+    workers: int = Field(1, ge=1, description="cells run at once: local worker processes, Dask workers of a "
+                         "LocalCluster, or Slurm jobs in flight; each runs torch and BLAS on one thread unless "
+                         "threads=K or OMP_NUM_THREADS says otherwise (see warmstart.study.executors)")
+    executor: Literal["local", "dask", "slurm"] = Field(
+        "local", description="where cells run: local processes, dask.distributed, or Slurm jobs through submitit "
+        "(dask and slurm need the parallel extra: pip install 'warmstart[parallel]')")
+    scheduler: str | None = Field(
+        None, description="with executor=dask, a running scheduler's address (tcp://HOST:PORT) whose workers share "
+        "this filesystem; None: a LocalCluster of `workers` processes")
+    slurm: dict[str, Any] = Field(
+        default_factory=dict, description="with executor=slurm, submitit AutoExecutor parameters, e.g. "
+        "slurm.slurm_partition=cpu slurm.timeout_min=120; slurm.cluster=local runs the jobs on this machine")
 
     _validation_spec = field_validator("validation")(FinetuneConfig._validation_spec.__func__)
 

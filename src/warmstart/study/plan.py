@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from warmstart.baselines import check_baselines
-from warmstart.config import GRID_KEYS, StudyConfig, read_yaml
+from warmstart.config import EXECUTION_KEYS, GRID_KEYS, StudyConfig, read_yaml
 from warmstart.data import DataBundle, load_data
 from warmstart.data.validation import draw_rows
 from warmstart.errors import UserError
@@ -153,8 +153,9 @@ def open_study_dir(out: Path, config: StudyConfig) -> None:
         return
     if not (out / "study.yaml").is_file():
         raise UserError(f"--out {out} already holds something that is not a study; choose another --out")
-    old = {k: v for k, v in read_yaml(out / "study.yaml").items() if k not in GRID_KEYS}
-    new = {k: v for k, v in config.model_dump(mode="json").items() if k not in GRID_KEYS}
+    free = GRID_KEYS + EXECUTION_KEYS
+    old = {k: v for k, v in read_yaml(out / "study.yaml").items() if k not in free}
+    new = {k: v for k, v in config.model_dump(mode="json").items() if k not in free}
     changed = [k for k in new if old.get(k) != new[k]]
     if changed:
         raise UserError(f"--out {out} holds a study with different settings ({', '.join(changed)}); rerun with "

@@ -42,6 +42,7 @@ from warmstart.evaluate import embed
 from warmstart.pipeline import finetune, pretrain
 from warmstart.rundir import load_run
 from warmstart.selection import BEST_FILE
+from warmstart.study import executors
 from warmstart.study.plan import Cell, StudyPlan, open_study_dir, plan_study
 
 #: Columns before and after the task's metric columns (and its validation score, ``val_<primary>``).
@@ -229,6 +230,13 @@ class StudyRunner:
                                "why": method.choice.why}
         return result.metrics, chosen.get("score"), len(rows.labeled), _throughput(result.history), extra
 
+    def pretrainings(self, cell: Cell, rows: Rows | None = None) -> list[str]:
+        """The labels of the pretraining runs ``cell`` starts from or reads features of (none for baselines)."""
+        if cell.kind == "baseline":
+            return []
+        _, start, features_from = self.plan.method(cell).at(len((rows or self.rows(cell)).budget))
+        return [label for label in (start, *features_from) if label]
+
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         started, cpu = time.perf_counter(), time.process_time()
         rows = self.rows(cell)
@@ -236,10 +244,8 @@ class StudyRunner:
         if cell.kind == "baseline":
             metrics, val, trained, speed = self.run_baseline(cell, rows)
         else:
-            _, start, features_from = self.plan.method(cell).at(len(rows.budget))
-            for label in (start, *features_from):  # pretraining is shared: it is timed on its own
-                if label:
-                    self.objective_of(label, cell.seed)
+            for label in self.pretrainings(cell, rows):  # pretraining is shared: it is timed on its own
+                self.objective_of(label, cell.seed)
             started, cpu = time.perf_counter(), time.process_time()
             metrics, val, trained, speed, extra = self.run_finetune(cell, rows)
         row = {"method": cell.method, "kind": cell.kind, "objective": cell.objective, "strategy": cell.strategy,
@@ -307,12 +313,21 @@ def run_study(
 ) -> list[dict[str, Any]]:
     """Run (or continue) the study ``config`` in ``out``; return the rows of ``results.csv``.
 
+    With ``config.workers`` > 1 or another ``config.executor`` the cells run on worker processes
+    (``study/executors.py``); ``results.csv`` is the same either way (timing columns aside).
     ``after_cell(cell, row)`` runs after each newly finished cell is saved (tests use it to simulate a kill).
     """
     out = Path(out)
     plan = plan_study(config, data)
+    executors.check(config)  # a missing extra or a bad executor setting stops here too
     open_study_dir(out, config)  # everything is checked: only now is anything written
     (out / "cells").mkdir(parents=True, exist_ok=True)
+    with executors.locked(out):
+        return _run_locked(plan, out, data, after_cell, echo)
+
+
+def _run_locked(plan: StudyPlan, out: Path, data, after_cell, echo) -> list[dict[str, Any]]:
+    config = plan.config
     atomic_write_text(out / "study.yaml", to_yaml(config))
     interactive = sys.stderr.isatty()
     runner = StudyRunner(plan, out, tqdm.write if interactive else echo)
@@ -320,7 +335,7 @@ def run_study(
     _write_recipes(out, plan)
     rows: dict[str, dict[str, Any]] = {}
     for cell in plan.cells:
-        path = out / "cells" / f"{cell.key}.json"
+        path = cell_path(out, cell)
         if path.exists():
             rows[cell.key] = json.loads(path.read_text())
     total, started, fresh = len(plan.cells), time.perf_counter(), 0
@@ -328,11 +343,10 @@ def run_study(
     if rows:
         echo(f"resuming {out}: {len(rows)}/{total} cells already done")
     primary = config.metric or plan.task.primary
-    for cell in plan.cells:
-        if cell.key in rows:
-            continue
-        row = runner.run_cell(cell)
-        atomic_write_text(out / "cells" / f"{cell.key}.json", json.dumps(row))
+
+    def finished(cell: Cell, row: dict[str, Any]) -> None:
+        """A new row (already in ``cells/``): ``results.csv`` rebuilt in grid order, a progress line."""
+        nonlocal fresh
         rows[cell.key] = row
         done = [rows[c.key] for c in plan.cells if c.key in rows]
         atomic_write_text(out / "results.csv", results_csv(done, plan.task))
@@ -345,6 +359,15 @@ def run_study(
         (tqdm.write if interactive else echo)(line)
         if after_cell is not None:
             after_cell(cell, row)
+
+    todo = [cell for cell in plan.cells if cell.key not in rows]
+    if executors.parallel(config):  # the workers write each cell's row; ``finished`` sees it come back
+        executors.run_parallel(runner, todo, data, finished, echo)
+    else:
+        for cell in todo:
+            row = runner.run_cell(cell)
+            atomic_write_text(cell_path(out, cell), json.dumps(row))
+            finished(cell, row)
     bar.close()
     runner.save_embeddings()
     final = [rows[c.key] for c in plan.cells]
@@ -358,3 +381,8 @@ def run_study(
 
     write_report(out)
     return final
+
+
+def cell_path(out: Path, cell: Cell) -> Path:
+    """Where a finished cell's row is kept (written atomically by whichever process finished it)."""
+    return out / "cells" / f"{cell.key}.json"
