@@ -30,7 +30,7 @@ demo: $(STAMP)
 	$(BIN)/warmstart demo --out runs/demo
 
 test: $(STAMP) $(DATA_STAMP)
-	WARMSTART_REQUIRE_DATA=1 $(BIN)/python -m pytest
+	WARMSTART_REQUIRE_DATA=1 $(BIN)/python -m pytest -n 2  # two workers: one per core of CI's machine
 
 # Fails when a BENCHMARKS.md section was measured before the last change to the code it measures (git only).
 bench-check:
