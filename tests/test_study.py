@@ -273,3 +273,9 @@ def test_every_confusion_count_is_readable_on_its_cell():
         r, g, b, _ = image.cmap(image.norm(matrix[i, j]))
         shade = 0.299 * r + 0.587 * g + 0.114 * b
         assert (to_rgb(text.get_color()) == (1.0, 1.0, 1.0)) == (shade < 0.5), (int(matrix[i, j]), shade)
+
+
+def test_protocol_counts_are_singular_for_one():
+    from warmstart.study.report import _count
+
+    assert _count(1, "epoch") == "1 epoch" and _count(5, "epoch") == "5 epochs" and _count("?", "epoch") == "? epochs"

@@ -23,6 +23,11 @@ from warmstart.study.summary import PRETRAINED_KINDS, Summary, read_results, stu
 
 # --- the document ---------------------------------------------------------------------------------
 
+
+def _count(n, noun: str) -> str:
+    """``1 epoch``, ``5 epochs``: the protocol paragraphs said "runs 1 epochs"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
 def _doc(obj: Any) -> str:
     """First paragraph of a registered thing's docstring, on one line (so the protocol follows the code)."""
     text = (getattr(obj, "__doc__", None) or "").strip().split("\n\n")[0]
@@ -121,7 +126,7 @@ def protocol(summary: Summary, config: dict, info: dict, run_dir: Path | None = 
         names = sorted({objective for _, objective, _, _ in runs})
         how = "once per run and seed" if config.get("pretrain_per_seed") else "once per run (seed 0)"
         described = "; ".join(f"{n}: {_doc(OBJECTIVES.get(n))}" for n in names if n in OBJECTIVES)
-        listed = ", ".join(f"{label} ({objective}, {encoder} encoder, {epochs} epochs)"
+        listed = ", ".join(f"{label} ({objective}, {encoder} encoder, {_count(epochs, 'epoch')})"
                            for label, objective, encoder, epochs in runs)
         paragraphs.append(
             f"Pretraining ({described}) reads all {info.get('n_train', '?')} training inputs without labels, "
@@ -130,12 +135,13 @@ def protocol(summary: Summary, config: dict, info: dict, run_dir: Path | None = 
     strategies = sorted({r["strategy"] for r in summary.rows if r["kind"] != "baseline"})
     described = "; ".join(f"{s}: {_doc(STRATEGIES.get(s))}" for s in strategies if s in STRATEGIES)
     paragraphs.append(
-        f"Fine-tuning ({described}) runs {fine.get('epochs', '?')} epochs over the labeled subset (batch "
+        f"Fine-tuning ({described}) runs {_count(fine.get('epochs', '?'), 'epoch')} over the labeled subset (batch "
         f"{fine.get('batch_size', '?')}, AdamW, peak LR {fine.get('lr', '?')}), seeded by the cell's seed.")
     baselines = sorted({r["strategy"] for r in summary.rows if r["kind"] == "baseline"})
     if baselines:
         described = "; ".join(f"{b}: {_doc(BASELINES.get(b).fit_predict)}" for b in baselines if b in BASELINES)
-        paragraphs.append(f"Classical baselines (scikit-learn, on the same labeled rows): {described}.")
+        paragraphs.append(f"Classical baselines (warmstart.baselines, with the settings a user gets; on the same "
+                          f"labeled rows): {described}.")
     paragraphs += validation_protocol(summary, info, run_dir)
     paragraphs += _privacy_protocol(summary.rows, config)
     paragraphs.append(
