@@ -279,3 +279,16 @@ def test_protocol_counts_are_singular_for_one():
     from warmstart.study.report import _count
 
     assert _count(1, "epoch") == "1 epoch" and _count(5, "epoch") == "5 epochs" and _count("?", "epoch") == "? epochs"
+
+
+def test_the_best_method_overall_is_chosen_on_validation_scores_when_every_cell_has_one():
+    """The report's "best pretrained encoder" follows the validation rule: here test and validation disagree
+    (it used to take the test means)."""
+    from warmstart.study.summary import Summary
+
+    rows = [{"method": m, "kind": "pretrained", "budget": "count=20", "labels": 20, "seed": 0, "accuracy": test,
+             "val_accuracy": val} for m, test, val in [("a+full", 0.90, 0.70), ("b+full", 0.80, 0.75)]]
+    assert Summary(rows).best_overall(("pretrained",)) == "b+full"
+    for row in rows:
+        row["val_accuracy"] = None  # no validation rows: the test means describe the results
+    assert Summary(rows).best_overall(("pretrained",)) == "a+full"

@@ -113,8 +113,13 @@ class Summary:
         return max(found, key=lambda t: t[0])[1] if found else None
 
     def best_overall(self, kinds: tuple[str, ...]) -> str | None:
-        means = {m: self.sign * np.mean([self.stat[m, b].mean for b in self.budgets if (m, b) in self.stat])
-                 for m in self.methods if self.kind[m] in kinds}
+        """The best method over all budgets: by its mean validation score when every candidate has one at
+        every budget it ran (else by mean test score, which then describes and chooses nothing)."""
+        candidates = [m for m in self.methods if self.kind[m] in kinds]
+        ran = {m: [b for b in self.budgets if (m, b) in self.stat] for m in candidates}
+        on_val = bool(candidates) and all((m, b) in self.val for m in candidates for b in ran[m])
+        score = (lambda m, b: self.val[m, b]) if on_val else (lambda m, b: self.stat[m, b].mean)
+        means = {m: self.sign * np.mean([score(m, b) for b in ran[m]]) for m in candidates}
         return max(means, key=means.get) if means else None
 
     def scratch_labels_for(self, value: float, reference: str = "scratch") -> tuple[str, float]:
