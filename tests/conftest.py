@@ -17,6 +17,25 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's digits through the library's loader, once per test module."""
+    from warmstart.data import load_data
+
+    return load_data("digits")
+
+
+@pytest.fixture(scope="module")
+def one_blas_thread():
+    """One BLAS thread for a module (``pytestmark = pytest.mark.usefixtures("one_blas_thread")``), like the one
+    torch thread: a spinning BLAS pool on 2 shared cores makes sklearn 25x slower."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None):
     """Run ``python -m warmstart ARGS`` with this checkout's ``src`` first on the path."""
     full_env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",

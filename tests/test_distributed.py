@@ -23,7 +23,6 @@ import torch.multiprocessing as mp
 from warmstart import runtime
 from warmstart.checkpoint import load_tensors
 from warmstart.config import PretrainConfig
-from warmstart.data.sources import load_data
 from warmstart.engine import CHECKPOINT, METRICS, fit
 from warmstart.errors import UserError
 from warmstart.objectives import OBJECTIVES
@@ -37,11 +36,6 @@ ARGS = ["epochs=2", "batch_size=32", "encoder_args.norm=group", "encoder_args.wi
 def config(**changes) -> PretrainConfig:
     values = dict(epochs=2, batch_size=32, encoder_args={"norm": "group", "width": 32, "feature_dim": 16})
     return PretrainConfig(**{**values, **changes})
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:

@@ -8,14 +8,8 @@ import torch
 
 from warmstart.checkpoint import load_tensors
 from warmstart.config import FinetuneConfig, PretrainConfig, TrainSettings
-from warmstart.data.sources import load_data
 from warmstart.engine import CHECKPOINT, METRICS, SHORT_RUN_STEPS, Stream, fit, lr_factor
 from warmstart.pipeline import ENCODER_FILE, finetune, pretrain
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():

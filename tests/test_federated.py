@@ -10,17 +10,11 @@ pytest.importorskip("flwr")
 pytest.importorskip("ray")
 
 from warmstart.config import FederatedSettings, FinetuneConfig  # noqa: E402
-from warmstart.data.sources import load_data  # noqa: E402
 from warmstart.errors import UserError  # noqa: E402
 from warmstart.federated import client_delta, partition  # noqa: E402
 from warmstart.pipeline import finetune  # noqa: E402
 
 SMALL = {"width": 32, "feature_dim": 16, "norm": "group"}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
 
 
 def test_iid_partition_is_balanced_and_dirichlet_skews_the_classes():

@@ -15,7 +15,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from warmstart.config import PretrainConfig
-from warmstart.data.sources import load_data
 from warmstart.data.splits import LabelBudget
 from warmstart.evaluate import embed
 from warmstart.pipeline import build_encoder, pretrain, seed_everything
@@ -29,11 +28,6 @@ CASES = {
     "vae": ("linear", {}, 20, 0.05),
     "gan": ("mlp", {}, 20, 0.03),
 }
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
 
 
 def probe_accuracy(encoder, data, label_seed: int) -> float:

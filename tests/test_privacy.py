@@ -12,7 +12,6 @@ from torch import nn
 pytest.importorskip("opacus")
 
 from warmstart.config import FinetuneConfig, PretrainConfig, PrivacySettings  # noqa: E402
-from warmstart.data.sources import load_data  # noqa: E402
 from warmstart.engine import Stream  # noqa: E402
 from warmstart.errors import UserError  # noqa: E402
 from warmstart.pipeline import finetune, pretrain  # noqa: E402
@@ -20,11 +19,6 @@ from warmstart.privacy import PoissonStream, PrivateTraining, default_delta, res
 from warmstart.rundir import load_run  # noqa: E402
 
 SMALL = {"width": 32, "feature_dim": 16}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
 
 
 def private_config(**extra) -> FinetuneConfig:

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from threadpoolctl import threadpool_limits
 
 from warmstart import recipes
 from warmstart.cli import main
 from warmstart.config import resolve_study
-from warmstart.data import load_data
 from warmstart.errors import UserError
 from warmstart.study import plan_study, run_study
 from warmstart.study import run as study_run
@@ -34,16 +32,7 @@ TINY = {
                  "when": [{"min_labels": 40, "strategy_args": {"epochs": 3}}]},
 }
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    with threadpool_limits(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
+pytestmark = pytest.mark.usefixtures("one_blas_thread")  # conftest: one BLAS thread per module
 
 
 def write_recipe(path: Path, **changes) -> Path:

@@ -13,7 +13,6 @@ import torch
 from warmstart import pipeline
 from warmstart.config import FinetuneConfig, PretrainConfig
 from warmstart.data import DataBundle
-from warmstart.data.sources import load_data
 from warmstart.data.splits import LabelBudget
 from warmstart.errors import UserError
 from warmstart.evaluate import embed
@@ -37,11 +36,6 @@ def probe(features, ctx):
 
 # Options that make each strategy's tiny run cheap; everything else is the strategy's default.
 TINY_ARGS = {"joint": {"unlabeled_batch": 64, "epochs": 2}, "selftrain": {"batch": 64, "epochs": 2}}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from warmstart.cli import main
 from warmstart.config import resolve_study
-from warmstart.data import load_data
 from warmstart.errors import UserError
 from warmstart.study.report import write_report
 from warmstart.study.summary import Summary, read_results, t_interval
@@ -21,6 +19,8 @@ from warmstart.study import TIMING_COLUMNS, plan_study, run_study
 
 TINY = ["pretrain.epochs=5", "finetune.epochs=30", "finetune.lr=0.01", "encoder_args.width=32",
         "encoder_args.feature_dim=16", "explain=0"]  # explanations: tests/test_explain.py
+
+pytestmark = pytest.mark.usefixtures("one_blas_thread")  # conftest: one BLAS thread per module
 
 
 def tiny_config(**flags):
@@ -30,18 +30,6 @@ def tiny_config(**flags):
 def read_csv(path: Path, drop=TIMING_COLUMNS) -> list[dict]:
     with open(path, newline="") as f:
         return [{k: v for k, v in row.items() if k not in drop} for row in csv.DictReader(f)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    """Like conftest's one torch thread: a spinning BLAS pool on 2 shared cores makes sklearn 25x slower."""
-    with threadpool_limits(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from threadpoolctl import threadpool_limits
 
 from warmstart.cli import main
 from warmstart.config import resolve_study
-from warmstart.data import load_data
 from warmstart.errors import UserError
 from warmstart.study import TIMING_COLUMNS, run_study
 from warmstart.study.executors import LOCK_FILE, locked
@@ -25,6 +24,8 @@ SMALL = ["pretrain.epochs=5", "finetune.epochs=30", "finetune.lr=0.01", "encoder
 FLAGS = {"labels": "20,40", "seeds": 1, "objectives": "autoencoder", "strategies": "linear,full",
          "baselines": "logistic_regression"}
 CELLS = 8
+
+pytestmark = pytest.mark.usefixtures("one_blas_thread")  # conftest: one BLAS thread per module
 
 
 def small(*overrides: str):
@@ -38,17 +39,6 @@ def read_csv(path: Path) -> list[dict]:
 
 def quiet(line: str) -> None:
     pass
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    with threadpool_limits(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
 
 
 @pytest.fixture(scope="module")

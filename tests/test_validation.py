@@ -11,7 +11,7 @@ import torch
 from conftest import TASK_SETUPS
 from warmstart import pipeline
 from warmstart.config import FinetuneConfig, PretrainConfig, resolve_study
-from warmstart.data import DataBundle, load_data
+from warmstart.data import DataBundle
 from warmstart.data.bundle import in_final_evaluation
 from warmstart.data.validation import Validation, draw_rows
 from warmstart.errors import UserError
@@ -45,11 +45,6 @@ def sealed(bundle: DataBundle) -> SealedBundle:
     copy.__class__ = SealedBundle
     SealedBundle.reads = 0
     return copy
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
 
 
 @pytest.mark.parametrize("task_name", sorted(TASK_SETUPS))
