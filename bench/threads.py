@@ -46,7 +46,7 @@ def child(args) -> None:
     from warmstart.data.sources import load_data
     from warmstart.engine import fit
     from warmstart.objectives import OBJECTIVES
-    from warmstart.pipeline import build_encoder, image_stream, seed_everything
+    from warmstart.pipeline import build_encoder, seed_everything
 
     data = load_data(args.data)
     config = PretrainConfig(data=args.data, encoder=args.encoder, batch_size=args.batch_size, epochs=1,
@@ -54,7 +54,7 @@ def child(args) -> None:
     seed_everything(0)
     objective = OBJECTIVES.build("autoencoder", build_encoder(args.encoder, data.input_shape, {}))
     rows = np.random.default_rng(0).choice(len(data.x_train), args.steps * args.batch_size, replace=True)
-    stream = image_stream(data, np.sort(rows), args.batch_size, with_labels=False)
+    stream = data.input_stream(np.sort(rows), args.batch_size)
     others, started = runtime.busy_elsewhere(), time.perf_counter()
     fit(objective, lambda batch: objective.loss(batch[0]), [stream], config)
     print(json.dumps({"seconds": time.perf_counter() - started, "threads": torch.get_num_threads(),
