@@ -42,6 +42,7 @@ MEASURES = [
     "src/warmstart/objectives/denoising.py",
     "src/warmstart/objectives/gan.py",
     "src/warmstart/objectives/masked.py",
+    "src/warmstart/objectives/dense_masked.py",
     "src/warmstart/objectives/simclr.py",
     "src/warmstart/objectives/ntxent_loss.py",
     "src/warmstart/objectives/vae.py",
@@ -87,7 +88,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed segments per objective")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--objectives", nargs="*", default=None, help="subset to run (default: all registered)")
+    parser.add_argument("--objectives", nargs="*", default=None, help="subset to run (default: every image objective)")
     parser.add_argument("--quick", action="store_true", help="2 × 3 steps of batch 64, print only, write nothing")
     args = parser.parse_args()
     if args.quick:
@@ -95,7 +96,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0]
     data = load_data("fashion-mnist")
-    names = args.objectives or OBJECTIVES.names()
+    names = args.objectives or [n for n in OBJECTIVES.names() if "image" in OBJECTIVES.get(n).modalities]
 
     rows = []
     for name in names:

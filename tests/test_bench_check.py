@@ -42,17 +42,17 @@ def commit(root: Path, path: str, text: str) -> None:
 
 
 def test_a_section_is_fresh_until_a_file_it_measures_changes(repo, capsys):
-    assert check_stale.main() == 0
+    assert check_stale.main([]) == 0
     commit(repo, "src/b.py", "y = 2\n")  # not measured: still fresh
-    assert check_stale.main() == 0
+    assert check_stale.main([]) == 0
     commit(repo, "src/a.py", "x = 2\n")
-    assert check_stale.main() == 1
+    assert check_stale.main([]) == 1
     assert "stale: speed: measured at" in capsys.readouterr().out
 
 
 def test_a_change_to_the_script_itself_counts(repo):
     commit(repo, "bench/speed.py", 'MEASURES = ["src/a.py"]\nSTEPS = 2\n')
-    assert check_stale.main() == 1
+    assert check_stale.main([]) == 1
 
 
 def test_dirty_missing_and_unlisted_stamps_are_stale(repo, capsys):
@@ -60,9 +60,37 @@ def test_dirty_missing_and_unlisted_stamps_are_stale(repo, capsys):
     assert "-dirty" in revision.stamp(repo / "bench/speed.py")
     text = (repo / "BENCHMARKS.md").read_text()
     (repo / "BENCHMARKS.md").write_text(text.replace("Measured at", "Measured on"))
-    assert check_stale.main() == 1
+    assert check_stale.main([]) == 1
     assert "records no revision" in capsys.readouterr().out
     commit(repo, "bench/speed.py", 'MEASURES = ["src/gone.py"]\n')
     (repo / "BENCHMARKS.md").write_text(text)
-    assert check_stale.main() == 1
+    assert check_stale.main([]) == 1
     assert "src/gone.py" in capsys.readouterr().out
+
+
+def test_an_acknowledged_section_passes_until_its_code_changes_again(repo, capsys):
+    commit(repo, "src/a.py", "x = 2\n")
+    assert check_stale.main([]) == 1
+    assert check_stale.main(["--acknowledge", "speed", "--reason", "an hour of CPU"]) == 0
+    text = (repo / "BENCHMARKS.md").read_text()
+    head = git(repo, "rev-parse", "--short", "HEAD")
+    assert f"**Stale:** not re-measured at revision `{head}` (an hour of CPU)." in text  # visible to readers
+    assert check_stale.main([]) == 0
+    assert f"acknowledged at {head}: speed: measured at" in capsys.readouterr().out
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-am", "acknowledge")
+    assert check_stale.main([]) == 0  # committing the acknowledgement does not undo it
+    commit(repo, "src/a.py", "x = 3\n")
+    assert check_stale.main([]) == 1  # a later change needs a new measurement or a new acknowledgement
+    assert check_stale.main(["--acknowledge", "speed", "--reason", "still an hour"]) == 0
+    assert (repo / "BENCHMARKS.md").read_text().count("**Stale:**") == 1  # replaced, not stacked
+    assert check_stale.main([]) == 0
+
+
+def test_acknowledging_needs_a_reason_a_known_section_and_committed_code(repo):
+    with pytest.raises(SystemExit):
+        check_stale.main(["--acknowledge", "speed"])
+    with pytest.raises(SystemExit, match="no section 'sped'"):
+        check_stale.main(["--acknowledge", "sped", "--reason", "r"])
+    (repo / "src" / "a.py").write_text("x = 4\n")
+    with pytest.raises(SystemExit, match="uncommitted changes"):
+        check_stale.main(["--acknowledge", "speed", "--reason", "r"])
