@@ -76,6 +76,7 @@ def make_row(name: str, data, encoder_name: str, encoder_args: dict):
     encoder = build_encoder(encoder_name, data.input_shape, encoder_args)
     if name == "full":
         strategy = STRATEGIES.build("full")
+        strategy.task, strategy.modality = TASKS.get("classify"), data.handler  # what Strategy.bind sets
         model = Classifier(encoder, data.num_classes)
         return (model, lambda m: (lambda batch: strategy.loss(m, batch)),
                 lambda m, x, y: F.cross_entropy(m(x), y), True)
