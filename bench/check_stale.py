@@ -7,7 +7,8 @@ Each ``<!-- bench:NAME -->`` section ends with ``Measured at revision `REV` by `
 branch's history; a section without the line is an error too.
 
 Some sections cost hours to remeasure. Such a section may carry a visible acknowledgement instead,
-written by ``--acknowledge``: ``**Stale:** not re-measured at revision `ACK` (REASON).`` It passes while no
+written by ``--acknowledge``: ``**Stale:** the code this section measures has changed since; not
+re-measured as of revision `ACK` (REASON).`` It passes while no
 commit after ACK touches its files, so every later change to measured code must be remeasured or
 acknowledged again, and the reader always sees which figures predate the code. Reads git and the scripts'
 source only: no torch, no training, about a second.
@@ -26,7 +27,8 @@ from pathlib import Path
 import revision
 
 SECTION = re.compile(r"<!-- bench:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /bench:(?P=name) -->", re.S)
-ACK = re.compile(r"\*\*Stale:\*\* not re-measured at revision `(?P<rev>[0-9a-f]{4,40})` \((?P<reason>[^\n]*)\)\.\n*")
+ACK = re.compile(r"\*\*Stale:\*\* the code this section measures has changed since; not re-measured as of "
+                 r"revision `(?P<rev>[0-9a-f]{4,40})` \((?P<reason>[^\n]*)\)\.\n*")
 
 
 def changes_since(rev: str, files: list[str]) -> list[str]:
@@ -86,7 +88,8 @@ def acknowledge(text: str, name: str, reason: str) -> str:
     if revision.git("status", "--porcelain", "--", *revision.measured_files(found["script"])):
         raise SystemExit(f"the files section '{name}' measures have uncommitted changes; commit them first")
     head = revision.git("rev-parse", "--short", "HEAD")
-    line = f"**Stale:** not re-measured at revision `{head}` ({reason.strip().rstrip('.')}).\n\n"
+    line = (f"**Stale:** the code this section measures has changed since; not re-measured as of revision "
+            f"`{head}` ({reason.strip().rstrip('.')}).\n\n")
     body = ACK.sub("", body)
     stamp_at = revision.STAMP.search(body).start()
     body = body[:stamp_at] + line + body[stamp_at:]

@@ -8,8 +8,8 @@ pairs alternate ``--repeats`` times and the table gives medians of wall time and
 process and its workers, from ``getrusage``), and their ratio. Three settings (``--settings``): the study's
 defaults (cells of a fraction of a second: the fixed costs — starting the processes, the report — dominate),
 ``heavy`` (wider encoder, more epochs: cells of seconds, as in a real study) and ``long`` (4x the fine-tuning
-epochs of ``heavy``). Both worker counts must give the same ``results.csv`` metrics; the script checks it. On a shared machine the load average is printed beside each
-figure: other processes take cores from both runs.
+epochs of ``heavy``). Both worker counts must give the same ``results.csv`` metrics; the script checks it.
+On a shared machine the load average is printed beside each figure: other processes take cores from both runs.
 
     python bench/parallel_study.py                  # writes the "parallel_study" section of BENCHMARKS.md
     python bench/parallel_study.py --repeats 1 --no-write
