@@ -30,7 +30,7 @@ import common
 ROOT = common.ROOT  # common has put src/ on the path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub: MiniLM comes from a pip package
 
-from text_corpora import CORPORA, POOLS, Corpus, corpus_data, pool_data  # noqa: E402
+from text_corpora import CORPORA, FINETUNES, POOLS, Corpus, corpus_data, pool_data  # noqa: E402
 
 from warmstart.baselines import BASELINES, BaselineData, baseline_inputs  # noqa: E402
 from warmstart.config import FinetuneConfig, PretrainConfig  # noqa: E402
@@ -69,8 +69,8 @@ LABELS = {"baseline": "{baseline} (warmstart.baselines)", "scratch": "transforme
 
 def method_label(method: str, corpus: Corpus) -> str:
     if method.startswith("mlm:"):
-        pool = POOLS[method[4:]]
-        return f"transformer, MLM on {pool.source} (full fine-tune)"
+        pool, _, how = method[4:].partition(":")
+        return f"transformer, MLM on {POOLS[pool].name} ({FINETUNES[how or 'full']['label']})"
     return LABELS[method].format(baseline=corpus.baseline)
 
 
@@ -86,7 +86,7 @@ def pretrained_encoder(pool_name: str, out: Path):
     started, cpu = time.perf_counter(), time.process_time()
     result = pretrain(config, run, data=data)
     last = result.history[-1]
-    info = {"pool": pool_name, "source": pool.source, "rows": len(data.x_train), "epochs": pool.epochs,
+    info = {"pool": pool_name, "source": pool.name, "rows": len(data.x_train), "epochs": pool.epochs,
             "lr": pool.lr, "mask": pool.mask, "encoder": pool.encoder, "steps": last["step"],
             "seconds": round(time.perf_counter() - started, 1), "cpu_seconds": round(time.process_time() - cpu, 1),
             "final_loss": last["loss"], "mlm_accuracy": last["mlm_accuracy"]}
@@ -118,9 +118,15 @@ def run_cell(corpus: Corpus, method: str, n: int, seed: int, lr: float | None, d
         config = FinetuneConfig(strategy="scratch", encoder="transformer", encoder_args=corpus.encoder,
                                 epochs=corpus.epochs[n], lr=lr, **common_args)
         return finetune(config, None, data=data).metrics
-    config = FinetuneConfig(strategy="full", encoder="transformer", encoder_args=corpus.encoder,
-                            epochs=corpus.epochs[n], lr=lr, **common_args)
-    return finetune(config, None, data=data, encoder=pretrained_encoder(method[4:], out.parent)[0]).metrics
+    pool, _, how = method[4:].partition(":")
+    recipe = FINETUNES[how or "full"]
+    # A strategy that keeps training the objective loads it from the run, encoder included (one shared module).
+    run = out.parent / f"pretrain-{pool}"
+    encoder = None if recipe.get("objective") else pretrained_encoder(pool, out.parent)[0]
+    config = FinetuneConfig(encoder="transformer", encoder_args=corpus.encoder, epochs=corpus.epochs[n], lr=lr,
+                            pretrained=str(run) if recipe.get("objective") else None, strategy=recipe["strategy"],
+                            strategy_args=recipe.get("strategy_args", {}), **common_args)
+    return finetune(config, None, data=data, encoder=encoder).metrics
 
 
 def learning_rates(corpus: Corpus, method: str, n: int, split: str, out: Path, higher: bool) -> list[float | None]:
@@ -155,7 +161,7 @@ def run(corpus: Corpus, methods: list[str], seeds: list[int], split: str, out: P
     higher = TASKS.get(data.task).higher_is_better
     for method in methods:
         if method.startswith("mlm:"):
-            pretrained_encoder(method[4:], out.parent)  # timed on its own, before any cell's clock starts
+            pretrained_encoder(method[4:].partition(":")[0], out.parent)  # timed alone, before any cell
         for n in budgets:
             for lr in learning_rates(corpus, method, n, split, out, higher):
                 for seed in seeds:
@@ -202,7 +208,7 @@ def table(corpus: Corpus, rows: list[dict], methods: list[str]) -> str:
 def pool_lines(methods: list[str], out: Path) -> list[str]:
     lines = []
     for method in [m for m in methods if m.startswith("mlm:")]:
-        path = out / f"pretrain-{method[4:]}" / "bench_pretrain.json"
+        path = out / f"pretrain-{method[4:].partition(':')[0]}" / "bench_pretrain.json"
         if path.exists():
             i = json.loads(path.read_text())
             lines.append(f"- `{method}`: MLM on {i['rows']:,} {i['source']} training rows (labels unused), "
