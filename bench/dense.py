@@ -12,6 +12,7 @@ scenes from Fashion-MNIST's test images) is scored once per cell, for the chosen
     python bench/dense.py --stage pretrain --objectives masked-dense,simclr   # into bench/cache/dense/
     python bench/dense.py --stage finetune --tasks segment                    # cells into cells.jsonl
     python bench/dense.py --table                                             # BENCHMARKS.md section
+    python bench/dense.py --cache bench/cache/dense-900 --stage pretrain      # a run kept apart (--cache)
 
 Cells already in ``bench/cache/dense/cells.jsonl`` are never recomputed. Everything runs on one thread;
 CPU seconds (``time.process_time``) are the budget, wall seconds are inflated by the shared machine.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -165,9 +167,12 @@ def main() -> None:
     parser.add_argument("--methods", default="scratch," + ",".join(OBJECTIVES))
     parser.add_argument("--pretrain-cpu", type=float, default=900.0, help="CPU seconds per pretraining")
     parser.add_argument("--table", action="store_true")
+    parser.add_argument("--cache", default=str(CACHE), help="folder of pretrainings and cells (default %(default)s)")
     parser.add_argument("--note", default="", help="a paragraph for the BENCHMARKS.md section (e.g. what did not run)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    global CACHE
+    CACHE = Path(args.cache)  # another folder keeps a run at other settings apart from this one's cells
     CACHE.mkdir(parents=True, exist_ok=True)
     if args.stage == "pretrain":
         data = load_data("fashion-scenes")
