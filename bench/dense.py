@@ -160,6 +160,7 @@ def summary() -> str:
 
 
 def main() -> None:
+    global CACHE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stage", choices=("pretrain", "finetune"))
     parser.add_argument("--objectives", default=",".join(OBJECTIVES))
@@ -171,7 +172,6 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a paragraph for the BENCHMARKS.md section (e.g. what did not run)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    global CACHE
     CACHE = Path(args.cache)  # another folder keeps a run at other settings apart from this one's cells
     CACHE.mkdir(parents=True, exist_ok=True)
     if args.stage == "pretrain":
