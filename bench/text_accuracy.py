@@ -228,7 +228,7 @@ def table(corpus: Corpus, rows: list[dict], methods: list[str]) -> str:
 
 def pool_lines(methods: list[str], out: Path) -> list[str]:
     lines = []
-    for method in [m for m in methods if pretrained_method(m)]:
+    for method in [m for m in methods if pretrained_method(m) and m.count(":") == 1]:  # once per pool
         path = out / f"pretrain-{pretrained_method(method)[0]}" / "bench_pretrain.json"
         if path.exists():
             i = json.loads(path.read_text())
