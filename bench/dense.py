@@ -160,7 +160,7 @@ def summary() -> str:
 
 
 def main() -> None:
-    global CACHE, STEPS
+    global CACHE, STEPS, BUDGETS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stage", choices=("pretrain", "finetune"))
     parser.add_argument("--objectives", default=",".join(OBJECTIVES))
@@ -169,12 +169,14 @@ def main() -> None:
     parser.add_argument("--pretrain-cpu", type=float, default=900.0, help="CPU seconds per pretraining")
     parser.add_argument("--table", action="store_true")
     parser.add_argument("--cache", default=str(CACHE), help="folder of pretrainings and cells (default %(default)s)")
+    parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="labeled scenes (default %(default)s)")
     parser.add_argument("--steps", type=int, default=STEPS, help="fine-tuning steps per cell (default %(default)s); "
                         "cells do not record it, so give each setting its own --cache")
     parser.add_argument("--note", default="", help="a paragraph for the BENCHMARKS.md section (e.g. what did not run)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     CACHE, STEPS = Path(args.cache), args.steps  # another folder keeps a run at other settings apart
+    BUDGETS = tuple(int(b) for b in args.budgets.split(","))
     CACHE.mkdir(parents=True, exist_ok=True)
     if args.stage == "pretrain":
         data = load_data("fashion-scenes")
