@@ -43,7 +43,7 @@ ENCODER, ENCODER_ARGS = "cnn", {"width": 8}
 OBJECTIVES = ("masked-dense", "masked", "simclr", "denoising")
 BUDGETS, SEEDS, LRS = (50, 500), (0, 1, 2), (1e-3, 3e-3)
 VALIDATION = 300
-STEPS = 150  # fine-tuning steps at every budget (batch 16 at 50 labels, 32 at 500)
+STEPS = 600  # fine-tuning steps at every budget (batch 16 at 50 labels, 32 at 500); at 150 nothing detected
 PRETRAIN_BATCH = 64
 
 
