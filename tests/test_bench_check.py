@@ -74,7 +74,8 @@ def test_an_acknowledged_section_passes_until_its_code_changes_again(repo, capsy
     assert check_stale.main(["--acknowledge", "speed", "--reason", "an hour of CPU"]) == 0
     text = (repo / "BENCHMARKS.md").read_text()
     head = git(repo, "rev-parse", "--short", "HEAD")
-    assert f"not re-measured as of revision `{head}` (an hour of CPU)." in text  # visible to readers
+    assert (f"**Stale:** the code this section measures has changed since; not re-measured as of revision "
+            f"`{head}` (an hour of CPU).") in text  # visible to readers
     assert check_stale.main([]) == 0
     assert f"acknowledged at {head}: speed: measured at" in capsys.readouterr().out
     git(repo, "add", "BENCHMARKS.md")
