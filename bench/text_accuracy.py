@@ -84,8 +84,8 @@ def pretrained_method(method: str) -> tuple[str, str] | None:
 
 
 def method_label(method: str, corpus: Corpus) -> str:
-    if pretrained_method(method):
-        pool, how = pretrained_method(method)
+    if found := pretrained_method(method):
+        pool, how = found
         sources = POOLS[pool].name.split("+")
         where = sources[0] if len(sources) == 1 else f"the `{pool}` pool ({len(sources)} sources)"
         return f"transformer, {POOLS[pool].objective.upper().replace('SIMCSE', 'SimCSE')} on {where} " \
@@ -142,11 +142,11 @@ def run_cell(corpus: Corpus, method: str, n: int, seed: int, lr: float | None, d
     pool, how = pretrained_method(method)
     recipe = FINETUNES[how]
     # A strategy that keeps training the objective loads it from the run, encoder included (one shared module).
-    run = out.parent / f"pretrain-{pool}"
-    encoder = None if recipe.get("objective") else pretrained_encoder(pool, out.parent)[0]
+    keeps_objective = recipe.get("objective", False)
+    encoder = None if keeps_objective else pretrained_encoder(pool, out.parent)[0]
     config = FinetuneConfig(encoder="transformer", encoder_args=corpus.encoder, epochs=corpus.epochs[n], lr=lr,
-                            pretrained=str(run) if recipe.get("objective") else None, strategy=recipe["strategy"],
-                            strategy_args=recipe.get("strategy_args", {}), **common_args)
+                            pretrained=str(out.parent / f"pretrain-{pool}") if keeps_objective else None,
+                            strategy=recipe["strategy"], strategy_args=recipe.get("strategy_args", {}), **common_args)
     return finetune(config, None, data=data, encoder=encoder).metrics
 
 
@@ -181,8 +181,8 @@ def run(corpus: Corpus, methods: list[str], seeds: list[int], split: str, out: P
     rows, data = read_rows(folder), corpus_data(corpus, split)
     higher = TASKS.get(data.task).higher_is_better
     for method in methods:
-        if pretrained_method(method):
-            pretrained_encoder(pretrained_method(method)[0], out.parent)  # timed alone, before any cell
+        if found := pretrained_method(method):
+            pretrained_encoder(found[0], out.parent)  # timed on its own, before any cell's clock starts
         for n in budgets:
             for lr in learning_rates(corpus, method, n, split, out, higher):
                 for seed in seeds:

@@ -37,7 +37,7 @@ class Pool:
     mask: float = 0.4  # Wettig et al. (2023): 40% beats BERT's 15% on short inputs
     encoder: dict = field(default_factory=lambda: dict(ENCODER))
     extra: tuple[str, ...] = ()
-    objective: str = "mlm"  # or "simcse" (its rows are ``simcse:<pool>``, its run ``pretrain-<pool>-simcse``)
+    objective: str = "mlm"  # or "simcse" (its rows are then ``simcse:<pool>``; its run is ``pretrain-<pool>``)
 
     @property
     def name(self) -> str:
