@@ -56,7 +56,7 @@ def test_every_shipped_recipe_loads_and_says_what_it_costs(capsys):
         assert recipe.version >= 1 and recipe.summary and "CPU-minutes" in recipe.cost_text() or recipe.choose
     assert main(["recipes"]) == 0
     listed = capsys.readouterr().out
-    assert "best-v1" in listed and "fast-v1" in listed and "measured:" in listed
+    assert "best-v1" in listed and "fast-v2" in listed and "measured:" in listed
     assert main(["recipes", "best"]) == 0 and "features_from: [simclr-mlp, simclr-cnn]" in capsys.readouterr().out
 
 

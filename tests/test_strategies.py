@@ -216,7 +216,25 @@ def test_selftrain_scratch_student_of_another_architecture_learns_from_other_run
     result = pipeline.finetune(config, data=digits)
     assert result.model.encoder.spec["encoder"] == "cnn"
     assert result.metrics["accuracy"] > 0.75, result.metrics
-    for bad in ({"student": "scratch"}, {"student": "scratch", "features_from": [str(mlp_run)], "targets": "teacher"},
-                {"student": "teacher"}):
+    for bad in ({"student": "scratch"}, {"student": "scratch", "targets": "probe"}, {"student": "teacher"},
+                {"student": "scratch", "targets": "teacher+probe", "graph": "pretrained"}):
         with pytest.raises(ValueError, match="student"):
             STRATEGIES.build("selftrain", **bad)
+
+
+def test_selftrain_from_teacher_starts_the_scratch_student_at_its_trained_teacher(digits):
+    """`student="scratch", targets="teacher", from_teacher=True`: classic self-training without pretraining.
+    The teacher (the config's CNN from random init, trained on 50 labels) is what the student starts from, so
+    before any student step the model already predicts far above chance; without ``from_teacher`` it is the
+    untrained copy the teacher started from."""
+    def after_setup(**args) -> float:
+        _, ctx = _context("scratch", digits, None, epochs=20)
+        strategy = STRATEGIES.build("selftrain", student="scratch", targets="teacher", batch=64, epochs=1, **args)
+        model = strategy.setup(ctx).eval()
+        with torch.no_grad():
+            predicted = model(digits.batch(digits.x_test)).argmax(1).numpy()
+        return float((predicted == digits.y_test).mean())
+
+    assert after_setup(from_teacher=True) > 0.6 > 0.25 > after_setup()
+    with pytest.raises(ValueError, match="from_teacher"):
+        STRATEGIES.build("selftrain", graph="pretrained", from_teacher=True)

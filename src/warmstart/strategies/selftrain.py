@@ -56,8 +56,15 @@ class SelfTrain(Strategy):
     pretraining runs (e.g. a SimCLR MLP next to a SimCLR CNN student): their features are concatenated,
     each L2-normalised, so the student learns from an ensemble it could not be on its own.
     ``student="scratch"`` trains a student of any architecture (``encoder``, ``encoder_args``) from random
-    init on targets from the ``features_from`` runs alone, e.g. a CNN wider than the one pretraining could
-    afford. ``labeled_batch`` adds that many labeled rows, with cross-entropy on their true labels, to every
+    init, e.g. a CNN wider than the one pretraining could afford, on targets from the ``features_from`` runs
+    and, with ``targets`` holding ``teacher``, from a teacher of its own architecture trained from random init
+    on the labels (classic self-training; ``graph="teacher"`` adds the teacher's features to the probe's).
+    ``from_teacher=True`` starts the student from the trained teacher's weights instead of from where the
+    teacher started: the passes over the pool refine the teacher on the averaged targets rather than
+    distil them into a fresh copy, which a pass or two cannot do. On Fashion-MNIST at 1000 labels (seed 0,
+    5000 validation rows; a width-16 CNN from random init as teacher, averaged with a probe over an 8-epoch
+    SimCLR MLP, 2 passes) the fresh student scored 0.789, the one started from the teacher 0.829.
+    ``labeled_batch`` adds that many labeled rows, with cross-entropy on their true labels, to every
     student step (without it 1000 labels are 1.7 % of a 60k pool's rows).
 
     Measured: on digits at 50 labels (seeds 0-2): teacher 0.881, propagate 0.906, both 0.900, against
@@ -91,6 +98,7 @@ class SelfTrain(Strategy):
         self, augment: str = "none", temperature: float = 1.0, epochs: int | None = None, batch: int = 256,
         layer_decay: float | None = None, targets: str | None = None, neighbors: int = 10, graph: str = "teacher",
         features_from: list[str] = (), labeled_batch: int = 0, student: str = "pretrained",
+        from_teacher: bool = False,
     ) -> None:
         super().__init__(augment)
         if temperature <= 0 or (epochs is not None and epochs < 1) or batch < 1 or neighbors < 1 or labeled_batch < 0:
@@ -103,9 +111,14 @@ class SelfTrain(Strategy):
             raise ValueError(f"features_from must be a list of pretraining run directories, got {features_from!r}")
         if student not in ("pretrained", "scratch"):
             raise ValueError(f"student must be pretrained or scratch, got {student!r}")
-        if student == "scratch" and (not features_from or "teacher" in chosen):
-            raise ValueError("student='scratch' learns only from other runs' features: give features_from "
-                             "and targets without teacher")
+        if student == "scratch" and not features_from and not (
+                "teacher" in chosen and (chosen == ("teacher",) or graph == "teacher")):
+            raise ValueError("student='scratch' has no pretrained features: give features_from, or targets=teacher "
+                             "(a teacher of its architecture trained on the labels)")
+        if from_teacher and "teacher" not in chosen and not (student == "pretrained" and graph == "teacher"):
+            raise ValueError("from_teacher=True starts the student from the teacher: give targets with teacher "
+                             "(or graph=teacher with student=pretrained)")
+        self.from_teacher = from_teacher
         self.load_pretrained = student == "pretrained"  # scratch: any architecture, from random init
         self.graph, self.features_from = graph, [str(run) for run in features_from]
         self.temperature, self.epochs, self.batch = temperature, epochs, batch
@@ -129,9 +142,6 @@ class SelfTrain(Strategy):
         if self.features_from and not task.row_features:
             raise UserError(f"strategy '{name}': features_from does not apply to the {task.name} task (its probe reads "
                             "per-word features of the student's own encoder); drop it")
-        if not self.load_pretrained and "teacher" in self.sources(task):
-            raise UserError(f"strategy '{name}': student=scratch cannot use a teacher's targets (the task's default "
-                            f"for {task.name} is {task.default_pseudo}); give strategy_args.targets without teacher")
 
     def setup(self, ctx: FinetuneContext) -> nn.Module:
         self.bind(ctx)
@@ -156,6 +166,8 @@ class SelfTrain(Strategy):
                                          model=probe_model, temperature=self.temperature, neighbors=self.neighbors)
                  for source in sources]
         self.targets = ctx.task.keep_labeled(sum(parts) / len(parts), ctx.data, ctx.labeled, ctx.model)
+        if self.from_teacher:  # refine the teacher on the pool rather than distil it into a fresh copy
+            ctx.model.load_state_dict(teacher.state_dict())
         return ctx.model
 
     def features(self, encoder: nn.Module | None, ctx: FinetuneContext) -> np.ndarray:
