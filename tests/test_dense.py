@@ -180,3 +180,30 @@ def test_pretrained_features_beat_random_ones_on_50_scenes():
                             batch_size=64, health_samples=0)
     pretrained = pipeline.pretrain(config, data=data).encoder
     assert _pixel_probe(pretrained, data) > random_score + 0.02, random_score
+
+
+def test_a_segment_study_reports_each_class_iou_from_its_cells(tmp_path):
+    """The study copies each cell's per-class IoU into its row, and the report tables them (in points) for
+    scratch and the best pretrained method at the smallest budget, next to the overlay grid."""
+    import json
+
+    from warmstart.config import resolve_study
+    from warmstart.study import run_study
+
+    config = resolve_study(flags={"task": "segment", "labels": "40", "seeds": 1, "objectives": "masked-dense",
+                                  "strategies": "full", "encoder": "cnn", "baselines": "none"},
+                           overrides=["encoder_args.width=4", "pretrain.epochs=1", "finetune.epochs=3", "explain=0",
+                                      "pretrain.health_samples=0"])
+    rows = run_study(config, tmp_path, data=toy_scenes("segment"), echo=lambda line: None)
+    assert all(len(row["per_class_iou"]) == 11 for row in rows)  # background + Fashion-MNIST's 10 classes
+    report = (tmp_path / "report.md").read_text()
+    table = report.split("## IoU per class at 40 labeled images")[1].split("##")[0]
+    lines = [line.split(" | ") for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert lines[0] == ["| class", "scratch", "masked-dense+full |"]
+    cells = [json.loads(path.read_text()) for path in (tmp_path / "cells").glob("*.json")]
+    cells = {cell["method"]: cell for cell in cells}
+    for line in lines[1:]:
+        name, values = line[0].lstrip("| "), [v.rstrip(" |") for v in line[1:]]
+        expected = [cells[m]["per_class_iou"][name] for m in ("scratch", "masked-dense+full")]
+        assert values == [f"{100 * v:.1f}" if v is not None else "–" for v in expected], name
+    assert report.index("## IoU per class") < report.index("## Predictions on test scenes")

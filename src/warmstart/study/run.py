@@ -255,8 +255,7 @@ class StudyRunner:
         row.update({"val_rows": int(len(rows.validation)), "train_labels": int(trained),
                     "wall_s": round(time.perf_counter() - started, 3), "cpu_s": round(time.process_time() - cpu, 3),
                     "images_per_s": speed, "labeled_hash": _labeled_hash(rows.budget)})
-        if "confusion_matrix" in metrics:
-            row["confusion_matrix"] = metrics["confusion_matrix"]
+        row.update({k: metrics[k] for k in ("confusion_matrix", "per_class_iou") if k in metrics})
         if cell.setting:
             row["setting"] = cell.setting
         row.update({k: metrics[k] for k in ("epsilon", "delta") if k in metrics})

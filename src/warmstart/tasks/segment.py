@@ -9,6 +9,7 @@ background counts as a class; a class absent from both truth and prediction is l
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,37 @@ class Segment(InstanceTask):
 
     def sample_arrays(self, true, pred):
         return {"true": np.stack([class_map(t) for t in true]).astype(np.int64), "pred": pred.astype(np.int64)}
+
+    def report_sections(self, run_dir, summary):
+        blocks, pngs = super().report_sections(run_dir, summary)
+        return per_class_table(run_dir, summary) + blocks, pngs
+
+
+def per_class_table(run_dir, summary) -> list[tuple]:
+    """The report's table of test IoU per class at the smallest budget, mean over seeds, for scratch and the
+    best pretrained method (a method whose mIoU rose may still have lost the rare classes)."""
+    smallest = summary.budgets[0]
+    methods = [m for m in ("scratch", summary.best(smallest, ("pretrained",))) if m]
+    found: dict[str, list[dict]] = {m: [] for m in methods}
+    for path in sorted((run_dir / "cells").glob("*.json")):
+        cell = json.loads(path.read_text())
+        if cell.get("method") in found and cell.get("budget") == smallest and "per_class_iou" in cell:
+            found[cell["method"]].append(cell["per_class_iou"])
+    methods = [m for m in methods if found[m]]
+    if not methods:
+        return []
+    classes = list(found[methods[0]][0])
+
+    def mean(method: str, name: str) -> str:
+        values = [c[name] for c in found[method] if c.get(name) is not None]
+        return f"{100 * np.mean(values):.1f}" if values else "–"
+
+    body = [[name, *(mean(m, name) for m in methods)] for name in classes]
+    seeds = ", ".join(f"{m}: {len(found[m])}" for m in methods)
+    return [("h2", f"IoU per class at {summary.labels[smallest]} labeled images"),
+            ("p", f"Test IoU in points, mean over seeds ({seeds}); the best pretrained method is chosen as in "
+                  "the score table."),
+            ("table", ["class", *methods], body, set())]
 
 
 TASKS.register("segment")(Segment())
