@@ -172,10 +172,13 @@ def main() -> None:
     parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="labeled scenes (default %(default)s)")
     parser.add_argument("--steps", type=int, default=STEPS, help="fine-tuning steps per cell (default %(default)s); "
                         "cells do not record it, so give each setting its own --cache")
+    parser.add_argument("--width", type=int, default=ENCODER_ARGS["width"], help="the cnn encoder's width (default "
+                        "%(default)s); cells do not record it either: give each width its own --cache")
     parser.add_argument("--note", default="", help="a paragraph for the BENCHMARKS.md section (e.g. what did not run)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     CACHE, STEPS = Path(args.cache), args.steps  # another folder keeps a run at other settings apart
+    ENCODER_ARGS["width"] = args.width
     BUDGETS = tuple(int(b) for b in args.budgets.split(","))
     CACHE.mkdir(parents=True, exist_ok=True)
     if args.stage == "pretrain":
