@@ -111,8 +111,10 @@ class SelfTrain(Strategy):
             raise ValueError(f"features_from must be a list of pretraining run directories, got {features_from!r}")
         if student not in ("pretrained", "scratch"):
             raise ValueError(f"student must be pretrained or scratch, got {student!r}")
-        if student == "scratch" and not features_from and not (
-                "teacher" in chosen and (chosen == ("teacher",) or graph == "teacher")):
+        # Without other runs' features a scratch student learns from its teacher alone, or from the teacher's
+        # predictions and features (graph=teacher); the probe and the graph have nothing else to read.
+        teacher_suffices = "teacher" in chosen and (chosen == ("teacher",) or graph == "teacher")
+        if student == "scratch" and not features_from and not teacher_suffices:
             raise ValueError("student='scratch' has no pretrained features: give features_from, or targets=teacher "
                              "(a teacher of its architecture trained on the labels)")
         if from_teacher and "teacher" not in chosen and not (student == "pretrained" and graph == "teacher"):

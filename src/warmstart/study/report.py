@@ -34,7 +34,9 @@ def _doc(obj: Any) -> str:
     return " ".join(text.replace("``", "").split()).rstrip(".")
 
 
-def _cells(run_dir: Path) -> dict[tuple[str, str, int], dict]:
+def read_cells(run_dir: Path) -> dict[tuple[str, str, int], dict]:
+    """Every finished cell's record (``cells/*.json``: its row, with what results.csv leaves out, e.g. the
+    confusion matrix), keyed by ``(method, budget, seed)``."""
     found = {}
     for path in sorted((run_dir / "cells").glob("*.json")):
         cell = json.loads(path.read_text())
@@ -85,7 +87,7 @@ def _pretraining_runs(run_dir: Path, info: dict) -> list[tuple[str, str, str, An
 
 
 def _kept_epochs(run_dir: Path) -> str:
-    kept = [(c.get("validation") or {}) for c in _cells(run_dir).values()]
+    kept = [(c.get("validation") or {}) for c in read_cells(run_dir).values()]
     kept = [k for k in kept if "epoch" in k]
     if not kept:
         return ""
@@ -245,7 +247,7 @@ def _confusion(summary: Summary, run_dir: Path, class_names: list[str], pngs: di
     """The best method's confusion matrix at the smallest budget, summed over seeds (classification only)."""
     smallest = summary.budgets[0]
     top = summary.best(smallest)
-    matrices = [np.array(c["confusion_matrix"]) for (m, b, _s), c in _cells(run_dir).items()
+    matrices = [np.array(c["confusion_matrix"]) for (m, b, _s), c in read_cells(run_dir).items()
                 if m == top and b == smallest and "confusion_matrix" in c]
     if not matrices:
         return []

@@ -9,7 +9,6 @@ background counts as a class; a class absent from both truth and prediction is l
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -109,13 +108,14 @@ class Segment(InstanceTask):
 def per_class_table(run_dir, summary) -> list[tuple]:
     """The report's table of test IoU per class at the smallest budget, mean over seeds, for scratch and the
     best pretrained method (a method whose mIoU rose may still have lost the rare classes)."""
+    from warmstart.study.report import read_cells
+
     smallest = summary.budgets[0]
     methods = [m for m in ("scratch", summary.best(smallest, ("pretrained",))) if m]
     found: dict[str, list[dict]] = {m: [] for m in methods}
-    for path in sorted((run_dir / "cells").glob("*.json")):
-        cell = json.loads(path.read_text())
-        if cell.get("method") in found and cell.get("budget") == smallest and "per_class_iou" in cell:
-            found[cell["method"]].append(cell["per_class_iou"])
+    for (method, budget, _seed), cell in read_cells(run_dir).items():
+        if method in found and budget == smallest and "per_class_iou" in cell:
+            found[method].append(cell["per_class_iou"])
     methods = [m for m in methods if found[m]]
     if not methods:
         return []
