@@ -9,6 +9,7 @@ directory, so a stopped run continues where it stopped and parts or seeds can ru
 (pretrain first: two processes must not train the same pretraining run at once).
 
     python bench/accuracy.py                          # every part, seed and budget, then the table
+    python bench/accuracy.py --jobs 2                 # the same, two cells at a time (one per core)
     python bench/accuracy.py --parts fast --seeds 0   # a subset (cells already done are kept)
     python bench/accuracy.py --table                  # run nothing: write the table of what the cache holds
     python bench/accuracy.py --quick                  # smoke check: a 3k-image pool, seed 0, 100 labels, tiny recipes
@@ -22,6 +23,7 @@ import argparse
 import csv
 import json
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -76,13 +78,57 @@ def run_part(part: str, seed: int, budget: int, data: DataBundle, cache: Path, q
     flags = {"data": DATA, "labels": str(budget), "seeds": 1, "seed_start": seed, **spec["flags"]}
     overrides = [*spec["overrides"], *MACHINE, f"validation={'extra=100' if quick else VALIDATION}",
                  f"pretrain_dir={cache / 'pretrain'}", "explain=0"]  # the table shows none; ~8 CPU-min per study
-    if quick:
+    if quick and spec["flags"].get("recipes") == "none":  # a recipe brings its own epochs (it refuses others)
         overrides = [o for o in overrides if not o.startswith("finetune.epochs")] + ["finetune.epochs=5"]
     config = resolve_study(flags=flags, overrides=overrides)
     started = time.process_time()
     run_study(config, study_dir(cache, part, seed, budget), data=data, echo=lambda line: print(line, flush=True))
     print(f"[{part} seed {seed}, {budget} labels] {time.process_time() - started:.0f} CPU-s in this process",
           flush=True)
+
+
+def bench_data(quick: bool) -> DataBundle:
+    """Fashion-MNIST, or for ``--quick`` a 3k-image pool and 2k test images of it."""
+    data = load_data(DATA)
+    if not quick:
+        return data
+    return DataBundle("fashion-mnist[:3000]", data.x_train[:3000], data.y_train[:3000], data.x_test[:2000],
+                      data.y_test[:2000], data.modality, data.class_names, data.scale)
+
+
+_WORKER: dict = {}  # a worker process's data bundle, loaded once rather than sent with every cell
+
+
+def _start_worker(quick: bool) -> None:
+    threadpool_limits(THREADS)
+    _WORKER["data"] = bench_data(quick)
+
+
+def _run_in_worker(part: str, seed: int, budget: int, cache: Path, quick: bool) -> None:
+    run_part(part, seed, budget, _WORKER["data"], cache, quick)
+
+
+def run_cells(cells: list[tuple[str, int, int]], cache: Path, quick: bool, jobs: int) -> None:
+    """Run ``(part, seed, budget)`` cells, ``jobs`` at a time, each job a process of its own. A part's first
+    cell runs alone among that part's cells, because it trains the part's pretraining runs, which its other
+    cells then load; different parts pretrain different runs (each recipe's names carry its name and version),
+    so they may run side by side."""
+    if jobs == 1:
+        data = bench_data(quick)
+        for part, seed, budget in cells:
+            run_part(part, seed, budget, data, cache, quick)
+        return
+    later = {part: [cell for cell in cells if cell[0] == part] for part in dict.fromkeys(c[0] for c in cells)}
+    with ProcessPoolExecutor(jobs, initializer=_start_worker, initargs=(quick,)) as pool:
+        first = {pool.submit(_run_in_worker, *later[part].pop(0), cache, quick): part for part in later}
+        running: set[Future] = set(first)
+        while running:
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()  # a failed cell stops the run here, with its traceback
+                rest = sorted(later.pop(first.get(future, ""), []), key=lambda cell: -cell[2])  # long ones first
+                for cell in rest:  # this part's pretraining runs now exist
+                    running.add(pool.submit(_run_in_worker, *cell, cache, quick))
 
 
 def read_all(cache: Path) -> tuple[list[dict], dict[str, dict]]:
@@ -169,6 +215,8 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="run nothing: write the table of the cached cells")
     parser.add_argument("--quick", action="store_true", help="smoke check on a 3k-image pool (nothing written "
                         "to BENCHMARKS.md)")
+    parser.add_argument("--jobs", type=int, default=1, help="cells run at a time, each in its own process with "
+                        f"{THREADS} thread (at most one per core)")
     parser.add_argument("--note", default="", help="a paragraph to put under the table")
     args = parser.parse_args()
     threadpool_limits(THREADS)
@@ -177,23 +225,19 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
     cache = CACHE / "quick" if args.quick else CACHE
-    data = load_data(DATA)
     seeds, budgets = ([int(v) for v in flag.split(",") if v] for flag in (args.seeds, args.budgets))
     if args.quick:  # every part end to end in minutes; the recipes still run their own settings on 3k images
-        data = DataBundle("fashion-mnist[:3000]", data.x_train[:3000], data.y_train[:3000], data.x_test[:2000],
-                          data.y_test[:2000], data.modality, data.class_names, data.scale)
         seeds, budgets = [0], [100]
     started = time.time()
     if not args.table:
-        for seed in seeds:
-            for budget in budgets:
-                for part in parts:
-                    run_part(part, seed, budget, data, cache, args.quick)
+        cells = [(part, seed, budget) for seed in seeds for budget in budgets for part in parts]
+        run_cells(cells, cache, args.quick, max(1, args.jobs))
     rows, pretrainings = read_all(cache)
     text = table(rows, pretrainings) + (f"\n\n{args.note}" if args.note else "")
     print("\n" + text + f"\n\nthis invocation: {time.time() - started:.0f} s wall")
     if not args.quick:
-        command = "python bench/accuracy.py" + (" --table" if args.table else "")
+        jobs = f" --jobs {args.jobs}" if args.jobs > 1 else ""
+        command = "python bench/accuracy.py" + (" --table" if args.table else jobs)
         body = (f"## Accuracy: Fashion-MNIST with 100 and 1000 labels, chosen on validation\n\n"
                 f"`{command}` at {common.git_revision()}; validation={VALIDATION} (500 labeled training rows "
                 f"beyond the budget); test evaluated once per run. Machine: {common.machine()}.\n\n{text}")
