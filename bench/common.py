@@ -18,6 +18,8 @@ import revision
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
+#: The revision the bench script started at: what its figures measure, whatever is committed while it runs.
+STARTED_AT = revision.head()
 
 
 def cpu_name() -> str:
@@ -56,8 +58,9 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 def write_section(name: str, body: str, script: str) -> None:
     """Replace (or append) the ``name`` section of BENCHMARKS.md, ending it with the revision that ``script``
-    (pass ``__file__``) measured. Commit the measured code first: a ``-dirty`` stamp counts as stale."""
-    line = revision.stamp(script)
+    (pass ``__file__``) measured: the one it started at. Commit the measured code first: a ``-dirty`` stamp
+    counts as stale."""
+    line = revision.stamp(script, STARTED_AT)
     if "-dirty" in line:
         print(f"warning: files {Path(script).name} measures have uncommitted changes; commit them and rerun, "
               "or `make bench-check` will call this section stale", file=sys.stderr)

@@ -39,12 +39,22 @@ def measured_files(script: str | Path) -> list[str]:
     raise ValueError(f"{script} has no module-level MEASURES = [...] list of the files it measures; add one")
 
 
-def stamp(script: str | Path) -> str:
-    """The line that ends a section measured by ``script`` at the current checkout."""
-    script = Path(script).resolve().relative_to(ROOT).as_posix()
+def head() -> str:
+    """The checkout's short commit hash ("unknown" outside git)."""
     try:
-        rev = git("rev-parse", "--short", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--", *measured_files(script)))
+        return git("rev-parse", "--short", "HEAD")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def stamp(script: str | Path, started_at: str | None = None) -> str:
+    """The line that ends a section measured by ``script``: at ``started_at`` (the revision when the
+    measurement began; default the current one), so a commit made while a long run was going counts as
+    later than the figures and the check calls the section stale rather than crediting the new code."""
+    script = Path(script).resolve().relative_to(ROOT).as_posix()
+    rev = started_at or head()
+    try:
+        dirty = rev != "unknown" and bool(git("status", "--porcelain", "--", *measured_files(script)))
     except (OSError, subprocess.CalledProcessError):
         rev, dirty = "unknown", False
     return f"Measured at revision `{rev}{'-dirty' if dirty else ''}` by `{script}`."

@@ -55,6 +55,16 @@ def test_a_change_to_the_script_itself_counts(repo):
     assert check_stale.main([]) == 1
 
 
+def test_a_commit_made_while_a_bench_ran_leaves_its_section_stale(repo, capsys):
+    started = revision.head()
+    commit(repo, "src/a.py", "x = 2\n")  # committed mid-run: the running script measured x = 1
+    line = revision.stamp(repo / "bench/speed.py", started)  # what write_section writes when the run ends
+    assert f"`{started}`" in line
+    (repo / "BENCHMARKS.md").write_text(f"<!-- bench:speed -->\nfigures\n\n{line}\n<!-- /bench:speed -->\n")
+    assert check_stale.main([]) == 1
+    assert "stale: speed" in capsys.readouterr().out
+
+
 def test_dirty_missing_and_unlisted_stamps_are_stale(repo, capsys):
     (repo / "src" / "a.py").write_text("x = 3\n")  # measured with an uncommitted change
     assert "-dirty" in revision.stamp(repo / "bench/speed.py")
