@@ -7,6 +7,8 @@ import os
 import json
 import shutil
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,8 @@ from warmstart.cli import main
 from warmstart.config import resolve_study
 from warmstart.errors import UserError
 from warmstart.study import TIMING_COLUMNS, run_study
-from warmstart.study.executors import LOCK_FILE, locked
+from warmstart.study import locks
+from warmstart.study.locks import LOCK_FILE, locked
 
 # 8 cells (logistic regression, scratch, autoencoder+linear, autoencoder+full at 2 budgets) and one pretraining.
 SMALL = ["pretrain.epochs=5", "finetune.epochs=30", "finetune.lr=0.01", "encoder_args.width=32",
@@ -129,6 +132,28 @@ def test_a_second_study_on_a_running_ones_directory_is_refused(reference, tmp_pa
             run_study(small(), out, echo=quiet)
     assert (out / LOCK_FILE).exists()
     run_study(small(), out, echo=quiet)  # the lock went with its holder
+
+
+def test_a_study_waits_for_another_one_training_its_shared_pretraining_run(reference, tmp_path):
+    shared = tmp_path / "shared"
+    run_dir = shared / "autoencoder"
+    said: list[str] = []
+    study = threading.Thread(target=run_study, args=(small(f"pretrain_dir={shared}"), tmp_path / "second"),
+                             kwargs={"echo": said.append})
+    with locks.pretraining(run_dir, quiet):  # another study (here: this thread) is training the run
+        study.start()
+        deadline = time.monotonic() + 60
+        while not any(line.startswith("waiting for pid") for line in said) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(f"which is pretraining {run_dir.name}" in line for line in said), said
+        assert not (run_dir / "encoder.safetensors").exists()  # the waiting study trained nothing
+        shutil.copytree(reference / "pretrain" / "autoencoder", run_dir)  # the other study finishes the run
+    study.join(timeout=300)
+    assert f"loading {run_dir.name} encoder in {run_dir}" in said
+    assert not any(line.startswith(f"pretraining {run_dir.name}") for line in said)
+    trained = (reference / "pretrain" / "autoencoder" / "metrics.jsonl").read_text()
+    assert (run_dir / "metrics.jsonl").read_text() == trained  # loaded as the other study left it
+    assert read_csv(tmp_path / "second" / "results.csv") == read_csv(reference / "results.csv")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -22,8 +22,6 @@ processes: a fork of a process whose torch thread pools have started can hang), 
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -32,7 +30,7 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -43,7 +41,6 @@ from warmstart.checkpoint import atomic_write_text
 from warmstart.errors import UserError
 
 EXTRA = "pip install 'warmstart[parallel]'"
-LOCK_FILE = ".study.lock"
 #: submitit parameters unless ``slurm.KEY=VALUE`` says otherwise: one core per job (its one thread), and a
 #: time limit well above one cell's (submitit's own default is 5 minutes).
 SLURM_DEFAULTS = {"timeout_min": 240, "cpus_per_task": 1, "name": "warmstart-study"}
@@ -90,29 +87,6 @@ def _reachable(address: str) -> None:
     except OSError as err:
         raise UserError(f"cannot reach the Dask scheduler at {address} ({err.strerror or err}); start one (`dask "
                         "scheduler`, then `dask worker ADDRESS --nthreads 1`) or fix --scheduler") from err
-
-
-@contextlib.contextmanager
-def locked(out: Path) -> Iterator[None]:
-    """Hold ``OUT/.study.lock`` while a study runs in ``out``: a second ``warmstart study`` on the same directory
-    is refused in one line instead of computing the same cells twice. The lock is ``flock``'s, which the
-    operating system drops when its process dies, so a killed study never leaves a stale lock behind."""
-    with open(out / LOCK_FILE, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise UserError(f"another warmstart study (pid {holder}) is running in {out}; wait for it to finish, "
-                            "or give this one another --out") from err
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --- the worker side ---------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from warmstart.evaluate import embed
 from warmstart.pipeline import finetune, pretrain
 from warmstart.rundir import load_run
 from warmstart.selection import BEST_FILE
-from warmstart.study import executors
+from warmstart.study import executors, locks
 from warmstart.study.plan import Cell, StudyPlan, open_study_dir, plan_study
 
 #: Columns before and after the task's metric columns (and its validation score, ``val_<primary>``).
@@ -131,25 +131,30 @@ class StudyRunner:
         """Pretraining ``label`` (trained, resumed or loaded), its objective kept for the next cells."""
         run_dir, pre_seed = self.run_dir(label, seed)
         if run_dir.name not in self.objectives:
-            cached = (run_dir / PRETRAIN_INFO).exists()
-            self.echo(f"{'loading' if cached else 'pretraining'} {run_dir.name} encoder in {run_dir}")
-            started, cpu = time.perf_counter(), time.process_time()
-            config = self.plan.methods.pretrainings[label].config(self.config, pre_seed, len(self.data.x_train))
-            _same_settings(run_dir, config)
-            result = pretrain(config, run_dir, resume=True, data=self.data)
-            info = run_dir / PRETRAIN_INFO
-            if not info.exists():  # first finish: the wall time of an uninterrupted pretraining
-                last = result.history[-1] if result.history else {}
-                atomic_write_text(info, json.dumps({
-                    "objective": config.objective, "label": label, "seed": pre_seed, "epochs": config.epochs,
-                    "wall_s": round(time.perf_counter() - started, 2),
-                    # summed over the epochs' records, so a pretraining resumed after a kill counts all of them
-                    "cpu_s": round(sum(r.get("cpu_s", 0.0) for r in result.history) or time.process_time() - cpu, 2),
-                    "images_per_s": _throughput(result.history), "final_loss": last.get("loss"),
-                    **({"epsilon": result.privacy["epsilon"], "delta": result.privacy["delta"]}
-                       if result.privacy else {})}))
-            self.objectives[run_dir.name] = result.objective
+            with locks.pretraining(run_dir, self.echo):  # another study sharing pretrain_dir may be training it
+                self.objectives[run_dir.name] = self._pretrain(label, run_dir, pre_seed)
         return self.objectives[run_dir.name]
+
+    def _pretrain(self, label: str, run_dir: Path, pre_seed: int) -> torch.nn.Module:
+        """Train, resume or load pretraining ``label`` in ``run_dir``; its first finish writes its info."""
+        cached = (run_dir / PRETRAIN_INFO).exists()
+        self.echo(f"{'loading' if cached else 'pretraining'} {run_dir.name} encoder in {run_dir}")
+        started, cpu = time.perf_counter(), time.process_time()
+        config = self.plan.methods.pretrainings[label].config(self.config, pre_seed, len(self.data.x_train))
+        _same_settings(run_dir, config)
+        result = pretrain(config, run_dir, resume=True, data=self.data)
+        info = run_dir / PRETRAIN_INFO
+        if not info.exists():  # first finish: the wall time of an uninterrupted pretraining
+            last = result.history[-1] if result.history else {}
+            atomic_write_text(info, json.dumps({
+                "objective": config.objective, "label": label, "seed": pre_seed, "epochs": config.epochs,
+                "wall_s": round(time.perf_counter() - started, 2),
+                # summed over the epochs' records, so a pretraining resumed after a kill counts all of them
+                "cpu_s": round(sum(r.get("cpu_s", 0.0) for r in result.history) or time.process_time() - cpu, 2),
+                "images_per_s": _throughput(result.history), "final_loss": last.get("loss"),
+                **({"epsilon": result.privacy["epsilon"], "delta": result.privacy["delta"]}
+                   if result.privacy else {})}))
+        return result.objective
 
     def save_embeddings(self) -> None:
         """A 2-D PCA map of the test split's features per pretraining run, so ``warmstart report`` never
@@ -321,7 +326,7 @@ def run_study(
     executors.check(config)  # a missing extra or a bad executor setting stops here too
     open_study_dir(out, config)  # everything is checked: only now is anything written
     (out / "cells").mkdir(parents=True, exist_ok=True)
-    with executors.locked(out):
+    with locks.locked(out):
         return _run_locked(plan, out, data, after_cell, echo)
 
 
