@@ -6,7 +6,8 @@ It is `warmstart study` itself, in parts (``accuracy_recipes.PARTS``): the libra
 made on them: each fine-tune's kept epoch, and which row is best) and the 10k test images once, at the end.
 Each part and seed is its own study directory under ``bench/cache/accuracy/``, sharing one pretraining
 directory, so a stopped run continues where it stopped and parts or seeds can run in parallel processes
-(pretrain first: two processes must not train the same pretraining run at once).
+(``--jobs``; a process that needs a pretraining run another one is training waits for it, see
+``warmstart.study.locks``, so ``--jobs`` trains each part's runs in that part's first cell before the rest).
 
     python bench/accuracy.py                          # every part, seed and budget, then the table
     python bench/accuracy.py --jobs 2                 # the same, two cells at a time (one per core)
