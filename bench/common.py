@@ -41,13 +41,10 @@ def machine() -> str:
 
 def git_revision() -> str:
     """The checkout's short commit hash, with "+changes" when the work tree differs from it."""
-    import subprocess
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-    revision = git("rev-parse", "--short", "HEAD") or "unknown revision"
-    return revision + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    head = revision.head()
+    if head == "unknown":
+        return "unknown revision"
+    return head + ("+changes" if revision.git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
