@@ -182,6 +182,43 @@ def test_pretrained_features_beat_random_ones_on_50_scenes():
     assert _pixel_probe(pretrained, data) > random_score + 0.02, random_score
 
 
+def test_dense_contrast_pairs_each_cell_of_one_view_with_the_same_place_in_the_other():
+    """The correspondence the dense InfoNCE trusts: view 2 resampled at the places it gives for view 1's
+    cells reproduces view 1's pixels (under random crops, scales and flips), where a wrong pairing does not."""
+    from warmstart.models.encoders import CNNEncoder
+    from warmstart.objectives.dense_contrast import DenseContrast
+
+    torch.manual_seed(0)
+    smooth = torch.nn.functional.interpolate(torch.rand(8, 1, 8, 8), size=(32, 32), mode="bicubic")
+    objective = DenseContrast(CNNEncoder((1, 32, 32), width=4), augment={
+        "crop_scale": (0.3, 1.0), "flip": 0.5, "jitter_prob": 0.0, "erase_prob": 0.0, "noise_std": 0.0})
+    views, theta = objective.augment(torch.cat([smooth, smooth]), with_affine=True)
+    u2, valid = objective.correspondence(theta, 32, 32)  # one cell per pixel
+    found = torch.nn.functional.grid_sample(views[8:], u2, align_corners=False)
+    wrong = torch.nn.functional.grid_sample(views[8:].roll(1, 0), u2, align_corners=False)
+    mask = valid.unsqueeze(1)
+    assert valid.float().mean() > 0.2  # crops of 30-100 % of the image overlap
+    error = (found - views[:8]).abs()[mask].mean()
+    assert error < 0.1 * (wrong - views[:8]).abs()[mask].mean(), error
+
+
+def test_dense_contrast_features_beat_random_ones_on_50_scenes():
+    """dense-contrast on 600 unlabeled scenes (8 epochs): the per-pixel probe of its frozen feature maps,
+    fitted on 50 labeled scenes, beats the same probe of a random encoder. Measured once: 0.305 against 0.219
+    (SimCLR's, above, 0.263)."""
+    from warmstart import pipeline
+    from warmstart.config import PretrainConfig
+    from warmstart.models.build import build_encoder
+
+    data = toy_scenes("segment", n_train=600, n_test=60)
+    torch.manual_seed(0)
+    random_score = _pixel_probe(build_encoder("cnn", data.input_shape, {"width": 8}, "image"), data)
+    config = PretrainConfig(objective="dense-contrast", encoder="cnn", encoder_args={"width": 8}, epochs=8,
+                            lr=3e-3, batch_size=64, health_samples=0)
+    pretrained = pipeline.pretrain(config, data=data).encoder
+    assert _pixel_probe(pretrained, data) > random_score + 0.04, random_score
+
+
 def test_a_segment_study_reports_each_class_iou_from_its_cells(tmp_path):
     """The study copies each cell's per-class IoU into its row, and the report tables them (in points) for
     scratch and the best pretrained method at the smallest budget, next to the overlay grid."""

@@ -56,7 +56,8 @@ TEXTS = np.array([f"the {a} {b} {c} today" for a in ("old", "red", "small", "big
                   for c in ("runs", "sleeps")], dtype=object)
 # Pairs an objective refuses on purpose, with the reason in the objective's docstring.
 REFUSED = {("gan", "linear", "image"), ("mlm", "gpt", "text"), ("clm", "transformer", "text"),
-           ("masked-dense", "linear", "image"), ("masked-dense", "mlp", "image")}  # no feature maps
+           ("masked-dense", "linear", "image"), ("masked-dense", "mlp", "image"),  # no feature maps
+           ("dense-contrast", "linear", "image"), ("dense-contrast", "mlp", "image")}
 # Adversarial losses are a sum of two players' losses that need not fall together; the discriminator's
 # own loss must still fall on a fixed batch (it learns to tell that batch from the generator's output),
 # though slowly, since the generator adapts at the same time: a smaller required drop.

@@ -23,7 +23,8 @@ ENCODER_ARGS = {"linear": {"feature_dim": 8}, "mlp": {"width": 32, "feature_dim"
                 "resnet": {"width": 4}, "transformer": TEXT_ARGS, "gpt": TEXT_ARGS, "embedding": {"dim": 8}}
 # Pairs an objective refuses on purpose, with the reason in its docstring (see test_objectives_registry.py).
 REFUSED = {("gan", "linear"), ("mlm", "gpt"), ("clm", "transformer"),
-           ("masked-dense", "linear"), ("masked-dense", "mlp")}  # masked-dense reads feature maps
+           ("masked-dense", "linear"), ("masked-dense", "mlp"),  # the dense objectives read feature maps
+           ("dense-contrast", "linear"), ("dense-contrast", "mlp")}
 MODALITY = {"classify": "image", "regress": "table", "tag": "text", "segment": "image", "detect": "image",
             "rank": "interactions", "rate": "interactions"}
 # Dense heads read feature maps: only the convolutional encoders have them. On 64x64 scenes a round trip

@@ -4,6 +4,7 @@ from warmstart.objectives.base import Objective
 from warmstart.objectives.bpr import BPR
 from warmstart.objectives.clm import CausalLM
 from warmstart.objectives.denoising import DenoisingAutoencoder
+from warmstart.objectives.dense_contrast import DenseContrast
 from warmstart.objectives.dense_masked import DenseMaskedAutoencoder
 from warmstart.objectives.gan import GAN
 from warmstart.objectives.lightgcn import LightGCN
@@ -34,5 +35,6 @@ OBJECTIVES.register("simgcl")(SimGCL)
 OBJECTIVES.register("scarf")(SCARF)
 OBJECTIVES.register("vime")(VIME)
 OBJECTIVES.register("masked-dense")(DenseMaskedAutoencoder)
+OBJECTIVES.register("dense-contrast")(DenseContrast)
 
 __all__ = ["OBJECTIVES", "Objective"]
