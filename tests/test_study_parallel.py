@@ -124,6 +124,23 @@ def test_a_workers_user_error_ends_the_study_in_one_line(reference, tmp_path):
         run_study(config, tmp_path / "other", echo=quiet)
 
 
+def test_a_lock_names_its_holder_by_pid_or_as_just_started(tmp_path):
+    """The refusal names the holder's pid; a holder that has the lock but has not yet written its pid is
+    named as such (the message once read "pid another process")."""
+    import fcntl
+
+    path = tmp_path / LOCK_FILE
+    with open(path, "a+") as holder, open(path, "a+") as other:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # locked, pid not written yet
+        assert locks._take(other) == "a process that has just started"
+        holder.write("4242")
+        holder.flush()
+        assert locks._take(other) == "pid 4242"
+        with pytest.raises(UserError, match=r"another warmstart study \(pid 4242\) is running in"):
+            with locked(tmp_path):
+                pass
+
+
 def test_a_second_study_on_a_running_ones_directory_is_refused(reference, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(reference, out)

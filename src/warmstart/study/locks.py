@@ -19,12 +19,14 @@ LOCK_FILE = ".study.lock"
 
 def _take(handle: IO[str], on_busy: Callable[[str], None] | None = None) -> str | None:
     """Lock ``handle`` and write this pid into it, returning None. When another process holds it: without
-    ``on_busy``, return the holder's pid and leave the lock alone; with it, tell it the pid and wait."""
+    ``on_busy``, return who holds it (``"pid N"``) and leave the lock alone; with it, tell it who and wait.
+    A holder that has locked the file but not yet written its pid is "a process that has just started"."""
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.seek(0)
-        holder = handle.read().strip() or "another process"
+        pid = handle.read().strip()
+        holder = f"pid {pid}" if pid else "a process that has just started"
         if on_busy is None:
             return holder
         on_busy(holder)
@@ -43,7 +45,7 @@ def locked(out: Path) -> Iterator[None]:
     with open(out / LOCK_FILE, "a+") as handle:
         holder = _take(handle)
         if holder is not None:
-            raise UserError(f"another warmstart study (pid {holder}) is running in {out}; wait for it to finish, "
+            raise UserError(f"another warmstart study ({holder}) is running in {out}; wait for it to finish, "
                             "or give this one another --out")
         try:
             yield
@@ -58,7 +60,7 @@ def pretraining(run_dir: Path, echo: Callable[[str], None]) -> Iterator[None]:
     has finished the run, then loads it instead of training it a second time into the same files."""
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(run_dir.parent / f".{run_dir.name}.lock", "a+") as handle:
-        _take(handle, lambda holder: echo(f"waiting for pid {holder}, which is pretraining {run_dir.name}"))
+        _take(handle, lambda holder: echo(f"waiting for {holder}, which is pretraining {run_dir.name}"))
         try:
             yield
         finally:
