@@ -14,7 +14,7 @@ from warmstart import recipes
 from warmstart.cli import main
 from warmstart.config import resolve_study
 from warmstart.errors import UserError
-from warmstart.study import plan_study, run_study
+from warmstart.study import TIMING_COLUMNS, plan_study, run_study
 from warmstart.study import run as study_run
 
 TINY = {
@@ -120,7 +120,7 @@ def test_run_recipe_resumes_after_a_kill_to_the_same_result(tmp_path, digits, mo
     capsys.readouterr()
     rows = [list(csv.DictReader(open(tmp_path / d / "results.csv")))[0] for d in ("whole", "killed")]
     for row in rows:
-        for column in study_run.TIMING_COLUMNS:
+        for column in TIMING_COLUMNS:
             row.pop(column)
     assert rows[0] == rows[1]  # resumed from its checkpoint: the same test and validation scores
     cell = next((tmp_path / "killed" / "runs").iterdir())

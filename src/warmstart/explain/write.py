@@ -29,7 +29,7 @@ def padded(arrays: list[np.ndarray]) -> torch.Tensor:
 
 
 def colouring(result, r) -> tuple[np.ndarray, list[str], str]:
-    from warmstart.study.run import colour_values
+    from warmstart.study.embeddings import colour_values
     from warmstart.tasks import TASKS
 
     bundle = r.subject.bundle

@@ -116,7 +116,8 @@ def work(context: Context, task: tuple) -> list[dict[str, Any]] | Failure:
     """Run ``("pretrain", label, seed)`` or ``("cells", [cell, ...])`` in a worker; each cell's row is written
     here as soon as it is finished (so a job killed halfway keeps the cells it finished)."""
     from warmstart.study.plan import plan_study
-    from warmstart.study.run import StudyRunner, cell_path
+    from warmstart.study.files import cell_path
+    from warmstart.study.run import StudyRunner
 
     if _process() != context.driver:  # submitit's DebugExecutor runs tasks in the driver: leave it as it is
         _one_thread()

@@ -15,9 +15,7 @@ the last cell, by the report's test embedding maps.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import sys
 import time
@@ -28,39 +26,26 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from sklearn.decomposition import PCA
 from tqdm.auto import tqdm
 
 from warmstart.baselines import BASELINES, BaselineData, baseline_inputs
 from warmstart.checkpoint import atomic_write_text, save_tensors
 from warmstart.config import StudyConfig, to_yaml
 from warmstart.data.bundle import final_evaluation
-from warmstart.data.validation import Rows, Validation, draw_rows
+from warmstart.data.validation import Rows, draw_rows
 from warmstart.engine import CHECKPOINT
 from warmstart.errors import UserError
-from warmstart.evaluate import embed
 from warmstart.pipeline import finetune, pretrain
 from warmstart.rundir import load_run
 from warmstart.selection import BEST_FILE
 from warmstart.study import executors, locks
+from warmstart.study.embeddings import EMBEDDING_FILE, save_embedding
+from warmstart.study.files import cell_path, pretrain_root, results_csv, write_info, write_recipes
 from warmstart.study.plan import Cell, StudyPlan, open_study_dir, plan_study
 
-#: Columns before and after the task's metric columns (and its validation score, ``val_<primary>``).
-LEADING = ["method", "kind", "objective", "strategy", "budget", "labels", "seed"]
-TRAILING = ["val_rows", "train_labels", "wall_s", "cpu_s", "images_per_s", "labeled_hash"]
-#: Columns a study has only when some cell fills them: the swept setting, a private run's spent ε and δ.
-OPTIONAL = ["setting", "epsilon", "delta"]
-#: Columns that measure the machine, not the method: they differ between two runs of one study.
-TIMING_COLUMNS = ("wall_s", "cpu_s", "images_per_s")
 #: Steps between a cell's checkpoints unless finetune.checkpoint_every says otherwise (the end always is one).
 CELL_CHECKPOINT_STEPS = 200
-EMBEDDING_FILE = "embedding.safetensors"
 PRETRAIN_INFO = "pretrain_info.json"
-
-
-def columns(task, rows: list[dict[str, Any]] = ()) -> list[str]:
-    return [*LEADING, *task.metric_names, f"val_{task.primary}", *TRAILING,
-            *[c for c in OPTIONAL if any(c in r for r in rows)]]
 
 
 def _labeled_hash(labeled: np.ndarray) -> str:
@@ -71,26 +56,6 @@ def _throughput(history: list[dict[str, Any]]) -> float:
     seconds = sum(r.get("seconds", 0.0) for r in history)
     examples = sum(r.get("seconds", 0.0) * r.get("examples_per_s", 0.0) for r in history)
     return round(examples / seconds, 1) if seconds else 0.0
-
-
-def colour_values(task, data) -> tuple[np.ndarray, list[str]]:
-    """What a test embedding map is coloured by: the class, the first target's value, or a tagged
-    sentence's first entity type; and the class names (empty for a continuous value). A task may say
-    otherwise (``Task.embedding_colours``)."""
-    custom = task.embedding_colours(data)
-    if custom is not None:
-        return custom
-    if task.name == "classify":
-        return data.y_test.astype(np.float32), list(data.class_names)
-    if task.name == "tag":
-        first = [int((t[t > 0][0] - 1) // 2) if (t > 0).any() else data.num_classes for t in data.y_test]
-        return np.array(first, np.float32), [*data.class_names, "(no entity)"]
-    return np.asarray(data.y_test, np.float32).reshape(len(data.y_test), -1)[:, 0], []  # regress, rate, rank
-    return np.asarray(data.y_test, np.float32).reshape(len(data.y_test), -1)[:, 0], []  # regress, rate, rank
-
-
-def pretrain_root(out: Path, config: StudyConfig) -> Path:
-    return Path(config.pretrain_dir) if config.pretrain_dir else out / "pretrain"
 
 
 def _same_settings(run_dir: Path, config) -> None:
@@ -164,18 +129,7 @@ class StudyRunner:
                 kept = self.objectives.get(run_dir.name)
                 encoder = kept.encoder if kept is not None else load_run(run_dir, "encoder")[0]
                 label = json.loads((run_dir / PRETRAIN_INFO).read_text()).get("label", run_dir.name)
-                self.save_embedding(encoder, run_dir / EMBEDDING_FILE, label)
-
-    def save_embedding(self, encoder: torch.nn.Module, path: Path, objective: str) -> None:
-        with final_evaluation():
-            features = embed(encoder, self.data.handler.prepare(self.data, encoder), self.data.x_test)
-            values, names = colour_values(self.task, self.data)
-        pca = PCA(2, svd_solver="full")
-        xy = pca.fit_transform(features).astype(np.float32)
-        save_tensors(path, {"xy": torch.from_numpy(xy), "y": torch.from_numpy(values)}, {
-            "objective": objective, "explained_variance": pca.explained_variance_ratio_.round(4).tolist(),
-            "class_names": names,
-            "coloured_by": self.data.target_names[0] if not names and self.data.target_names else ""})
+                save_embedding(encoder, self.data, self.task, run_dir / EMBEDDING_FILE, label)
 
     def rows(self, cell: Cell) -> Rows:
         return draw_rows(self.task, self.data, cell.budget, self.config.validation, cell.seed)
@@ -267,48 +221,9 @@ class StudyRunner:
         return {**row, **extra}
 
 
-def results_csv(rows: list[dict[str, Any]], task) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, columns(task, rows), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def _eta(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-def _write_info(out: Path, plan: StudyPlan, runs: list[str]) -> None:
-    d, task = plan.data, plan.task
-    metric = plan.config.metric or task.primary  # what the report ranks by
-    atomic_write_text(out / "study_info.json", json.dumps({
-        "data": d.name, "spec": d.spec, "modality": d.modality, "task": task.name, "primary": metric,
-        "higher_is_better": task.higher_is_better_for(metric), "metrics": list(task.metric_names),
-        "input_shape": list(d.input_shape), "class_names": d.class_names, "target_names": d.target_names,
-        "n_train": int(len(d.y_train)), "n_test": int(d.n_test), "budgets": plan.sizes,
-        "baselines": plan.baselines, "validation": str(Validation.parse(plan.config.validation)),
-        "pretrain_dir": str(pretrain_root(out, plan.config)), "pretrain_runs": runs,
-        "validation_rows": {spec: int(len(draw_rows(task, d, spec, plan.config.validation, 0).validation))
-                            for spec in plan.sizes},
-        "recipes": {m.choice.asked: {"ran": m.choice.recipe.label, "why": m.choice.why,
-                                     "summary": m.choice.recipe.summary,
-                                     "runs": m.runs}
-                    for m in plan.methods.methods.values() if m.choice is not None}}))
-
-
-def _write_recipes(out: Path, plan: StudyPlan) -> None:
-    """Each recipe as it runs here — the file it came from, and ``auto``'s choice with its reasons."""
-    for method in plan.methods.methods.values():
-        if method.choice is not None:
-            recipe = method.choice.recipe
-            text = (f"# {method.label}: {method.choice.why}\n"
-                    + yaml.safe_dump({"asked": method.choice.asked, "why": method.choice.why,
-                                      "recipe": recipe.model_dump(mode="json", by_alias=True, exclude_none=True)},
-                                     sort_keys=False))
-            (out / "recipes").mkdir(exist_ok=True)
-            atomic_write_text(out / "recipes" / f"{method.choice.asked}.yaml", text)
 
 
 def run_study(
@@ -335,8 +250,8 @@ def _run_locked(plan: StudyPlan, out: Path, data, after_cell, echo) -> list[dict
     atomic_write_text(out / "study.yaml", to_yaml(config))
     interactive = sys.stderr.isatty()
     runner = StudyRunner(plan, out, tqdm.write if interactive else echo)
-    _write_info(out, plan, runner.used_runs())
-    _write_recipes(out, plan)
+    write_info(out, plan, runner.used_runs())
+    write_recipes(out, plan)
     rows: dict[str, dict[str, Any]] = {}
     for cell in plan.cells:
         path = cell_path(out, cell)
@@ -385,8 +300,3 @@ def _run_locked(plan: StudyPlan, out: Path, data, after_cell, echo) -> list[dict
 
     write_report(out)
     return final
-
-
-def cell_path(out: Path, cell: Cell) -> Path:
-    """Where a finished cell's row is kept (written atomically by whichever process finished it)."""
-    return out / "cells" / f"{cell.key}.json"
