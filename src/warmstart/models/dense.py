@@ -14,10 +14,12 @@ from warmstart.errors import UserError
 from warmstart.models.heads import Classifier
 
 
-def check_pyramid(encoder: nn.Module, task: str) -> None:
+def check_pyramid(encoder: nn.Module, user: str) -> None:
+    """Refuse an encoder without feature maps (``pyramid_strides``) for ``user``, e.g. "the segment task"
+    or "the dense-contrast objective": dense heads and dense objectives both read the maps."""
     if not getattr(encoder, "pyramid_strides", ()):
         name = getattr(encoder, "spec", {}).get("encoder", type(encoder).__name__)
-        raise UserError(f"the {task} task needs an encoder with feature maps (cnn or resnet), not {name}; "
+        raise UserError(f"{user} needs an encoder with feature maps (cnn or resnet), not {name}; "
                         "use --encoder cnn or --encoder resnet")
 
 

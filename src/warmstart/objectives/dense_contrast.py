@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from warmstart.models.dense import check_pyramid
 from warmstart.models.encoders import Encoder
 from warmstart.objectives.simclr import SimCLR
 
@@ -52,9 +53,7 @@ class DenseContrast(SimCLR):
     def __init__(self, encoder: Encoder, temperature: float = 0.5, dense_temperature: float = 0.2,
                  dense_weight: float = 0.5, locations: int = 16, dense_dim: int = 64, proj_hidden: int = 512,
                  proj_dim: int = 128, augment: dict[str, Any] | None = None) -> None:
-        if not getattr(encoder, "pyramid_strides", ()):
-            raise ValueError(f"dense-contrast needs an encoder with feature maps (cnn or resnet), not "
-                             f"{type(encoder).__name__}")
+        check_pyramid(encoder, "the dense-contrast objective")
         super().__init__(encoder, temperature, proj_hidden, proj_dim, augment)
         if not 0 <= dense_weight <= 1:
             raise ValueError(f"dense_weight must lie in [0, 1], got {dense_weight}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from warmstart.models.dense import check_pyramid
 from warmstart.models.encoders import Encoder
 from warmstart.objectives.base import Objective
 
@@ -41,9 +42,7 @@ class DenseMaskedAutoencoder(Objective):
     def __init__(self, encoder: Encoder, mask_ratio: float = 0.6, patch_size: int | None = None,
                  sigmoid: bool = True) -> None:
         super().__init__(encoder)
-        if not getattr(encoder, "pyramid_strides", ()):
-            raise ValueError(f"masked-dense needs an encoder with feature maps (cnn or resnet), not "
-                             f"{type(encoder).__name__}")
+        check_pyramid(encoder, "the masked-dense objective")
         if not 0 < mask_ratio < 1:
             raise ValueError(f"mask_ratio must lie strictly between 0 and 1, got {mask_ratio}")
         c, h, w = encoder.input_shape

@@ -78,7 +78,7 @@ class Detect(InstanceTask):
     def build_model(self, encoder: nn.Module, info: dict[str, Any]) -> nn.Module:
         from warmstart.models.dense import CenterNetHead, DenseModel, check_pyramid
 
-        check_pyramid(encoder, self.name)
+        check_pyramid(encoder, f"the {self.name} task")
         strides = encoder.pyramid_strides
         stride = min([s for s in strides if s >= 2] or [strides[0]])
         head = CenterNetHead(encoder.pyramid_channels, strides, len(info["class_names"]), stride)

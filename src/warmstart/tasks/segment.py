@@ -71,7 +71,7 @@ class Segment(InstanceTask):
     def build_model(self, encoder: nn.Module, info: dict[str, Any]) -> nn.Module:
         from warmstart.models.dense import DenseModel, SegmentationHead, check_pyramid
 
-        check_pyramid(encoder, self.name)
+        check_pyramid(encoder, f"the {self.name} task")
         head = SegmentationHead(encoder.pyramid_channels, encoder.pyramid_strides, 1 + len(info["class_names"]))
         return DenseModel(encoder, head)
 
