@@ -17,7 +17,7 @@ import numpy as np
 from warmstart.data.bundle import DataBundle
 from warmstart.data.splits import fixed_split
 from warmstart.data.tables import encode_columns, is_missing, parse_cells, resolved_options, table_bundle
-from warmstart.data.targets import infer_targets
+from warmstart.data.targets import infer_targets, is_number
 from warmstart.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -130,13 +130,6 @@ def load_folder(path: str, data_dir: str | None) -> DataBundle:
 
 # --- csv ------------------------------------------------------------------------------------
 
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-        return True
-    except ValueError:
-        return False
-
 
 def _read_rows(name: str, file: str) -> tuple[list[str], list[list[str]]]:
     """Header and rows of a CSV file (a header row is optional and detected by being non-numeric)."""
@@ -147,7 +140,7 @@ def _read_rows(name: str, file: str) -> tuple[list[str], list[list[str]]]:
         raise UserError(f"{name}: file not found; check the path") from None
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise UserError(f"{name}: cannot read ({e}); save it as UTF-8 CSV") from None
-    if rows and not all(_is_number(c) for c in rows[0]):
+    if rows and not all(is_number(c) for c in rows[0]):
         header, rows = [c.strip() for c in rows[0]], rows[1:]
     else:
         header = [f"column {i + 1}" for i in range(len(rows[0]) if rows else 0)]
@@ -193,7 +186,7 @@ def _numbers(name: str, col: str, values: list) -> np.ndarray:
     try:
         out = np.array([float(v) for v in values], np.float64)
     except (TypeError, ValueError):
-        bad = next(v for v in values if not _is_number(str(v)))
+        bad = next(v for v in values if not is_number(str(v)))
         raise UserError(f"{name}: target column '{col}' is not numeric ({bad!r}); give one target column to "
                         "classify, or numbers to regress") from None
     if not np.isfinite(out).all():

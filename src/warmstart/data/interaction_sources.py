@@ -12,6 +12,7 @@ import numpy as np
 
 from warmstart.data import packages
 from warmstart.data.bundle import DataBundle
+from warmstart.data.targets import is_number
 from warmstart.data.interaction_logs import OPTIONS, Log, SideTable, build_bundle, parse_options
 from warmstart.errors import UserError
 
@@ -123,20 +124,13 @@ def _numbers(name: str, header: list[str], rows: list[list[str]], c: int, lines:
     try:
         values = np.array([float(r[c]) for r in rows])
     except ValueError:
-        k = next(k for k, r in enumerate(rows) if not _is_number(r[c]))
+        k = next(k for k, r in enumerate(rows) if not is_number(r[c]))
         raise UserError(f"{name}: column '{header[c]}' is not numeric (line {lines[k]}: {rows[k][c]!r})") from None
     if not np.isfinite(values).all():
         raise UserError(f"{name}: column '{header[c]}' has missing or infinite values (line "
                         f"{lines[~np.isfinite(values)][0]}); fill or drop them")
     return values
 
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def _side_table(name: str, file: str) -> SideTable:

@@ -24,6 +24,7 @@ from warmstart.data import packages
 from warmstart.data.bundle import DataBundle
 from warmstart.data.modalities.table_schema import TableSchema, fit_categorical, fit_numeric
 from warmstart.data.splits import fixed_split
+from warmstart.data.targets import is_number
 from warmstart.errors import UserError
 
 MISSING_TOKENS = frozenset({"", "?", "na", "n/a", "nan", "null", "none"})
@@ -71,7 +72,7 @@ def _as_categorical(name: str, cells: np.ndarray) -> tuple[np.ndarray, tuple[str
 def _kind(name: str, cells: np.ndarray, categorical: set[str], numeric: set[str], infer_few: bool) -> str:
     if name in numeric:
         if cells.dtype == object:
-            bad = next(c for c in cells if c is not None and not _is_number(c))
+            bad = next(c for c in cells if c is not None and not is_number(c))
             raise UserError(f"column '{name}' is not numeric ({bad!r}); drop ?numeric={name} to read it as categories")
         return "numeric"
     if name in categorical or cells.dtype == object:
@@ -81,13 +82,6 @@ def _kind(name: str, cells: np.ndarray, categorical: set[str], numeric: set[str]
     few = infer_few and np.all(np.mod(present, 1) == 0) and levels <= FEW_LEVELS and 2 * levels <= len(present)
     return "categorical" if few else "numeric"
 
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def encode_columns(name: str, columns: dict[str, np.ndarray], train: np.ndarray, *, categorical=(), numeric=(),

@@ -22,6 +22,11 @@ def _number(text: str) -> float | None:
         return None
 
 
+def is_number(text: str) -> bool:
+    """Whether ``float`` reads ``text`` (so "nan" and "1e3" are numbers, "" and "n/a" are not)."""
+    return _number(text) is not None
+
+
 def infer_targets(raw: list[str] | np.ndarray) -> tuple[str, np.ndarray, list[str], str]:
     """``(task, y, class_names, why)`` for one column of target values (strings or numbers).
 

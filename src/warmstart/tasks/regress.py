@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from torch import nn
 
+from warmstart.data.targets import is_number
 from warmstart.errors import UserError, note
 from warmstart.probes import LinearProbe
 from warmstart.tasks.base import TASKS, Explained, Task
@@ -78,7 +79,7 @@ class Regress(Task):
         try:
             values = np.array([float(c) for c in bundle.class_names], np.float32)
         except ValueError:
-            example = next(c for c in bundle.class_names if not _is_number(c))
+            example = next(c for c in bundle.class_names if not is_number(c))
             raise UserError(f"{bundle.name}: --task regress needs numeric targets, but they are strings (e.g. "
                             f"{example!r}); drop --task to use classify") from None
         if len(values) < FEW_VALUES:
@@ -175,13 +176,6 @@ class Regress(Task):
     def baselines(self, modality: str) -> list[str]:
         return ["ridge", "knn_regression", "hist_gradient_boosting", *(["tfidf_ridge"] if modality == "text" else [])]
 
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 TASKS.register("regress")(Regress())
