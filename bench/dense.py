@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,17 @@ STEPS = 600  # fine-tuning steps at every budget (batch 16 at 50 labels, 32 at 5
 PRETRAIN_BATCH = 64
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What the command line may change; each setting other than the defaults wants its own ``cache``,
+    because cells do not record steps or width."""
+
+    cache: Path = CACHE
+    steps: int = STEPS
+    budgets: tuple[int, ...] = BUDGETS
+    encoder_args: dict = field(default_factory=lambda: dict(ENCODER_ARGS))
+
+
 def split_validation(data):
     """``(part, part_val)``: ``VALIDATION`` fixed training scenes leave the training split (the labeled draws
     never see them); ``part`` keeps the test split, ``part_val`` has the validation scenes in its place."""
@@ -62,17 +74,19 @@ def split_validation(data):
     return part, replace(part, x_test=data.x_train[val], y_test=data.y_train[val])
 
 
-def pretrain(objective: str, data, cpu_seconds: float) -> None:
-    out = CACHE / "pretrain" / objective
+def pretrain(settings: Settings, objective: str, data, cpu_seconds: float) -> None:
+    out = settings.cache / "pretrain" / objective
     if (out / "encoder.safetensors").exists():
         return
     torch.manual_seed(0)
-    config = PretrainConfig(objective=objective, encoder=ENCODER, encoder_args=ENCODER_ARGS, epochs=1,
+    config = PretrainConfig(objective=objective, encoder=ENCODER, encoder_args=settings.encoder_args, epochs=1,
                             batch_size=PRETRAIN_BATCH, lr=2e-3, threads=1, health_samples=0)
     probe = pipeline.build_objective(config, data)
+    batch = data.batch(data.x_train, np.arange(PRETRAIN_BATCH))
+    probe.loss(batch)[0].backward()  # untimed: the first step pays for allocation and warm-up
     started = time.process_time()
     for _ in range(6):  # a few steps to measure this objective's cost per image
-        loss, _ = probe.loss(data.batch(data.x_train, np.arange(PRETRAIN_BATCH)))
+        loss, _ = probe.loss(batch)
         loss.backward()
     per_image = (time.process_time() - started) / (6 * PRETRAIN_BATCH)
     epochs = max(1, int(cpu_seconds / (per_image * len(data.x_train))))
@@ -84,62 +98,81 @@ def pretrain(objective: str, data, cpu_seconds: float) -> None:
     print(json.dumps(info), flush=True)
 
 
-def finetune_config(task: str, method: str, budget: int, seed: int, lr: float) -> FinetuneConfig:
+def finetune_config(settings: Settings, task: str, method: str, budget: int, seed: int, lr: float) -> FinetuneConfig:
     batch = 16 if budget <= 100 else 32
-    epochs = max(1, round(STEPS / max(1, budget // batch)))
+    epochs = max(1, round(settings.steps / max(1, budget // batch)))
     return FinetuneConfig(task=task, strategy="scratch" if method == "scratch" else "full", labels=f"count={budget}",
-                          epochs=epochs, batch_size=batch, lr=lr, seed=seed, encoder=ENCODER, encoder_args=ENCODER_ARGS,
+                          epochs=epochs, batch_size=batch, lr=lr, seed=seed, encoder=ENCODER,
+                          encoder_args=settings.encoder_args,
                           strategy_args={"augment": "weak"}, threads=1)
 
 
-def run(task: str, method: str, budget: int, seed: int, lr: float, part, encoder):
+def run(settings: Settings, task: str, method: str, budget: int, seed: int, lr: float, part, encoder):
     started_cpu, started_wall = time.process_time(), time.perf_counter()
-    result = pipeline.finetune(finetune_config(task, method, budget, seed, lr), data=part, encoder=encoder)
+    config = finetune_config(settings, task, method, budget, seed, lr)
+    result = pipeline.finetune(config, data=part, encoder=encoder)
     return result, time.process_time() - started_cpu, time.perf_counter() - started_wall
 
 
-def finetune(task: str, methods: list[str], done: set) -> None:
+def choose_lr(settings: Settings, cell: tuple[str, str, int, int], part_val, encoder, primary: str):
+    """Fine-tune ``cell`` (task, method, budget, seed: the method's first, 50 labels and seed 0) with each of
+    ``LRS`` on ``part_val`` (whose "test" split holds the validation scenes) and keep the best:
+    ``(lr, result, cpu_s, wall_s)``; every try is logged to validation.jsonl."""
+    task, method, budget, seed = cell
+    tried = []
+    for candidate in LRS:
+        result, cpu, wall = run(settings, task, method, budget, seed, candidate, part_val, encoder)
+        val = result.metrics[primary]
+        tried.append((val, candidate, result, cpu, wall))
+        print(f"{task} {method} lr={candidate}: validation {primary} {val:.4f}", flush=True)
+        with open(settings.cache / "validation.jsonl", "a") as f:
+            f.write(json.dumps({"task": task, "method": method, "lr": candidate, "budget": budget, "seed": seed,
+                                primary: val, "cpu_s": round(cpu, 1)}) + "\n")
+    _, lr, result, cpu, wall = max(tried, key=lambda t: t[0])
+    return lr, result, cpu, wall
+
+
+def finetune(settings: Settings, task: str, methods: list[str], done: set) -> None:
+    """Every (budget, seed) cell of ``methods`` on ``task`` not in ``done``, appended to cells.jsonl; the
+    first cell of a method chooses its learning rate on validation (its test metrics are then computed
+    once, for the chosen model)."""
     data, _ = resolve_task(load_data("fashion-scenes"), task)
     part, part_val = split_validation(data)
     task_obj = resolve_task(part, task)[1]
     for method in methods:
-        encoder = None if method == "scratch" else load_run(CACHE / "pretrain" / method, "encoder")[0]
-        lr = None
-        for budget in BUDGETS:
+        pretrained = settings.cache / "pretrain" / method
+        encoder = None if method == "scratch" else load_run(pretrained, "encoder")[0]
+        lr = next((c["lr"] for c in cells(settings) if (c["task"], c["method"]) == (task, method)), None)
+        for budget in settings.budgets:
             for seed in SEEDS:
                 if (task, method, budget, seed) in done:
-                    lr = lr or next(c["lr"] for c in cells() if (c["task"], c["method"]) == (task, method))
                     continue
-                if lr is None:  # the choice: each LR at 50 labels, seed 0, scored on the validation split
-                    tried = []
-                    for candidate in LRS:  # fine-tuned on part_val: its "test" metrics are the validation's
-                        result, cpu, wall = run(task, method, budget, seed, candidate, part_val, encoder)
-                        val = result.metrics[task_obj.primary]
-                        tried.append((val, candidate, result, cpu, wall))
-                        print(f"{task} {method} lr={candidate}: validation {task_obj.primary} {val:.4f}", flush=True)
-                        with open(CACHE / "validation.jsonl", "a") as f:
-                            f.write(json.dumps({"task": task, "method": method, "lr": candidate, "budget": budget,
-                                                "seed": seed, task_obj.primary: val, "cpu_s": round(cpu, 1)}) + "\n")
-                    val, lr, result, cpu, wall = max(tried, key=lambda t: t[0])
-                    metrics = task_obj.evaluate(result.model, part)
+                if lr is None:
+                    cell = (task, method, budget, seed)
+                    lr, result, cpu, wall = choose_lr(settings, cell, part_val, encoder, task_obj.primary)
+                    started_cpu, started_wall = time.process_time(), time.perf_counter()
+                    metrics = task_obj.evaluate(result.model, part)  # the test split, as in the other cells' runs
+                    cpu += time.process_time() - started_cpu
+                    wall += time.perf_counter() - started_wall
                 else:
-                    result, cpu, wall = run(task, method, budget, seed, lr, part, encoder)
+                    result, cpu, wall = run(settings, task, method, budget, seed, lr, part, encoder)
                     metrics = result.metrics
-                row = {"task": task, "method": method, "budget": budget, "seed": seed, "lr": lr, "cpu_s": round(cpu, 1),
-                       "wall_s": round(wall, 1), **{k: metrics[k] for k in task_obj.metric_names}}
-                with open(CACHE / "cells.jsonl", "a") as f:
+                row = {"task": task, "method": method, "budget": budget, "seed": seed, "lr": lr,
+                       "cpu_s": round(cpu, 1), "wall_s": round(wall, 1),
+                       **{k: metrics[k] for k in task_obj.metric_names}}
+                with open(settings.cache / "cells.jsonl", "a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(json.dumps(row), flush=True)
 
 
-def cells() -> list[dict]:
-    path = CACHE / "cells.jsonl"
+def cells(settings: Settings) -> list[dict]:
+    path = settings.cache / "cells.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def summary() -> str:
-    rows = cells()
-    header = ["task", "method", "lr"] + [f"{b} labels" for b in BUDGETS] + ["CPU s / cell", "wall s / cell"]
+def summary(settings: Settings) -> str:
+    rows = cells(settings)
+    header = ["task", "method", "lr"] + [f"{b} labels" for b in settings.budgets] + ["CPU s / cell", "wall s / cell"]
     body = []
     for task, metric in (("segment", "miou"), ("detect", "map")):
         for method in ["scratch", *OBJECTIVES]:
@@ -147,14 +180,14 @@ def summary() -> str:
             if not mine:
                 continue
             scores = []
-            for budget in BUDGETS:
+            for budget in settings.budgets:
                 values = [100 * r[metric] for r in mine if r["budget"] == budget]
                 scores.append(f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f} (n={len(values)})"
                               if len(values) > 1 else (f"{values[0]:.1f} (n=1)" if values else "—"))
             name = method if method == "scratch" else f"{method} + full"
             body.append([task, name, str(mine[0]["lr"]), *scores, f"{np.median([r['cpu_s'] for r in mine]):.0f}",
                          f"{np.median([r['wall_s'] for r in mine]):.0f}"])
-    pre = [json.loads(p.read_text()) for p in sorted((CACHE / "pretrain").glob("*/bench_info.json"))]
+    pre = [json.loads(p.read_text()) for p in sorted((settings.cache / "pretrain").glob("*/bench_info.json"))]
     pre_table = common.table(["pretraining", "epochs", "CPU s", "wall s", "final loss"],
                              [[p["objective"], p["epochs"], p["cpu_s"], p["wall_s"], f"{p['final_loss']:.4f}"]
                               for p in pre])
@@ -164,7 +197,6 @@ def summary() -> str:
 
 
 def main() -> None:
-    global CACHE, STEPS, BUDGETS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stage", choices=("pretrain", "finetune"))
     parser.add_argument("--objectives", default=",".join(OBJECTIVES))
@@ -181,19 +213,19 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a paragraph for the BENCHMARKS.md section (e.g. what did not run)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    CACHE, STEPS = Path(args.cache), args.steps  # another folder keeps a run at other settings apart
-    ENCODER_ARGS["width"] = args.width
-    BUDGETS = tuple(int(b) for b in args.budgets.split(","))
-    CACHE.mkdir(parents=True, exist_ok=True)
+    budgets = tuple(int(b) for b in args.budgets.split(","))
+    settings = Settings(cache=Path(args.cache), steps=args.steps, budgets=budgets,
+                        encoder_args={**ENCODER_ARGS, "width": args.width})
+    settings.cache.mkdir(parents=True, exist_ok=True)
     if args.stage == "pretrain":
         data = load_data("fashion-scenes")
         for objective in args.objectives.split(","):
-            pretrain(objective, data, args.pretrain_cpu)
+            pretrain(settings, objective, data, args.pretrain_cpu)
     elif args.stage == "finetune":
-        done = {(c["task"], c["method"], c["budget"], c["seed"]) for c in cells()}
+        done = {(c["task"], c["method"], c["budget"], c["seed"]) for c in cells(settings)}
         for task in args.tasks.split(","):
-            finetune(task, args.methods.split(","), done)
-    text = summary() + (f"\n\n{args.note}" if args.note else "")
+            finetune(settings, task, args.methods.split(","), done)
+    text = summary(settings) + (f"\n\n{args.note}" if args.note else "")
     print(text)
     if args.table:
         common.write_section("dense", text, __file__)
