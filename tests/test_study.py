@@ -139,7 +139,7 @@ def test_cli_study_then_report(tmp_path, capsys):
     assert "autoencoder+linear" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
-    from warmstart.cli import build_parser
+    from warmstart.cli_parser import build_parser
 
     usage = build_parser()._subparsers._group_actions[0].choices["study"].format_help()
     assert "--labels" in usage and "pretrain.epochs=20" in usage
