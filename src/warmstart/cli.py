@@ -234,6 +234,7 @@ MACHINE_KEYS = ("threads", "device", "amp", "checkpoint_every")
 
 def _run_recipe(args: argparse.Namespace) -> None:
     from warmstart import config as cfg
+    from warmstart.study_config import resolve_study
 
     overrides = [f"{stage}.{o}" for o in args.overrides for stage in ("pretrain", "finetune")
                  if o.partition("=")[0] in MACHINE_KEYS]
@@ -241,7 +242,7 @@ def _run_recipe(args: argparse.Namespace) -> None:
     flags = {"data": args.data, "data_dir": args.data_dir, "task": args.task, "recipes": args.recipe,
              "labels": args.labels or "count=100", "seeds": 1, "seed_start": args.seed, "baselines": "none",
              "scratch": False}
-    config = cfg.resolve_study(flags=flags, overrides=overrides)
+    config = resolve_study(flags=flags, overrides=overrides)
     if args.print_config:
         print(cfg.to_yaml(config), end="")
         return
@@ -315,7 +316,9 @@ def run(args: argparse.Namespace) -> int:
             if not sep or not key or not values:
                 raise UserError(f"--sweep {args.sweep!r} is not KEY=V1,V2; write it like --sweep privacy.epsilon=1,3,8")
             flags["sweep"] = {key: values}
-        config = cfg.resolve_study(file=args.config, flags=flags, overrides=args.overrides)
+        from warmstart.study_config import resolve_study
+
+        config = resolve_study(file=args.config, flags=flags, overrides=args.overrides)
         if args.print_config:
             print(cfg.to_yaml(config), end="")
             return 0
