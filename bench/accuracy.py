@@ -36,7 +36,7 @@ from accuracy_recipes import BUDGETS, DATA, MACHINE, OLD, PARTS, SEEDS, TARGET, 
 ROOT = common.ROOT  # common has put src/ on the path
 CACHE = ROOT / "bench" / "cache" / "accuracy"
 
-from warmstart.config import resolve_study  # noqa: E402
+from warmstart.study_config import resolve_study  # noqa: E402
 from warmstart.data import DataBundle, load_data  # noqa: E402
 from warmstart.study import run_study  # noqa: E402
 
@@ -49,6 +49,7 @@ MEASURES = [
     "src/warmstart/data/bundle.py",
     "bench/accuracy_recipes.py",
     "src/warmstart/config.py",
+    "src/warmstart/study_config.py",
     "src/warmstart/models/heads.py",
     "src/warmstart/augment.py",
     "src/warmstart/evaluate.py",

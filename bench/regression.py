@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 import common
 
-from warmstart.config import resolve_study  # noqa: E402
+from warmstart.study_config import resolve_study  # noqa: E402
 from warmstart.study import run_study  # noqa: E402
 from warmstart.study.summary import Summary, read_results  # noqa: E402
 

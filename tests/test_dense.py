@@ -224,7 +224,7 @@ def test_a_segment_study_reports_each_class_iou_from_its_cells(tmp_path):
     scratch and the best pretrained method at the smallest budget, next to the overlay grid."""
     import json
 
-    from warmstart.config import resolve_study
+    from warmstart.study_config import resolve_study
     from warmstart.study import run_study
 
     config = resolve_study(flags={"task": "segment", "labels": "40", "seeds": 1, "objectives": "masked-dense",

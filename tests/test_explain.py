@@ -177,7 +177,7 @@ def test_table_attributions_fold_one_hot_levels_into_their_column():
 
 
 def test_study_report_gets_an_explanations_section(tmp_path):
-    from warmstart.config import resolve_study
+    from warmstart.study_config import resolve_study
     from warmstart.study import run_study
 
     config = resolve_study(flags={"labels": "30", "seeds": 1, "strategies": "full", "baselines": "none"},

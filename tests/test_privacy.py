@@ -196,7 +196,7 @@ def test_cli_refuses_a_strategy_that_cannot_be_private(cli, tmp_path):
 
 
 def test_a_study_sweeps_epsilon_and_its_report_draws_accuracy_versus_epsilon(tmp_path, digits):
-    from warmstart.config import resolve_study
+    from warmstart.study_config import resolve_study
     from warmstart.study import run_study
 
     config = resolve_study(
@@ -217,7 +217,7 @@ def test_a_study_sweeps_epsilon_and_its_report_draws_accuracy_versus_epsilon(tmp
 
 
 def test_a_study_refuses_a_strategy_that_cannot_be_private_before_writing(tmp_path, digits):
-    from warmstart.config import resolve_study
+    from warmstart.study_config import resolve_study
     from warmstart.study import run_study
 
     config = resolve_study(flags={"strategies": "selftrain", "sweep": {"privacy.epsilon": "3"}})

@@ -12,7 +12,7 @@ import yaml
 
 from warmstart import recipes
 from warmstart.cli import main
-from warmstart.config import resolve_study
+from warmstart.study_config import resolve_study
 from warmstart.errors import UserError
 from warmstart.study import TIMING_COLUMNS, plan_study, run_study
 from warmstart.study import run as study_run

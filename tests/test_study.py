@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from warmstart.cli import main
-from warmstart.config import resolve_study
+from warmstart.study_config import resolve_study
 from warmstart.errors import UserError
 from warmstart.study.report import write_report
 from warmstart.study.summary import Summary, read_results, t_interval

@@ -15,7 +15,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from warmstart.cli import main
-from warmstart.config import resolve_study
+from warmstart.study_config import resolve_study
 from warmstart.errors import UserError
 from warmstart.study import TIMING_COLUMNS, run_study
 from warmstart.study import locks

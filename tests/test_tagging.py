@@ -12,7 +12,8 @@ import pytest
 
 from conftest import TEXT_ARGS
 from warmstart import pipeline
-from warmstart.config import FinetuneConfig, PretrainConfig, resolve_study
+from warmstart.config import FinetuneConfig, PretrainConfig
+from warmstart.study_config import resolve_study
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/usr/share/wordnet"),
                                 reason="WordNet files absent: apt-get install wordnet-base (.ci/run installs it)")

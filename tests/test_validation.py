@@ -10,7 +10,8 @@ import torch
 
 from conftest import TASK_SETUPS
 from warmstart import pipeline
-from warmstart.config import FinetuneConfig, PretrainConfig, resolve_study
+from warmstart.config import FinetuneConfig, PretrainConfig
+from warmstart.study_config import resolve_study
 from warmstart.data import DataBundle
 from warmstart.data.bundle import in_final_evaluation
 from warmstart.data.validation import Validation, draw_rows

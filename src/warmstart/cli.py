@@ -50,6 +50,7 @@ MACHINE_KEYS = ("threads", "device", "amp", "checkpoint_every")
 
 def _run_recipe(args: argparse.Namespace) -> None:
     from warmstart import config as cfg
+    from warmstart.study_config import resolve_study
 
     overrides = [f"{stage}.{o}" for o in args.overrides for stage in ("pretrain", "finetune")
                  if o.partition("=")[0] in MACHINE_KEYS]
@@ -57,7 +58,7 @@ def _run_recipe(args: argparse.Namespace) -> None:
     flags = {"data": args.data, "data_dir": args.data_dir, "task": args.task, "recipes": args.recipe,
              "labels": args.labels or "count=100", "seeds": 1, "seed_start": args.seed, "baselines": "none",
              "scratch": False}
-    config = cfg.resolve_study(flags=flags, overrides=overrides)
+    config = resolve_study(flags=flags, overrides=overrides)
     if args.print_config:
         print(cfg.to_yaml(config), end="")
         return
@@ -144,6 +145,7 @@ def _finetune(args: argparse.Namespace) -> None:
 
 def _study(args: argparse.Namespace) -> None:
     from warmstart import config as cfg
+    from warmstart.study_config import resolve_study
 
     names = ["data", "data_dir", "task", "objectives", "strategies", "recipes", "labels", "seeds", "baselines",
              "encoder", "pretrain_per_seed", "metric", "workers", "executor", "scheduler"]
@@ -153,7 +155,7 @@ def _study(args: argparse.Namespace) -> None:
         if not sep or not key or not values:
             raise UserError(f"--sweep {args.sweep!r} is not KEY=V1,V2; write it like --sweep privacy.epsilon=1,3,8")
         flags["sweep"] = {key: values}
-    config = cfg.resolve_study(file=args.config, flags=flags, overrides=args.overrides)
+    config = resolve_study(file=args.config, flags=flags, overrides=args.overrides)
     if args.print_config:
         print(cfg.to_yaml(config), end="")
         return

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from warmstart.config import StudyConfig, resolve_study
+from warmstart.study_config import StudyConfig, resolve_study
 
 # The recipe, chosen on a validation split: 300 rows carved out of digits' 1437 training images (never the
 # test split), 50 labels drawn from the other 1137 with seeds 0-2, mean validation accuracy:

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from warmstart.checkpoint import atomic_write_text
-from warmstart.config import StudyConfig
+from warmstart.study_config import StudyConfig
 from warmstart.data.validation import Validation, draw_rows
 from warmstart.study.plan import Cell, StudyPlan
 

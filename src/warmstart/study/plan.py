@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from warmstart.baselines import check_baselines
-from warmstart.config import EXECUTION_KEYS, GRID_KEYS, StudyConfig, read_yaml
+from warmstart.config import read_yaml
+from warmstart.study_config import EXECUTION_KEYS, GRID_KEYS, StudyConfig
 from warmstart.data import DataBundle, load_data
 from warmstart.data.validation import draw_rows
 from warmstart.errors import UserError

@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 
 from warmstart.baselines import BASELINES, BaselineData, baseline_inputs
 from warmstart.checkpoint import atomic_write_text, save_tensors
-from warmstart.config import StudyConfig, to_yaml
+from warmstart.config import to_yaml
+from warmstart.study_config import StudyConfig
 from warmstart.data.bundle import final_evaluation
 from warmstart.data.validation import Rows, draw_rows
 from warmstart.engine import CHECKPOINT
