@@ -33,6 +33,8 @@ import common
 # The files whose code these figures time (``make bench-check`` flags the section when one changes).
 MEASURES = [
     "src/warmstart/study/executors.py",
+    "src/warmstart/study/backends.py",
+    "src/warmstart/study/worker.py",
     "src/warmstart/study/run.py",
     "src/warmstart/study/plan.py",
     "src/warmstart/engine.py",

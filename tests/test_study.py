@@ -264,7 +264,7 @@ def test_every_confusion_count_is_readable_on_its_cell():
 
 
 def test_protocol_counts_are_singular_for_one():
-    from warmstart.study.report import _count
+    from warmstart.study.protocol import _count
 
     assert _count(1, "epoch") == "1 epoch" and _count(5, "epoch") == "5 epochs" and _count("?", "epoch") == "? epochs"
 

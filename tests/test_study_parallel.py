@@ -216,7 +216,7 @@ def test_executor_flags_reach_the_config_and_the_help(capsys):
 def test_a_worker_runs_on_one_thread_unless_told(monkeypatch):
     import torch
 
-    from warmstart.study.executors import _one_thread
+    from warmstart.study.worker import _one_thread
 
     before = torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS")

@@ -83,7 +83,7 @@ def examples_section(result) -> str:
 
 
 def render_html(result, info: dict, pngs: dict[str, bytes]) -> str:
-    from warmstart.study.report import STYLE
+    from warmstart.study.render import STYLE
 
     modality = result.results[0].subject.bundle.modality
     models = ", ".join(f"{m['label']} ({escape(m['run_dir'])})" for m in info["models"])

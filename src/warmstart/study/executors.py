@@ -19,32 +19,21 @@ processes: a fork of a process whose torch thread pools have started can hang), 
 ``scheduler``) and ``slurm`` (``submitit.AutoExecutor``: one job per task, its files in ``OUT/slurm/``;
 ``slurm.cluster=local`` runs the jobs as processes here). Workers on other machines need the study directory
 (and ``pretrain_dir``) on a filesystem they share with the driver.
+
+This file plans the tasks and dispatches them; the executors themselves are in ``backends.py``, and what a
+worker runs (``work``, its ``Context``, the one-thread setting) in ``worker.py``.
 """
 from __future__ import annotations
 
-import json
-import logging
-import os
-import shutil
-import signal
 import socket
 import tempfile
-import time
 from collections.abc import Callable
-from concurrent import futures
-from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from warmstart.checkpoint import atomic_write_text
 from warmstart.errors import UserError
-
-EXTRA = "pip install 'warmstart[parallel]'"
-#: submitit parameters unless ``slurm.KEY=VALUE`` says otherwise: one core per job (its one thread), and a
-#: time limit well above one cell's (submitit's own default is 5 minutes).
-SLURM_DEFAULTS = {"timeout_min": 240, "cpus_per_task": 1, "name": "warmstart-study"}
-POLL_S = 0.5  # how often the driver asks submitit whether a job has finished
+from warmstart.study.backends import DaskWorkers, LocalWorkers, SlurmJobs, _import, _slurm_executor
+from warmstart.study.worker import Context, Failure
 
 
 def parallel(config) -> bool:
@@ -67,13 +56,6 @@ def check(config) -> None:
             _slurm_executor(config, Path(scratch))
 
 
-def _import(module: str, executor: str):
-    try:
-        return __import__(module)
-    except ImportError as err:
-        raise UserError(f"--executor {executor} needs the parallel extra ({module} is not installed): {EXTRA}") from err
-
-
 def _reachable(address: str) -> None:
     """Refuse a Dask scheduler address nothing listens on (a TCP connect; other protocols are left to Dask)."""
     scheme, _, where = address.rpartition("://")
@@ -87,217 +69,6 @@ def _reachable(address: str) -> None:
     except OSError as err:
         raise UserError(f"cannot reach the Dask scheduler at {address} ({err.strerror or err}); start one (`dask "
                         "scheduler`, then `dask worker ADDRESS --nthreads 1`) or fix --scheduler") from err
-
-
-# --- the worker side ---------------------------------------------------------------------------------
-
-@dataclass
-class Context:
-    """What a worker needs to rebuild the study's runner; ``data`` is None when each worker loads it."""
-
-    config: Any  # StudyConfig
-    out: str
-    data: Any = None
-    driver: str = field(default_factory=lambda: _process())  # a task run in the driver changes no settings
-
-
-@dataclass
-class Failure:
-    """A task's ``UserError``, returned rather than raised so that every executor carries it back alike."""
-
-    message: str
-
-
-_RUNNER: dict[str, Any] = {}  # this process's runner, by study: loaded encoders stay in memory between cells
-_CONTEXT: list[Context] = []  # a local worker's context, set once by its initializer
-
-
-def work(context: Context, task: tuple) -> list[dict[str, Any]] | Failure:
-    """Run ``("pretrain", label, seed)`` or ``("cells", [cell, ...])`` in a worker; each cell's row is written
-    here as soon as it is finished (so a job killed halfway keeps the cells it finished)."""
-    from warmstart.study.plan import plan_study
-    from warmstart.study.files import cell_path
-    from warmstart.study.run import StudyRunner
-
-    if _process() != context.driver:  # submitit's DebugExecutor runs tasks in the driver: leave it as it is
-        _one_thread()
-    try:
-        key = f"{context.out}\0{context.config.model_dump_json()}"
-        if key not in _RUNNER:
-            _RUNNER.clear()
-            _RUNNER[key] = StudyRunner(plan_study(context.config, context.data), Path(context.out), lambda _: None)
-        runner = _RUNNER[key]
-        if task[0] == "pretrain":
-            runner.objective_of(task[1], task[2])
-            return []
-        rows = []
-        for cell in task[1]:
-            rows.append(runner.run_cell(cell))
-            atomic_write_text(cell_path(runner.out, cell), json.dumps(rows[-1]))
-        return rows
-    except UserError as err:
-        return Failure(str(err))
-
-
-def _process() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _one_thread() -> None:
-    """Torch and BLAS threads of this worker: ``OMP_NUM_THREADS`` if set (``threads=K`` still wins in each
-    run), else 1. No progress bars: N processes' bars would overwrite each other; the driver shows one."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    threads = int(value) if value.isdigit() and int(value) > 0 else 1
-    os.environ["OMP_NUM_THREADS"], os.environ["TQDM_DISABLE"] = str(threads), "1"
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    threadpool_limits(threads)
-
-
-def _init_local(context: Context) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the driver decides
-    _CONTEXT[:] = [context]
-
-
-def _work_local(task: tuple):
-    return work(_CONTEXT[0], task)
-
-
-# --- executors: submit a task, wait for some to finish, take a result, close --------------------------
-
-class LocalWorkers:
-    """``workers`` spawned processes on this machine."""
-
-    batched = False  # a worker process stays up: one cell per task costs nothing
-
-    def __init__(self, config, context: Context) -> None:
-        self.capacity = config.workers
-        self.pool = futures.ProcessPoolExecutor(config.workers, mp_context=get_context("spawn"),
-                                                initializer=_init_local, initargs=(context,))
-
-    def submit(self, task: tuple):
-        return self.pool.submit(_work_local, task)
-
-    def wait(self, handles: list) -> list:
-        return list(futures.wait(handles, return_when=futures.FIRST_COMPLETED).done)
-
-    def result(self, handle):
-        try:
-            return handle.result()
-        except futures.process.BrokenProcessPool as err:
-            raise UserError(f"a worker process died ({err}; killed, or out of memory?); finished cells are kept: "
-                            "rerun the same command to continue") from err
-
-    def close(self, interrupted: bool) -> None:
-        if not interrupted:  # idle workers exit on their own (seconds, under load) while the report is written
-            self.pool.shutdown(wait=False)
-            return
-        processes = list((getattr(self.pool, "_processes", None) or {}).values())
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:  # a cell in flight resumes from its checkpoint next time
-            process.terminate()
-        for process in processes:
-            process.join(10)
-
-
-class DaskWorkers:
-    """A ``dask.distributed`` client: of a ``LocalCluster`` of ``workers`` processes, or of ``scheduler``."""
-
-    batched = False
-
-    def __init__(self, config, context: Context) -> None:
-        distributed = _import("distributed", "dask")
-        self.distributed, self.cluster, self.submitted = distributed, None, []
-        if config.scheduler:
-            try:
-                self.client = distributed.Client(config.scheduler, timeout="20s")
-            except (OSError, TimeoutError, ValueError) as err:
-                raise UserError(f"cannot reach the Dask scheduler at {config.scheduler} ({err}); start one (`dask "
-                                "scheduler`, then `dask worker ADDRESS --nthreads 1`) or fix --scheduler") from err
-            self.capacity = max(1, sum(self.client.nthreads().values()))
-        else:
-            # ":0": any free port for the scheduler's HTTP server (dask's fixed 8787 may be another user's)
-            self.cluster = distributed.LocalCluster(n_workers=config.workers, threads_per_worker=1, processes=True,
-                                                    dashboard_address=":0", silence_logs=logging.ERROR)
-            self.client = distributed.Client(self.cluster)
-            self.capacity = config.workers
-        self.context = self.client.scatter(context, broadcast=True)  # shipped once per worker, not per task
-
-    def submit(self, task: tuple):
-        future = self.client.submit(work, self.context, task, pure=False)
-        self.submitted.append(future)
-        return future
-
-    def wait(self, handles: list) -> list:
-        return list(self.distributed.wait(handles, return_when="FIRST_COMPLETED").done)
-
-    def result(self, handle):
-        try:
-            return handle.result()
-        except self.distributed.KilledWorker as err:
-            raise UserError(f"Dask workers died running a task ({err}); finished cells are kept: rerun the same "
-                            "command to continue") from err
-
-    def close(self, interrupted: bool) -> None:
-        if interrupted:
-            self.client.cancel([f for f in self.submitted if not f.done()])
-        self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
-
-
-class SlurmJobs:
-    """One ``submitit`` job per task, at most ``workers`` queued or running at once. A job is a new process
-    that loads the data and the study's plan (seconds), so ready cells go out in ``workers`` batches."""
-
-    batched = True
-
-    def __init__(self, config, context: Context, folder: Path) -> None:
-        self.executor = _slurm_executor(config, folder)
-        self.capacity, self.context, self.submitted = config.workers, context, []
-
-    def submit(self, task: tuple):
-        job = self.executor.submit(work, self.context, task)
-        self.submitted.append(job)
-        return job
-
-    def wait(self, handles: list) -> list:
-        while not (done := [job for job in handles if job.done()]):
-            time.sleep(POLL_S)
-        return done
-
-    def result(self, handle):
-        import submitit
-
-        try:
-            return handle.result()
-        except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as err:
-            last = next((line for line in reversed(str(err).strip().splitlines()) if line.strip()), "")
-            raise UserError(f"job {handle.job_id} failed: {last.strip()} (its log: {handle.paths.stderr}); "
-                            "finished cells are kept: rerun the same command to continue") from err
-
-    def close(self, interrupted: bool) -> None:
-        for job in self.submitted if interrupted else ():
-            if not job.done():
-                job.cancel(check=False)
-
-
-def _slurm_executor(config, folder: Path):
-    submitit = _import("submitit", "slurm")
-    params = {**SLURM_DEFAULTS, **config.slurm}
-    cluster = params.pop("cluster", "slurm")
-    if cluster == "slurm" and shutil.which("sbatch") is None:
-        raise UserError("--executor slurm: there is no sbatch on this machine; run the study on a Slurm login node, "
-                        "or add slurm.cluster=local to run its jobs as processes here")
-    try:
-        executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
-        executor.update_parameters(**params)
-    except (ValueError, NameError, AssertionError, TypeError) as err:
-        raise UserError(f"slurm settings: {str(err).strip().splitlines()[0]}") from err
-    return executor
 
 
 def _executor(config, context: Context, out: Path):

@@ -1,5 +1,6 @@
 """The files of a study directory besides the cells' runs: ``results.csv``'s columns and text, ``study_info.json``,
-``recipes/<name>.yaml``, and where each finished cell's row and the pretraining runs live."""
+``recipes/<name>.yaml``, and where each finished cell's row and the pretraining runs live (and reading them
+back, for the report)."""
 from __future__ import annotations
 
 import csv
@@ -41,9 +42,27 @@ def pretrain_root(out: Path, config: StudyConfig) -> Path:
     return Path(config.pretrain_dir) if config.pretrain_dir else out / "pretrain"
 
 
+def pretrain_dirs(run_dir: Path, info: dict) -> list[Path]:
+    """The pretraining run directories the study used (older studies: everything in ``RUN_DIR/pretrain``)."""
+    root = Path(info.get("pretrain_dir") or run_dir / "pretrain")
+    if "pretrain_runs" in info:
+        return [root / name for name in info["pretrain_runs"]]
+    return sorted(p for p in (run_dir / "pretrain").glob("*") if p.is_dir())
+
+
 def cell_path(out: Path, cell: Cell) -> Path:
     """Where a finished cell's row is kept (written atomically by whichever process finished it)."""
     return out / "cells" / f"{cell.key}.json"
+
+
+def read_cells(run_dir: Path) -> dict[tuple[str, str, int], dict]:
+    """Every finished cell's record (``cells/*.json``: its row, with what results.csv leaves out, e.g. the
+    confusion matrix), keyed by ``(method, budget, seed)``."""
+    found = {}
+    for path in sorted((run_dir / "cells").glob("*.json")):
+        cell = json.loads(path.read_text())
+        found[cell["method"], cell["budget"], int(cell["seed"])] = cell
+    return found
 
 
 def write_info(out: Path, plan: StudyPlan, runs: list[str]) -> None:

@@ -3,173 +3,24 @@
 It reads only what the study wrote — ``results.csv``, ``cells/*.json`` (confusion matrices),
 ``study.yaml``, ``study_info.json`` and ``pretrain/*/`` (the embedding map, pretraining cost) — and
 recomputes nothing, so ``warmstart report RUN_DIR`` is instant. Sections whose inputs are missing say so.
-The statistics (mean, 95% t-interval, labels saved) live in ``summary.py``; this file lays them out.
+The statistics (mean, 95% t-interval, labels saved) live in ``summary.py``, the Protocol section's text in
+``protocol.py`` and the Markdown and HTML renderers in ``render.py``; this file lays the sections out.
 """
 from __future__ import annotations
 
-import base64
-import html
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from warmstart.checkpoint import atomic_write_bytes, atomic_write_text, load_tensors
 from warmstart.config import read_yaml
 from warmstart.errors import UserError
+from warmstart.study.files import pretrain_dirs, read_cells
 from warmstart.study.plots import confusion_png, curve_png, embedding_png, sweep_png
+from warmstart.study.protocol import protocol
+from warmstart.study.render import to_html, to_markdown
 from warmstart.study.summary import PRETRAINED_KINDS, Summary, read_results, study_metrics
-
-# --- the document ---------------------------------------------------------------------------------
-
-
-def _count(n, noun: str) -> str:
-    """``1 epoch``, ``5 epochs``: the protocol paragraphs said "runs 1 epochs"."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-def _doc(obj: Any) -> str:
-    """First paragraph of a registered thing's docstring, on one line (so the protocol follows the code)."""
-    text = (getattr(obj, "__doc__", None) or "").strip().split("\n\n")[0]
-    return " ".join(text.replace("``", "").split()).rstrip(".")
-
-
-def read_cells(run_dir: Path) -> dict[tuple[str, str, int], dict]:
-    """Every finished cell's record (``cells/*.json``: its row, with what results.csv leaves out, e.g. the
-    confusion matrix), keyed by ``(method, budget, seed)``."""
-    found = {}
-    for path in sorted((run_dir / "cells").glob("*.json")):
-        cell = json.loads(path.read_text())
-        found[cell["method"], cell["budget"], int(cell["seed"])] = cell
-    return found
-
-
-def validation_protocol(summary: Summary, info: dict, run_dir: Path | None) -> list[str]:
-    """What was chosen on what: the validation rows, the epochs kept, the recipes' choices."""
-    from warmstart.data.validation import Validation
-
-    spec = Validation.parse(info.get("validation", "none"))
-    rows = info.get("validation_rows", {})
-    sizes = ", ".join(f"{n} at {b}" for b, n in rows.items()) or "0"
-    if spec.mode == "none":
-        text = ("Validation: none. No choice was made on data — every fine-tune kept its last epoch — and "
-                "the best method per budget is marked by test score, which describes the results and selects nothing.")
-    else:
-        where = "held out of the label budget" if spec.mode == "budget" else "drawn beyond the label budget"
-        kept = _kept_epochs(run_dir) if run_dir is not None else ""
-        text = (f"Validation ({spec}): labeled training rows {where} ({sizes}), stratified like the budget, the "
-                "same for every method at a budget and seed. No method trains on them or on their labels; every "
-                "method is scored on them (val column of results.csv). Each fine-tune kept the weights with the "
-                f"best validation score{kept}, and the best method per budget is marked by validation score. The "
-                "test split was read once per cell, by its final evaluation.")
-    out = [text]
-    for asked, recipe in info.get("recipes", {}).items():
-        out.append(f"Recipe {asked}: ran {recipe['ran']} — {recipe['summary']} Why: {recipe['why']}.")
-    return out
-
-
-def pretrain_dirs(run_dir: Path, info: dict) -> list[Path]:
-    """The pretraining run directories the study used (older studies: everything in ``RUN_DIR/pretrain``)."""
-    root = Path(info.get("pretrain_dir") or run_dir / "pretrain")
-    if "pretrain_runs" in info:
-        return [root / name for name in info["pretrain_runs"]]
-    return sorted(p for p in (run_dir / "pretrain").glob("*") if p.is_dir())
-
-
-def _pretraining_runs(run_dir: Path, info: dict) -> list[tuple[str, str, str, Any]]:
-    """``(label, objective, encoder, epochs)`` of each pretraining run the study made."""
-    found = []
-    for path in [d / "config.yaml" for d in pretrain_dirs(run_dir, info) if (d / "config.yaml").is_file()]:
-        settings = read_yaml(path)
-        found.append((path.parent.name, settings.get("objective", "?"), settings.get("encoder", "?"),
-                      settings.get("epochs", "?")))
-    return found
-
-
-def _kept_epochs(run_dir: Path) -> str:
-    kept = [(c.get("validation") or {}) for c in read_cells(run_dir).values()]
-    kept = [k for k in kept if "epoch" in k]
-    if not kept:
-        return ""
-    last = sum(k["epoch"] == k["of_epochs"] for k in kept)
-    return f" (the last epoch in {last} of {len(kept)} fine-tunes, an earlier one in the others)"
-
-
-def protocol(summary: Summary, config: dict, info: dict, run_dir: Path | None = None) -> list[str]:
-    """The protocol in words, from the saved settings and the registries' own descriptions."""
-    from warmstart.baselines import BASELINES
-    from warmstart.objectives import OBJECTIVES
-    from warmstart.strategies import STRATEGIES
-
-    from warmstart.tasks import TASKS
-
-    seeds = sorted({r["seed"] for r in summary.rows})
-    budgets = ", ".join(f"{summary.labels[b]} ({b})" for b in summary.budgets)
-    fine = config.get("finetune", {})
-    shape = "×".join(str(d) for d in info.get("input_shape", []))
-    shape = f" {shape}" if shape else ""  # text has no input shape
-    task = info.get("task", "classify")
-    labels = (f"targets {', '.join(info.get('target_names', []))}" if info.get("target_names") else
-              f"{len(info.get('class_names', []))} {'entity types' if task == 'tag' else 'classes'}")
-    direction = "higher" if summary.higher_is_better else "lower"
-    paragraphs = [
-        f"Data: {config.get('data', '?')} ({info.get('modality', '?')} inputs{shape}, {labels}), "
-        f"{info.get('n_train', '?')} training and {info.get('n_test', '?')} test examples. The test split is fixed "
-        "and is never seen by pretraining, fine-tuning or any choice made here; every test score is on all of it.",
-        f"Task: {task} — {TASKS.get(task).description if task in TASKS else '?'}. Methods are ranked by "
-        f"{summary.metric} ({direction} is better).",
-        f"Label budgets: {budgets}. For each budget and each seed in {seeds}, a stratified labeled subset is "
-        "drawn from the training split with that seed; every method at that budget and seed gets exactly these "
-        "labeled examples (the labeled_hash column of results.csv shows it). The rest of the training split is "
-        "the unlabeled pool: its labels are withheld from every method.",
-    ]
-    runs = _pretraining_runs(run_dir, info) if run_dir is not None else []
-    if runs:
-        names = sorted({objective for _, objective, _, _ in runs})
-        how = "once per run and seed" if config.get("pretrain_per_seed") else "once per run (seed 0)"
-        described = "; ".join(f"{n}: {_doc(OBJECTIVES.get(n))}" for n in names if n in OBJECTIVES)
-        listed = ", ".join(f"{label} ({objective}, {encoder} encoder, {_count(epochs, 'epoch')})"
-                           for label, objective, encoder, epochs in runs)
-        paragraphs.append(
-            f"Pretraining ({described}) reads all {info.get('n_train', '?')} training inputs without labels, "
-            f"{how} (AdamW, warm-up then cosine decay): {listed}. Each encoder is reused by every budget, "
-            "strategy and seed.")
-    strategies = sorted({r["strategy"] for r in summary.rows if r["kind"] != "baseline"})
-    described = "; ".join(f"{s}: {_doc(STRATEGIES.get(s))}" for s in strategies if s in STRATEGIES)
-    paragraphs.append(
-        f"Fine-tuning ({described}) runs {_count(fine.get('epochs', '?'), 'epoch')} over the labeled subset (batch "
-        f"{fine.get('batch_size', '?')}, AdamW, peak LR {fine.get('lr', '?')}), seeded by the cell's seed.")
-    baselines = sorted({r["strategy"] for r in summary.rows if r["kind"] == "baseline"})
-    if baselines:
-        described = "; ".join(f"{b}: {_doc(BASELINES.get(b).fit_predict)}" for b in baselines if b in BASELINES)
-        paragraphs.append(f"Classical baselines (warmstart.baselines, with the settings a user gets; on the same "
-                          f"labeled rows): {described}.")
-    paragraphs += validation_protocol(summary, info, run_dir)
-    paragraphs += _privacy_protocol(summary.rows, config)
-    paragraphs.append(
-        f"Intervals are 95% Student-t intervals over the {len(seeds)} seeds (mean ± t·s/√n, s with ddof=1). "
-        f"Labels saved: the labels scratch would need for the same mean {summary.metric}, interpolated linearly in "
-        "log-labels on its mean curve, divided by the method's own labels.")
-    return paragraphs
-
-
-def _privacy_protocol(rows: list[dict], config: dict) -> list[str]:
-    """The privacy protocol in words, when fine-tuning ran DP-SGD."""
-    spent = [r for r in rows if not np.isnan(r.get("epsilon", float("nan")))]
-    if not spent:
-        return []
-    fine, pre = config.get("finetune", {}).get("privacy") or {}, config.get("pretrain", {}).get("privacy") or {}
-    delta = sorted({r["delta"] for r in spent})
-    pool = ("The pretraining pool is private too: pretraining ran DP-SGD on its objective "
-            f"(target ε {pre.get('epsilon')}, noise multiplier {pre.get('noise_multiplier')}), and the two budgets "
-            "add up (sequential composition) for rows that are both in the pool and labeled."
-            if pre.get("private_pool") else
-            "The pretraining pool is treated as public: pretraining costs no privacy, and the ε shown covers the "
-            "labeled rows' fine-tuning only.")
-    return [f"Privacy: fine-tuning is DP-SGD (Opacus): Poisson-sampled batches, each example's gradient clipped to "
-            f"norm {fine.get('max_grad_norm', 1.0)}, Gaussian noise added each step; the labeled rows are the private "
-            f"data, with δ = {', '.join(f'{d:g}' for d in delta)} and ε from the {fine.get('accountant', 'prv')} "
-            f"accountant. {pool} The classical baselines are not private; they are shown for scale."]
 
 
 def _sweep(summary: Summary, rows: list[dict], config: dict, pngs: dict) -> list[tuple]:
@@ -353,66 +204,6 @@ def build_blocks(run_dir: Path) -> tuple[list[tuple], dict[str, bytes]]:
     blocks += _explanations(summary, run_dir, pngs, info)
     blocks += _compute(summary, run_dir, rows, info)
     return blocks, pngs
-
-
-# --- rendering ------------------------------------------------------------------------------------
-
-def to_markdown(blocks: list[tuple]) -> str:
-    out: list[str] = []
-    for block in blocks:
-        kind = block[0]
-        if kind in ("h1", "h2"):
-            out.append(f"{'#' if kind == 'h1' else '##'} {block[1]}")
-        elif kind == "p":
-            out.append(block[1])
-        elif kind == "img":
-            out.append(f"![{block[2]}]({block[1]})\n\n*{block[2]}*")
-        elif kind == "table":
-            _, header, body, bold = block
-            lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            lines += ["| " + " | ".join(f"**{c}**" if (i, j) in bold else c for j, c in enumerate(r)) + " |"
-                      for i, r in enumerate(body)]
-            out.append("\n".join(lines))
-        elif kind == "details":
-            out.append(f"<details><summary>{block[1]}</summary>\n\n{to_markdown(block[2])}\n</details>")
-    return "\n\n".join(out) + "\n"
-
-
-STYLE = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:980px;margin:2em auto;
-padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.8em;
-border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th:first-child,td:first-child{text-align:left}
-th{background:#f4f4f4}td.best{background:#e6f4ea;font-weight:bold}figure{margin:1em 0}
-img{max-width:100%}figcaption{font-size:.85em;color:#555}details{margin:.8em 0}"""
-
-
-def to_html(blocks: list[tuple], pngs: dict[str, bytes], title: str) -> str:
-    def render(items: list[tuple]) -> list[str]:
-        out: list[str] = []
-        for block in items:
-            kind = block[0]
-            if kind in ("h1", "h2"):
-                out.append(f"<{kind}>{html.escape(block[1])}</{kind}>")
-            elif kind == "p":
-                out.append(f"<p>{html.escape(block[1])}</p>")
-            elif kind == "img":
-                data = base64.b64encode(pngs[block[1]]).decode("ascii")
-                out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block[2])}">'
-                           f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
-            elif kind == "table":
-                _, header, body, bold = block
-                rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
-                rows += ["<tr>" + "".join((f'<td class="best">{html.escape(c)} ★</td>' if (i, j) in bold
-                                           else f"<td>{html.escape(c)}</td>") for j, c in enumerate(r)) + "</tr>"
-                         for i, r in enumerate(body)]
-                out.append("<table>" + "".join(rows) + "</table>")
-            elif kind == "details":
-                out.append(f"<details><summary>{html.escape(block[1])}</summary>{''.join(render(block[2]))}</details>")
-        return out
-
-    body = "\n".join(render(blocks))
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
 
 
 def write_report(run_dir: str | Path) -> Path:

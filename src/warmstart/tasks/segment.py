@@ -108,7 +108,7 @@ class Segment(InstanceTask):
 def per_class_table(run_dir, summary) -> list[tuple]:
     """The report's table of test IoU per class at the smallest budget, mean over seeds, for scratch and the
     best pretrained method (a method whose mIoU rose may still have lost the rare classes)."""
-    from warmstart.study.report import read_cells
+    from warmstart.study.files import read_cells
 
     smallest = summary.budgets[0]
     methods = [m for m in ("scratch", summary.best(smallest, ("pretrained",))) if m]
