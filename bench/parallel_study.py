@@ -39,6 +39,7 @@ MEASURES = [
     "src/warmstart/study/plan.py",
     "src/warmstart/engine.py",
     "src/warmstart/pipeline.py",
+    "src/warmstart/finetune_start.py",
     "src/warmstart/baselines.py",
 ]
 STUDY = ["study", "--data", "digits", "--objectives", "autoencoder", "--strategies", "linear,full",

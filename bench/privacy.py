@@ -46,6 +46,7 @@ MEASURES = [
     "src/warmstart/privacy.py",
     "src/warmstart/engine.py",
     "src/warmstart/pipeline.py",
+    "src/warmstart/finetune_start.py",
     "src/warmstart/strategies/base.py",
     "src/warmstart/objectives/simclr.py",
 ]

@@ -31,6 +31,7 @@ MEASURES = [
     "src/warmstart/federated.py",
     "src/warmstart/engine.py",
     "src/warmstart/pipeline.py",
+    "src/warmstart/finetune_start.py",
     "src/warmstart/objectives/simclr.py",
     "bench/privacy.py",
 ]

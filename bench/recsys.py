@@ -42,6 +42,7 @@ MEASURES = [
     "src/warmstart/objectives/simgcl.py",
     "src/warmstart/recsys_baselines.py",
     "src/warmstart/data/interaction_logs.py",
+    "src/warmstart/data/log_options.py",
     "src/warmstart/data/interaction_sources.py",
 ]
 

@@ -37,6 +37,7 @@ MEASURES = [
     "src/warmstart/config.py",
     "src/warmstart/health.py",
     "src/warmstart/data/sources.py",
+    "src/warmstart/data/array_files.py",
     "src/warmstart/objectives/base.py",
     "src/warmstart/objectives/autoencoder.py",
 ]

@@ -45,6 +45,7 @@ MEASURES = [
     "src/warmstart/engine.py",
     "src/warmstart/runtime.py",
     "src/warmstart/pipeline.py",
+    "src/warmstart/finetune_start.py",
     "src/warmstart/models/encoders.py",
     "src/warmstart/data/bundle.py",
     "src/warmstart/config.py",

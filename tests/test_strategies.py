@@ -16,6 +16,7 @@ from warmstart.data import DataBundle
 from warmstart.data.splits import LabelBudget
 from warmstart.errors import UserError
 from warmstart.evaluate import embed
+from warmstart.finetune_start import objective_around
 from warmstart.models import Classifier
 from warmstart.probes import LinearProbe
 from warmstart.strategies import STRATEGIES, FinetuneContext, Full, layer_ids
@@ -54,7 +55,7 @@ def _context(strategy_name: str, digits, objective, epochs: int = 6) -> Finetune
     if strategy.load_pretrained:
         encoder.load_state_dict(objective.encoder.state_dict())
     model = Classifier(encoder, digits.num_classes)
-    aux = pipeline.objective_around(objective, encoder) if strategy.needs_objective else None
+    aux = objective_around(objective, encoder) if strategy.needs_objective else None
     return strategy, FinetuneContext(config, digits, CLASSIFY, labeled, unlabeled, model, aux)
 
 

@@ -14,6 +14,7 @@ from conftest import TASK_SETUPS
 from warmstart import pipeline
 from warmstart.config import FinetuneConfig
 from warmstart.errors import UserError
+from warmstart.finetune_start import objective_around
 from warmstart.models.build import build_encoder
 from warmstart.strategies import STRATEGIES, FinetuneContext
 from warmstart.tasks import TASKS
@@ -45,7 +46,7 @@ def context(task_name: str, name: str, task_runs, epochs: int = 6):
     data = data.handler.prepare(data, encoder)
     model = task.build_model(encoder, task.info(data))
     task.init_model(model, data, labeled)
-    aux = pipeline.objective_around(objective, encoder) if strategy.needs_objective else None
+    aux = objective_around(objective, encoder) if strategy.needs_objective else None
     return strategy, FinetuneContext(config, data, task, labeled, unlabeled, model, aux)
 
 

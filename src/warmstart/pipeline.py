@@ -4,6 +4,7 @@ Everything that can be wrong with the input (config, data, task, budget, model o
 the run directory is created, so a failed start leaves nothing on disk. What depends on the inputs is the
 modality's (``data/modalities/``), what depends on the labels the task's (``tasks/``); this file only wires
 them: source → task → budget → encoder → strategy → engine → task's metrics.
+What a fine-tune starts from (its rows, encoder, DP-SGD run) is settled in ``finetune_start.py``.
 """
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ from warmstart.config import FinetuneConfig, PretrainConfig, to_yaml
 from warmstart.data import DataBundle
 from warmstart.data.bundle import final_evaluation
 from warmstart.data.sources import load_data
-from warmstart.data.validation import Rows, draw_rows
+from warmstart.data.validation import Rows
 from warmstart.engine import fit
 from warmstart.errors import UserError
+from warmstart.finetune_start import (build_model_encoder, check_federated, finetune_rows, model_encoder_spec,
+                                      objective_around, private_finetune, starting_encoder)
 from warmstart.health import HealthMonitor
 from warmstart.models import Encoder
 from warmstart.models.build import build_encoder, check_input_shape
@@ -110,17 +113,7 @@ def pretrain(
 
         federated.check(config, resume)
         federated.partition(strata, config.federated, config.seed, "training rows")  # refused before any write
-    private, changes = None, []
-    if config.privacy is not None:
-        if not config.privacy.private_pool:
-            raise UserError("privacy settings on pretrain make the pool private: add privacy.private_pool=true "
-                            "(without it the pool is public, costs no privacy and needs no privacy settings)")
-        dp.refuse("objective", config.objective, OBJECTIVES.get(config.objective).not_private,
-                  "pretrain the private pool with autoencoder, denoising, masked or vae")
-        private = dp.PrivateTraining(dp.resolve(config.privacy, len(data.x_train), "pool rows"), len(data.x_train),
-                                     "pool rows")
-        encoder_args, changes = dp.private_encoder_args(config.encoder, config.encoder_args)
-        config = config.model_copy(update={"encoder_args": encoder_args})
+    private, changes, config = _private_pretrain(config, data)
     seed_everything(config.seed)
     objective = build_objective(config, data)
     if private is not None:
@@ -151,17 +144,21 @@ def pretrain(
     return PretrainResult(run_dir, objective, history, report if config.federated is None else None)
 
 
-def objective_around(source: Objective, encoder: Encoder) -> Objective:
-    """A copy of ``source``'s objective built around ``encoder``, with ``source``'s pretrained heads.
-
-    Only the encoder's weights may be missing from the copy (they come from ``encoder``), as MAE's
-    fine-tuning asserts for its new head.
-    """
-    objective = OBJECTIVES.build(source.spec["objective"], encoder, **source.spec["objective_args"])
-    heads = {k: v for k, v in source.state_dict().items() if not k.startswith("encoder.")}
-    missing, unexpected = objective.load_state_dict(heads, strict=False)
-    assert not unexpected and all(k.startswith("encoder.") for k in missing), (missing, unexpected)
-    return objective
+def _private_pretrain(config: PretrainConfig, data: DataBundle):
+    """The DP-SGD run over the pool rows that ``config.privacy`` asks for (None: a public pool), the changes
+    it makes to the encoder so it can train per-example, and the config that records them; refusing a public
+    pool with privacy settings, or an objective that cannot be private, in one line."""
+    if config.privacy is None:
+        return None, [], config
+    if not config.privacy.private_pool:
+        raise UserError("privacy settings on pretrain make the pool private: add privacy.private_pool=true "
+                        "(without it the pool is public, costs no privacy and needs no privacy settings)")
+    dp.refuse("objective", config.objective, OBJECTIVES.get(config.objective).not_private,
+              "pretrain the private pool with autoencoder, denoising, masked or vae")
+    private = dp.PrivateTraining(dp.resolve(config.privacy, len(data.x_train), "pool rows"), len(data.x_train),
+                                 "pool rows")
+    encoder_args, changes = dp.private_encoder_args(config.encoder, config.encoder_args)
+    return private, changes, config.model_copy(update={"encoder_args": encoder_args})
 
 
 @dataclass
@@ -174,47 +171,6 @@ class FinetuneResult:
     validation: dict[str, Any] | None = None  # what was chosen on the validation rows (None: no such rows)
     rows: Rows | None = None
     data: DataBundle | None = None  # the bundle as the model reads it (prepared for its encoder)
-
-
-def _rows(task, data: DataBundle, config: FinetuneConfig, labeled, validation) -> Rows:
-    """The budget's draw with its validation rows (``config.validation``), or the given ``labeled`` (and
-    ``validation``) training rows, every other row being the pool."""
-    if labeled is None:
-        return draw_rows(task, data, config.labels, config.validation, config.seed)
-    n = len(data.x_train)
-    labeled = np.unique(np.asarray(labeled, dtype=np.int64))
-    held = np.unique(np.asarray([] if validation is None else validation, dtype=np.int64))
-    if len(labeled) == 0 or labeled[0] < 0 or labeled[-1] >= n or (len(held) and (held[0] < 0 or held[-1] >= n)):
-        raise UserError(f"labeled rows must be 1..{n} distinct indices of the training split")
-    if np.intersect1d(labeled, held).size:
-        raise UserError("validation rows must not be labeled training rows; give disjoint index sets")
-    pool = np.setdiff1d(np.arange(n), np.union1d(labeled, held))
-    return Rows(labeled, labeled, held, pool)
-
-
-def _starting_encoder(config, strategy: Strategy, data: DataBundle, encoder, objective):
-    """The pretrained encoder (and objective, for strategies that keep training it) a fine-tune starts from."""
-    if config.pretrained is not None and config.pretrained.startswith("hf:"):
-        raise UserError(f"--from takes a `warmstart pretrain` run directory and {config.pretrained} is a Hugging Face "
-                        f"model: use --encoder {config.pretrained} instead (its weights are the pretrained encoder)")
-    if encoder is None and config.pretrained is not None:
-        encoder, _meta = load_run(config.pretrained, "encoder")
-    if strategy.needs_objective and objective is None:
-        if config.pretrained is None:
-            raise UserError(f"strategy '{config.strategy}' keeps training the pretraining objective; "
-                            "pass --from RUN_DIR (a `warmstart pretrain` run)")
-        objective, _meta = load_run(config.pretrained, "objective")
-        encoder = encoder if encoder is not None else objective.encoder
-    if encoder is not None:  # (a table is first re-read in the encoder's column schema)
-        check_input_shape(encoder.input_shape, data.handler.prepare(data, encoder), "the encoder was pretrained on",
-                          "pretrain on the same kind of data")
-    if encoder is None and strategy.load_pretrained and config.encoder.startswith("hf:"):
-        # A Hugging Face model directory's own weights are the pretrained encoder.
-        encoder = build_encoder(config.encoder, data.input_shape, config.encoder_args, data.modality)
-    if encoder is None and strategy.load_pretrained:
-        raise UserError(f"strategy '{config.strategy}' starts from a pretrained encoder; pass --from RUN_DIR "
-                        "(a `warmstart pretrain` run) or use --strategy scratch")
-    return encoder, objective
 
 
 def finetune(
@@ -239,94 +195,79 @@ def finetune(
     config = config.model_copy(update={"task": task.name, "labels": str(task.budget(config.labels))})
     strategy: Strategy = STRATEGIES.build(config.strategy, **config.strategy_args)
     strategy.check(task, data, config.strategy)
-    rows = _rows(task, data, config, labeled, validation)
-    labeled, unlabeled = rows.labeled, rows.unlabeled
-    private = _private_finetune(config, strategy, task, labeled)
+    rows = finetune_rows(task, data, config, labeled, validation)
+    private = private_finetune(config, strategy, task, rows.labeled)
     if config.federated is not None:
-        from warmstart import federated
-
-        federated.check(config, resume)
-        if strategy.privacy_problem():
-            raise UserError(f"strategy '{config.strategy}' cannot run federated (a client trains on its own labeled "
-                            f"rows alone): {strategy.privacy_problem()}; use --strategy full, linear or scratch")
-        if len(rows.validation):
-            raise UserError("federated fine-tuning does not score validation rows (each client trains on its own "
-                            "shard); give validation=none")
-        federated.partition(task.strata(data, len(labeled))[0][labeled], config.federated, config.seed,
-                            "labeled rows")  # refuses an impossible split before anything is written
-    encoder, objective = _starting_encoder(config, strategy, data, encoder, objective)
-    spec = encoder.spec if encoder is not None else {
-        "encoder": config.encoder, "encoder_args": config.encoder_args, "input_shape": list(data.input_shape)}
-    changes: list[str] = []
-    if private is not None and strategy.train_encoder:  # a frozen encoder's BatchNorm uses fixed statistics
-        encoder_args, changes = dp.private_encoder_args(spec["encoder"], spec["encoder_args"])
-        spec = {**spec, "encoder_args": encoder_args}
-        if encoder is None:
-            config = config.model_copy(update={"encoder_args": encoder_args})
+        check_federated(config, strategy, task, data, rows, resume)
+    encoder, objective = starting_encoder(config, strategy, data, encoder, objective)
+    spec, changes, config = model_encoder_spec(config, strategy, data, encoder, private)
     seed_everything(config.seed)
-    # Scratch builds the same architecture afresh; the others start from a copy of the pretrained weights,
-    # so one pretrained encoder can serve many fine-tunes.
-    model_encoder = build_encoder(spec["encoder"], data.input_shape, spec["encoder_args"], data.modality,
-                                  tokenizer=spec.get("tokenizer"), corpus=data.handler.corpus(data),
-                                  weights=strategy.load_pretrained, schema=spec.get("schema") or data.schema)
-    if strategy.load_pretrained:
-        state = encoder.state_dict()
-        model_encoder.load_state_dict(dp.without_batchnorm_stats(state, model_encoder) if changes else state)
+    model_encoder = build_model_encoder(spec, strategy, data, encoder, changes)
     data = data.handler.prepare(data, model_encoder)
     model = task.build_model(model_encoder, task.info(data))
-    task.init_model(model, data, labeled)
+    task.init_model(model, data, rows.labeled)
     if private is not None:
         model.freeze_encoder(not strategy.train_encoder)  # what trains is what must be per-example
         private.settings.changes = changes + dp.make_per_example(model)
         config = config.model_copy(update={"privacy": private.settings})
-    ctx = FinetuneContext(config, data, task, labeled, unlabeled, model,
+    ctx = FinetuneContext(config, data, task, rows.labeled, rows.unlabeled, model,
                           objective_around(objective, model_encoder) if strategy.needs_objective else None, private)
     runtime.resolve_device(config.device, config.amp)
     run_dir = prepare_run_dir(out, resume)
     _write_config(run_dir, config, data)
     if run_dir is not None and runtime.is_main():
-        atomic_write_text(run_dir / "labeled_indices.json", json.dumps(labeled.tolist()))
-    selector = (EpochSelector(task, data, rows.validation, model, config.validations, run_dir, resume)
+        atomic_write_text(run_dir / "labeled_indices.json", json.dumps(rows.labeled.tolist()))
+    history, chosen, federated_summary = _train(ctx, strategy, rows, run_dir, resume, after_step)
+    metrics = _test_metrics(ctx, rows, federated_summary)
+    if run_dir is not None and runtime.is_main():
+        _save_finetune(run_dir, ctx, chosen, metrics)
+    return FinetuneResult(run_dir, model, metrics, history, rows.labeled, chosen, rows, data)
+
+
+def _train(ctx: FinetuneContext, strategy: Strategy, rows: Rows, run_dir: Path | None, resume: bool, after_step):
+    """Train ``ctx.model`` by ``strategy`` (or federated, by the clients), scoring the validation rows after
+    epochs when there are any. Returns the history, what was chosen on the validation rows (None: no such
+    rows) and the federated summary (None: not federated)."""
+    config, data, task, labeled = ctx.config, ctx.data, ctx.task, ctx.labeled
+    selector = (EpochSelector(task, data, rows.validation, ctx.model, config.validations, run_dir, resume)
                 if len(rows.validation) else None)
+    summary = None
     if config.federated is not None:
-        history, summary = federated.train("finetune", model, config, data, labeled,
+        from warmstart import federated
+
+        history, summary = federated.train("finetune", ctx.model, config, data, labeled,
                                            task.strata(data, len(labeled))[0][labeled], run_dir, "labeled rows",
                                            info=task.info(data))
     else:
         history = strategy.train(ctx, run_dir=run_dir, resume=resume, after_step=after_step, selector=selector)
     chosen = selector.finish(history[-1]["epoch"] if history else 0, config.keep_best) if selector else None
+    return history, chosen, summary
+
+
+def _test_metrics(ctx: FinetuneContext, rows: Rows, federated_summary: dict[str, Any] | None) -> dict[str, Any]:
+    """The task's metrics on the test split (read here, once) with what the run was: its task, rows, strategy,
+    seed, and the privacy spent or the federated summary."""
+    config = ctx.config
     with final_evaluation():
-        metrics = task.evaluate(model, data)
-    metrics.update({"task": task.name, "labels": int(len(labeled)), "budget": int(len(rows.budget)),
+        metrics = ctx.task.evaluate(ctx.model, ctx.data)
+    metrics.update({"task": ctx.task.name, "labels": int(len(ctx.labeled)), "budget": int(len(rows.budget)),
                     "validation_rows": int(len(rows.validation)), "strategy": config.strategy, "seed": config.seed})
-    if private is not None:
-        metrics.update(private.report())
+    if ctx.privacy is not None:
+        metrics.update(ctx.privacy.report())
     if config.federated is not None:
-        metrics["federated"] = summary
-    if run_dir is not None and runtime.is_main():
-        save_model(run_dir, model, {**task.info(data), "task": task.name, "data": data.spec,
-                                    "strategy": config.strategy})
-        if chosen is not None:
-            atomic_write_text(run_dir / "validation.json", json.dumps(chosen, indent=2))
-        atomic_write_text(run_dir / "test_metrics.json", json.dumps(metrics, indent=2))
-    return FinetuneResult(run_dir, model, metrics, history, labeled, chosen, rows, data)
+        metrics["federated"] = federated_summary
+    return metrics
 
 
-def _private_finetune(config: FinetuneConfig, strategy: Strategy, task, labeled: np.ndarray):
-    """The DP-SGD run ``config.privacy`` asks for over the labeled rows (None: not private), refusing a
-    strategy or task that cannot be private in one line, before anything is written."""
-    if config.privacy is None:
-        return None
-    dp.refuse("strategy", config.strategy, strategy.privacy_problem(),
-              "use --strategy full, linear or scratch with privacy")
-    dp.refuse("task", task.name, task.not_private, "privacy serves the classify task")
-    if config.privacy.private_pool and config.pretrained is not None:
-        pool = Path(config.pretrained) / "privacy.json"
-        if not pool.is_file():
-            raise UserError(f"privacy.private_pool=true but {config.pretrained} was pretrained without privacy; "
-                            "pretrain with privacy.private_pool=true or drop it here")
-    settings = dp.resolve(config.privacy, len(labeled), "labeled rows")
-    return dp.PrivateTraining(settings, len(labeled), "labeled rows")
+def _save_finetune(run_dir: Path, ctx: FinetuneContext, chosen: dict[str, Any] | None,
+                   metrics: dict[str, Any]) -> None:
+    """The fine-tuned model, the validation choice (when there was one) and the test metrics, into ``run_dir``."""
+    task, data = ctx.task, ctx.data
+    save_model(run_dir, ctx.model, {**task.info(data), "task": task.name, "data": data.spec,
+                                    "strategy": ctx.config.strategy})
+    if chosen is not None:
+        atomic_write_text(run_dir / "validation.json", json.dumps(chosen, indent=2))
+    atomic_write_text(run_dir / "test_metrics.json", json.dumps(metrics, indent=2))
 
 
 def evaluate(model_dir: str | Path, data: str | DataBundle, data_dir: str | None = None) -> dict[str, Any]:

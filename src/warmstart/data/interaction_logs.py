@@ -11,6 +11,7 @@ in training), ``split=global`` (random 80/10/10 of all) or ``split=loo`` (leave-
 user's last interaction is test, the one before it validation). ``holdout=test`` makes the test part the
 bundle's test split, ``holdout=valid`` the validation part (for choices); the training part is the same in
 both, and the other held-out part is never used. Splits are fixed (seed 0), whatever the run's seed.
+The options' names, allowed values and parsing are in ``log_options.py``.
 """
 from __future__ import annotations
 
@@ -20,14 +21,11 @@ import numpy as np
 
 from warmstart.data.bundle import DataBundle
 from warmstart.data.interactions import Catalog
+from warmstart.data.log_options import DUPLICATES, HOLDOUTS, SPLITS, option_choice, option_number, ratios
 from warmstart.data.splits import fixed_split
 from warmstart.data.targets import infer_targets
 from warmstart.errors import UserError, note
 
-SPLITS = ("user", "global", "loo")
-HOLDOUTS = ("test", "valid")
-DUPLICATES = ("error", "last", "mean")
-OPTIONS = ("split", "ratio", "holdout", "min_rating", "min_user", "duplicates", "range", "target")
 #: String side columns with more levels than this are not one-hot encoded (ids, zip codes, titles).
 MAX_LEVELS = 200
 
@@ -59,42 +57,6 @@ class SideTable:
     multi: tuple[str, ...] = ()
 
 
-def parse_options(name: str, query: str) -> dict[str, str]:
-    from urllib.parse import parse_qs
-
-    options = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise UserError(f"{name}: unknown option '{unknown[0]}'; interaction sources understand "
-                        + ", ".join(f"?{o}=..." for o in OPTIONS))
-    return options
-
-
-def _choice(name: str, options: dict, key: str, allowed: tuple[str, ...]) -> str:
-    value = options.get(key, allowed[0])
-    if value not in allowed:
-        raise UserError(f"{name}: {key}={value!r} is not one of {', '.join(allowed)}")
-    return value
-
-
-def _number(name: str, options: dict, key: str, kind=float):
-    try:
-        return kind(options[key]) if key in options else None
-    except ValueError:
-        raise UserError(f"{name}: {key}={options[key]!r} is not a number") from None
-
-
-def ratios(name: str, options: dict) -> np.ndarray:
-    text = options.get("ratio", "0.8,0.1,0.1")
-    try:
-        parts = np.array([float(p) for p in text.split(",")])
-    except ValueError:
-        parts = np.array([])
-    if len(parts) != 3 or (parts < 0).any() or parts[0] <= 0 or not np.isclose(parts.sum(), 1.0):
-        raise UserError(f"{name}: ratio={text!r} must be three shares train,valid,test summing to 1, e.g. 0.8,0.1,0.1")
-    return parts
-
-
 def check_log(name: str, log: Log, options: dict) -> Log:
     """Refuse ratings outside ``range=LO,HI``; refuse or aggregate duplicated (user, item) pairs."""
     if "range" in options:
@@ -108,7 +70,7 @@ def check_log(name: str, log: Log, options: dict) -> Log:
         if len(bad):
             raise UserError(f"{name}: rating {log.ratings[bad[0]]:g} on line {log.lines[bad[0]]} is outside the stated "
                             f"range {low:g}..{high:g}; fix or drop that row, or state another range=")
-    how = _choice(name, options, "duplicates", DUPLICATES)
+    how = option_choice(name, options, "duplicates", DUPLICATES)
     user_codes = np.unique(log.users, return_inverse=True)[1]
     item_codes, n_items = np.unique(log.items, return_inverse=True)[1], len(np.unique(log.items))
     keys = user_codes.astype(np.int64) * n_items + item_codes
@@ -134,7 +96,7 @@ def check_log(name: str, log: Log, options: dict) -> Log:
 
 
 def filter_log(name: str, log: Log, options: dict) -> Log:
-    min_rating, min_user = _number(name, options, "min_rating"), _number(name, options, "min_user", int)
+    min_rating, min_user = option_number(name, options, "min_rating"), option_number(name, options, "min_user", int)
     if min_rating is not None:
         if log.ratings is None:
             raise UserError(f"{name}: min_rating= needs a rating column; name it with ?rating=COL")
@@ -149,7 +111,7 @@ def filter_log(name: str, log: Log, options: dict) -> Log:
 
 def split_parts(name: str, log: Log, user_ids: np.ndarray, options: dict) -> np.ndarray:
     """Per interaction: 0 train, 1 validation, 2 test (seed 0, independent of the run's seed)."""
-    kind, shares = _choice(name, options, "split", SPLITS), ratios(name, options)
+    kind, shares = option_choice(name, options, "split", SPLITS), ratios(name, options)
     rng = np.random.default_rng(0)
     parts = np.zeros(len(user_ids), np.int64)
     if kind == "global":
@@ -246,7 +208,7 @@ def _as_numbers(values: list[str]) -> np.ndarray | None:
 def build_bundle(name: str, spec: str, log: Log, users: SideTable | None, items: SideTable | None,
                  options: dict) -> DataBundle:
     """Check, filter and split ``log``; the interactions bundle, or the ``target=`` users/items bundle."""
-    holdout = _choice(name, options, "holdout", HOLDOUTS)
+    holdout = option_choice(name, options, "holdout", HOLDOUTS)
     target = _target(name, options.get("target"), users, items)
     log = filter_log(name, check_log(name, log, options), options)
     user_ids, user_index = _index(log.users, users.ids if users else [])

@@ -1,6 +1,6 @@
 """Interaction sources: ``movielens-100k`` (from the recbole wheel's files) and ``csv:PATH?user=&item=&rating=``.
 
-Both accept the options of ``interaction_logs`` (``?split=``, ``holdout=``, ``min_rating=``, ``target=``, ...);
+Both accept the options of ``log_options`` (``?split=``, ``holdout=``, ``min_rating=``, ``target=``, ...);
 the resolved options, defaults included, are the bundle's spec, which every run writes into its config.
 """
 from __future__ import annotations
@@ -12,8 +12,9 @@ import numpy as np
 
 from warmstart.data import packages
 from warmstart.data.bundle import DataBundle
+from warmstart.data.interaction_logs import Log, SideTable, build_bundle
+from warmstart.data.log_options import OPTIONS, parse_options
 from warmstart.data.targets import is_number
-from warmstart.data.interaction_logs import OPTIONS, Log, SideTable, build_bundle, parse_options
 from warmstart.errors import UserError
 
 DEFAULTS = {"split": "user", "ratio": "0.8,0.1,0.1", "holdout": "test"}
