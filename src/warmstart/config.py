@@ -151,7 +151,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise UserError(f"override '{pair}' is not key=value; write it like epochs=5")
-        value = _parse_value(raw)
+        value = parse_value(raw)
         node = tree
         *parents, leaf = key.split(".")
         for part in parents:
@@ -162,7 +162,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return tree
 
 
-def _parse_value(raw: str) -> Any:
+def parse_value(raw: str) -> Any:
     """YAML scalars, plus the floats YAML 1.1 leaves as strings (``3e-4``)."""
     try:
         value = yaml.safe_load(raw) if raw else ""
@@ -176,11 +176,12 @@ def _parse_value(raw: str) -> Any:
     return value
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge_nested(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``extra``, nested dicts merged key by key (neither input is changed)."""
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_nested(out[key], value)
         else:
             out[key] = value
     return out
@@ -209,7 +210,7 @@ def select_section(values: dict[str, Any], section: str | None) -> dict[str, Any
     own = values.get(section) if section else None
     if own is not None and not isinstance(own, dict):
         raise UserError(f"config section '{section}' must be a mapping of key: value settings")
-    return _merge(shared, own or {})
+    return merge_nested(shared, own or {})
 
 
 def build_config(
@@ -218,8 +219,8 @@ def build_config(
 ) -> C:
     """Merge defaults < YAML file < flags < overrides and validate; any problem is one ``UserError`` line."""
     values: dict[str, Any] = select_section(read_yaml(file), section) if file else {}
-    values = _merge(values, {k: v for k, v in (flags or {}).items() if v is not None})
-    values = _merge(values, parse_overrides(overrides or []))
+    values = merge_nested(values, {k: v for k, v in (flags or {}).items() if v is not None})
+    values = merge_nested(values, parse_overrides(overrides or []))
     fields = list(cls.model_fields)
     for key in values:
         if key not in fields:

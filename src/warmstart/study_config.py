@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from warmstart.config import (
-    SECTIONS, FinetuneConfig, PretrainConfig, TrainSettings, _merge, _parse_value, build_config, parse_overrides,
+    SECTIONS, FinetuneConfig, PretrainConfig, TrainSettings, merge_nested, parse_value, build_config, parse_overrides,
     read_yaml, setting_error,
 )
 from warmstart.errors import UserError, closest
@@ -132,7 +132,7 @@ def _flat_sweep(sweep: Any) -> Any:
         if top in STUDY_CONTROLLED or top not in FinetuneConfig.model_fields:
             raise UserError(f"sweep {key}: sweep a fine-tune setting the study does not set itself, e.g. "
                             "sweep.privacy.epsilon=[1,3,8] or sweep.lr=[1e-3,3e-3]")
-        flat[key] = [_parse_value(str(v)) if isinstance(v, str) else v for v in values]
+        flat[key] = [parse_value(str(v)) if isinstance(v, str) else v for v in values]
     return flat
 
 
@@ -185,7 +185,7 @@ def study_values_from_file(raw: dict[str, Any]) -> dict[str, Any]:
     study = raw.get("study") or {}
     if not isinstance(study, dict):
         raise UserError("config section 'study' must be a mapping of key: value settings")
-    return _merge(values, study)
+    return merge_nested(values, study)
 
 
 def _default_methods(config: StudyConfig) -> None:
@@ -212,7 +212,7 @@ def _shared_to_stages(values: dict[str, Any]) -> dict[str, Any]:
             for stage in ("pretrain", "finetune"):
                 out.setdefault(stage, {})[key] = value
         else:
-            out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) and key in out else value
+            out[key] = merge_nested(out.get(key, {}), value) if isinstance(value, dict) and key in out else value
     return out
 
 
@@ -244,8 +244,8 @@ def _study_values(
     """The file's study settings < flags < overrides, merged; list settings given as ``"a,b"`` split into
     lists, ``none`` meaning no baselines or recipes, and the sweep flattened and checked."""
     values: dict[str, Any] = study_values_from_file(read_yaml(file)) if file else {}
-    values = _merge(values, {k: v for k, v in (flags or {}).items() if v is not None})
-    values = _merge(values, _shared_to_stages(parse_overrides(overrides or [])))
+    values = merge_nested(values, {k: v for k, v in (flags or {}).items() if v is not None})
+    values = merge_nested(values, _shared_to_stages(parse_overrides(overrides or [])))
     for key in ("baselines", "recipes"):
         if isinstance(values.get(key), str) and values[key].strip().lower() == "none":
             values[key] = []  # --baselines none, --recipes none
@@ -289,7 +289,7 @@ def _check_sweep(config: StudyConfig) -> None:
     for setting in config.settings():
         try:
             swept = parse_overrides([setting]) if setting else {}
-            FinetuneConfig(**{**_merge(config.finetune, swept), "data": config.data,
+            FinetuneConfig(**{**merge_nested(config.finetune, swept), "data": config.data,
                               "strategy": "full", "labels": config.labels[0]})
         except ValidationError as err:
             first = err.errors()[0]

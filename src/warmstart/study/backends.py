@@ -22,7 +22,8 @@ SLURM_DEFAULTS = {"timeout_min": 240, "cpus_per_task": 1, "name": "warmstart-stu
 POLL_S = 0.5  # how often the driver asks submitit whether a job has finished
 
 
-def _import(module: str, executor: str):
+def import_extra(module: str, executor: str):
+    """The optional ``module`` that ``--executor executor`` needs, or a UserError naming the extra to install."""
     try:
         return __import__(module)
     except ImportError as err:
@@ -82,7 +83,7 @@ class DaskWorkers:
     batched = False
 
     def __init__(self, config, context: Context) -> None:
-        distributed = _import("distributed", "dask")
+        distributed = import_extra("distributed", "dask")
         self.distributed, self.cluster, self.submitted = distributed, None, []
         if config.scheduler:
             try:
@@ -129,7 +130,7 @@ class SlurmJobs:
     batched = True
 
     def __init__(self, config, context: Context, folder: Path) -> None:
-        self.executor = _slurm_executor(config, folder)
+        self.executor = slurm_executor(config, folder)
         self.capacity, self.context, self.submitted = config.workers, context, []
 
     def submit(self, task: tuple):
@@ -158,8 +159,9 @@ class SlurmJobs:
                 job.cancel(check=False)
 
 
-def _slurm_executor(config, folder: Path):
-    submitit = _import("submitit", "slurm")
+def slurm_executor(config, folder: Path):
+    """A submitit executor for the study's ``slurm`` settings (a UserError when Slurm or they are unusable)."""
+    submitit = import_extra("submitit", "slurm")
     params = {**SLURM_DEFAULTS, **config.slurm}
     cluster = params.pop("cluster", "slurm")
     if cluster == "slurm" and shutil.which("sbatch") is None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from warmstart.errors import UserError
-from warmstart.study.backends import DaskWorkers, LocalWorkers, SlurmJobs, _import, _slurm_executor
+from warmstart.study.backends import DaskWorkers, LocalWorkers, SlurmJobs, import_extra, slurm_executor
 from warmstart.study.worker import Context, Failure
 
 
@@ -48,12 +48,12 @@ def check(config) -> None:
     if config.slurm and config.executor != "slurm":
         raise UserError("slurm.* settings are submitit parameters: add --executor slurm, or drop them")
     if config.executor == "dask":
-        _import("distributed", "dask")
+        import_extra("distributed", "dask")
         if config.scheduler:
             _reachable(config.scheduler)
     elif config.executor == "slurm":
         with tempfile.TemporaryDirectory() as scratch:  # submitit makes its folder: validate in a throwaway one
-            _slurm_executor(config, Path(scratch))
+            slurm_executor(config, Path(scratch))
 
 
 def _reachable(address: str) -> None:

@@ -15,9 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from warmstart.config import FinetuneConfig, PretrainConfig, parse_overrides
+from warmstart.config import FinetuneConfig, PretrainConfig, merge_nested, parse_overrides
 from warmstart.study_config import STUDY_CONTROLLED, StudyConfig
-from warmstart.config import _merge as merge_nested
 from warmstart.errors import UserError, closest
 from warmstart.recipes import Choice, choose, scaled, settings_of
 
