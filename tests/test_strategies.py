@@ -26,8 +26,8 @@ from warmstart.tasks.classify import spread_labels
 CLASSIFY = TASKS.get("classify")
 
 
-def propagate(features, ctx, neighbors):
-    return spread_labels(features, ctx.data.y_train, ctx.labeled, ctx.model.head.out_features, neighbors)
+def propagate(features, ctx, neighbors, alpha=0.2):
+    return spread_labels(features, ctx.data.y_train, ctx.labeled, ctx.model.head.out_features, neighbors, alpha)
 
 
 def probe(features, ctx):
@@ -113,23 +113,30 @@ def test_label_spreading_targets_are_distributions_that_recover_labels(digits):
     assert torch.allclose(targets.sum(1), torch.ones(len(targets)), atol=1e-5)
     recovered = (targets[unlabeled].argmax(1).numpy() == digits.y_train[unlabeled]).mean()
     assert recovered > 0.85, recovered
+    far = propagate(digits.batch(digits.x_train).flatten(1).numpy(), ctx, neighbors=10, alpha=0.99)
+    assert (far[unlabeled].argmax(1).numpy() == digits.y_train[unlabeled]).mean() > 0.85
 
 
 def test_selftrain_on_the_pretrained_graph_spreads_over_pretrained_features_without_a_teacher(digits, pretrained):
     """`graph="pretrained"`: targets are label spreading over the untouched pretrained encoder's features
-    (labeled rows one-hot), and with `targets="propagate"` no teacher is fine-tuned at all."""
+    (labeled rows one-hot, with the strategy's `neighbors` and `spread_alpha`), and with `targets="propagate"`
+    no teacher is fine-tuned at all."""
     _, ctx = _context("selftrain", digits, pretrained)
-    strategy = STRATEGIES.build("selftrain", graph="pretrained", epochs=1, batch=64)
+    strategy = STRATEGIES.build("selftrain", graph="pretrained", epochs=1, batch=64, spread_alpha=0.9)
     encoder_before = {k: v.clone() for k, v in ctx.model.encoder.state_dict().items()}
     strategy.setup(ctx)
     assert all(torch.equal(v, ctx.model.encoder.state_dict()[k]) for k, v in encoder_before.items())
-    expected = propagate(embed(ctx.model.encoder, digits, digits.x_train), ctx, neighbors=10)
+    features = embed(ctx.model.encoder, digits, digits.x_train)
+    expected = propagate(features, ctx, neighbors=10, alpha=0.9)
     expected[ctx.labeled] = torch.nn.functional.one_hot(torch.from_numpy(digits.y_train[ctx.labeled]), 10).float()
     assert torch.allclose(strategy.targets, expected)
+    assert not torch.allclose(expected[ctx.unlabeled], propagate(features, ctx, neighbors=10)[ctx.unlabeled])
     agreement = (strategy.targets[ctx.unlabeled].argmax(1).numpy() == digits.y_train[ctx.unlabeled]).mean()
     assert agreement > 0.5, agreement  # autoencoder features of 3 epochs: far above chance (0.10)
     with pytest.raises(ValueError, match="graph"):
         STRATEGIES.build("selftrain", graph="student")
+    with pytest.raises(ValueError, match="spread_alpha must be between 0 and 1"):
+        STRATEGIES.build("selftrain", spread_alpha=1.0)
 
 
 def test_lp_ft_head_starts_as_the_logistic_regression_probe(digits, pretrained):

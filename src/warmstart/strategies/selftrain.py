@@ -44,8 +44,9 @@ class SelfTrain(Strategy):
 
     ``targets`` says where the soft targets come from, one source or several joined by ``+`` (averaged);
     None takes the task's default (``propagate`` for classes, ``probe`` for values and tags).
-    ``"propagate"`` is label spreading over L2-normalised features (a kNN graph of the whole pool, seeded
-    with the labels; for ``regress``, the distance-weighted mean of the nearest labeled rows);
+    ``"propagate"`` is label spreading over L2-normalised features (a kNN graph of ``neighbors`` per row over
+    the whole pool, seeded with the labels, ``spread_alpha`` the share each iteration takes from the
+    neighbours; for ``regress``, the distance-weighted mean of the nearest labeled rows);
     ``"probe"`` is the task's linear probe (``warmstart.probes``: logistic, or ridge for values) fitted on
     the standardised features of the labeled rows; ``"teacher"`` is SimCLRv2's fine-tuned teacher
     (``"both"``: teacher+propagate). Tagging has no ``propagate`` (no graph of words) and no
@@ -98,11 +99,13 @@ class SelfTrain(Strategy):
         self, augment: str = "none", temperature: float = 1.0, epochs: int | None = None, batch: int = 256,
         layer_decay: float | None = None, targets: str | None = None, neighbors: int = 10, graph: str = "teacher",
         features_from: list[str] = (), labeled_batch: int = 0, student: str = "pretrained",
-        from_teacher: bool = False,
+        from_teacher: bool = False, spread_alpha: float = 0.2,
     ) -> None:
         super().__init__(augment)
         if temperature <= 0 or (epochs is not None and epochs < 1) or batch < 1 or neighbors < 1 or labeled_batch < 0:
             raise ValueError("temperature must be > 0, epochs >= 1, batch >= 1, neighbors >= 1 and labeled_batch >= 0")
+        if not 0 < spread_alpha < 1:
+            raise ValueError(f"spread_alpha must be between 0 and 1 (exclusive), got {spread_alpha}")
         self.targets_spec = targets
         chosen = parse_sources(targets) if targets is not None else ()
         if graph not in GRAPHS:
@@ -124,7 +127,7 @@ class SelfTrain(Strategy):
         self.load_pretrained = student == "pretrained"  # scratch: any architecture, from random init
         self.graph, self.features_from = graph, [str(run) for run in features_from]
         self.temperature, self.epochs, self.batch = temperature, epochs, batch
-        self.neighbors, self.labeled_batch = neighbors, labeled_batch
+        self.neighbors, self.spread_alpha, self.labeled_batch = neighbors, spread_alpha, labeled_batch
         self.teacher_strategy = Full(augment, layer_decay)
 
     def sources(self, task) -> tuple[str, ...]:
@@ -165,7 +168,8 @@ class SelfTrain(Strategy):
         # The task's probe over per-word features (tagging) reads the graph encoder through a stand-in model.
         probe_model = ctx.model if graph_encoder is None or graph_encoder is ctx.model.encoder else teacher
         parts = [ctx.task.pseudo_targets(source, ctx.data, ctx.labeled, features=features, teacher=teacher,
-                                         model=probe_model, temperature=self.temperature, neighbors=self.neighbors)
+                                         model=probe_model, temperature=self.temperature, neighbors=self.neighbors,
+                                         alpha=self.spread_alpha)
                  for source in sources]
         self.targets = ctx.task.keep_labeled(sum(parts) / len(parts), ctx.data, ctx.labeled, ctx.model)
         if self.from_teacher:  # refine the teacher on the pool rather than distil it into a fresh copy

@@ -186,10 +186,12 @@ class Task:
         raise NotImplementedError
 
     def pseudo_targets(self, source: str, bundle: DataBundle, labeled: np.ndarray, *, features: np.ndarray | None,
-                       teacher: nn.Module | None, model: nn.Module, temperature: float, neighbors: int) -> Any:
+                       teacher: nn.Module | None, model: nn.Module, temperature: float, neighbors: int,
+                       alpha: float) -> Any:
         """Soft targets for every training row from ``source`` (one of ``pseudo_sources``): from the
         fine-tuned ``teacher``, or from ``features`` ``(N, F)`` of the training split (tasks without
-        ``row_features`` read ``model.encoder`` instead). ``model`` carries the head's size and scaling."""
+        ``row_features`` read ``model.encoder`` instead). ``model`` carries the head's size and scaling;
+        ``neighbors`` and ``alpha`` shape ``propagate``'s graph and spreading (tasks that spread labels)."""
         raise NotImplementedError
 
     def keep_labeled(self, soft: Any, bundle: DataBundle, labeled: np.ndarray, model: nn.Module) -> Any:

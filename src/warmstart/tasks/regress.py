@@ -140,7 +140,7 @@ class Regress(Task):
         target = model.standardise(torch.as_tensor(y)).numpy()
         LinearProbe("ridge").fit(z, target, model.head.out_features).to_head(model.head)
 
-    def pseudo_targets(self, source, bundle, labeled, *, features, teacher, model, temperature, neighbors):
+    def pseudo_targets(self, source, bundle, labeled, *, features, teacher, model, temperature, neighbors, alpha):
         """Standardised target values: the teacher's, a ridge probe's, or ``propagate``'s distance-weighted
         k-nearest-labeled-neighbour mean over L2-normalised features."""
         if source == "teacher":

@@ -239,7 +239,7 @@ class Tag(Task):
         z, t = self.probe_data(model.encoder, bundle, labeled)
         LinearProbe("logistic").fit(z, t, model.head.out_features).to_head(model.head)
 
-    def pseudo_targets(self, source, bundle, labeled, *, features, teacher, model, temperature, neighbors):
+    def pseudo_targets(self, source, bundle, labeled, *, features, teacher, model, temperature, neighbors, alpha):
         """Per-word tag distributions ``(n_words, T)`` for every training sentence, from the fine-tuned
         ``teacher`` or a logistic probe on the pretrained encoder's word states."""
         n_tags = model.head.out_features
