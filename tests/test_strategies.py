@@ -30,8 +30,8 @@ def propagate(features, ctx, neighbors, alpha=0.2):
     return spread_labels(features, ctx.data.y_train, ctx.labeled, ctx.model.head.out_features, neighbors, alpha)
 
 
-def probe(features, ctx):
-    fitted = LinearProbe("logistic").fit(features[ctx.labeled], ctx.data.y_train[ctx.labeled],
+def probe(features, ctx, c=1.0):
+    fitted = LinearProbe("logistic", c=c).fit(features[ctx.labeled], ctx.data.y_train[ctx.labeled],
                                          ctx.model.head.out_features, scale_from=features)
     return torch.as_tensor(fitted.predict_proba(features), dtype=torch.float32)
 
@@ -188,6 +188,28 @@ def test_selftrain_probe_targets_over_features_from_another_run(digits, pretrain
     assert (probe_alone[ctx.unlabeled].argmax(1).numpy() == digits.y_train[ctx.unlabeled]).mean() > 0.7
     assert (targets[ctx.unlabeled].argmax(1).numpy() == digits.y_train[ctx.unlabeled]).mean() > 0.7
     assert torch.equal(targets[ctx.labeled].argmax(1), torch.from_numpy(digits.y_train[ctx.labeled]))
+
+
+def test_selftrain_probe_c_sets_the_probe_targets_penalty(digits, pretrained):
+    """`probe_c`: the `probe` targets are the logistic probe at that C (a smaller C gives softer, different
+    targets than the default 1); it is refused where no logistic probe makes the targets."""
+    _, ctx = _context("selftrain", digits, pretrained)
+    strategy = STRATEGIES.build("selftrain", graph="pretrained", targets="probe", probe_c=0.01, epochs=1, batch=64)
+    strategy.setup(ctx)
+    features = strategy.features(ctx.model.encoder, ctx)
+    expected = probe(features, ctx, c=0.01)
+    expected[ctx.labeled] = torch.nn.functional.one_hot(torch.from_numpy(digits.y_train[ctx.labeled]), 10).float()
+    assert torch.allclose(strategy.targets, expected, atol=1e-6)
+    default = probe(features, ctx)
+    unlabeled = ctx.unlabeled
+    assert expected[unlabeled].max(1).values.mean() < default[unlabeled].max(1).values.mean() - 0.05
+    with pytest.raises(ValueError, match="probe_c .* must be > 0"):
+        STRATEGIES.build("selftrain", probe_c=0.0)
+    propagate_only = STRATEGIES.build("selftrain", targets="propagate", probe_c=0.1)
+    with pytest.raises(UserError, match="probe_c does not apply"):
+        propagate_only.check(CLASSIFY, digits, "selftrain")
+    with pytest.raises(UserError, match="probe_c does not apply"):
+        STRATEGIES.build("selftrain", targets="probe", probe_c=0.1).check(TASKS.get("regress"), digits, "selftrain")
 
 
 def test_selftrain_labeled_batch_adds_the_true_labels_to_every_student_step(digits, pretrained):

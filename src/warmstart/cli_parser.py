@@ -167,9 +167,14 @@ def _add_study_execution(study: argparse.ArgumentParser) -> None:
                        "pip install 'warmstart[parallel]'")
     study.add_argument("--scheduler", metavar="ADDRESS", help="with --executor dask: a running scheduler, "
                        "tcp://HOST:PORT, whose workers see this filesystem (default: a LocalCluster of N workers)")
-    study.add_argument("--out", metavar="DIR", help="study directory (rerun with the same --out to continue)")
-    study.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
-    study.add_argument("overrides", nargs="*", metavar="key=value", help="setting overrides")
+    _add_out_and_overrides(study, "study directory")
+
+
+def _add_out_and_overrides(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--out`` (``what``, resumable), ``--print-config`` and the key=value overrides of study and run."""
+    parser.add_argument("--out", metavar="DIR", help=f"{what} (rerun with the same --out to continue)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="setting overrides")
 
 
 def _add_recipes(sub: argparse._SubParsersAction) -> None:
@@ -197,9 +202,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--task", help=TASK_HELP)
     run.add_argument("--labels", metavar="BUDGET", help="per_class=K, count=N or fraction=F (default count=100)")
     run.add_argument("--seed", type=int, default=0, help="seed of the label draw and the fine-tune (default 0)")
-    run.add_argument("--out", metavar="DIR", help="run directory (rerun with the same --out to continue)")
-    run.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
-    run.add_argument("overrides", nargs="*", metavar="key=value", help="setting overrides")
+    _add_out_and_overrides(run, "run directory")
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:

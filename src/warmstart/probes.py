@@ -22,7 +22,9 @@ class LinearProbe:
 
     ``kind="logistic"``: ``t`` holds class indices; ``K = num_outputs`` classes; classes absent from ``t`` get
     zero weights and a bias of ``UNSEEN_BIAS``, so they are (almost) never predicted. ``kind="ridge"``: ``t`` is
-    ``(n, K)`` real targets, the penalty picked by leave-one-out (``RidgeCV``). ``scale_from`` (default ``z``)
+    ``(n, K)`` real targets, the penalty picked by leave-one-out (``RidgeCV``). ``c`` is the logistic
+    regression's inverse penalty (scikit-learn's ``C``, default 1; smaller is smoother; ridge picks its own
+    and ignores it). ``scale_from`` (default ``z``)
     gives the rows whose mean and std standardise the features — e.g. the whole unlabeled pool, which costs no
     labels.
 
@@ -31,10 +33,12 @@ class LinearProbe:
     [0, 1]
     """
 
-    def __init__(self, kind: str, max_iter: int = 3000) -> None:
+    def __init__(self, kind: str, max_iter: int = 3000, c: float = 1.0) -> None:
         if kind not in KINDS:
             raise ValueError(f"probe kind must be one of {', '.join(KINDS)}, got {kind!r}")
-        self.kind, self.max_iter = kind, max_iter
+        if c <= 0:
+            raise ValueError(f"probe c (the logistic regression's C) must be > 0, got {c}")
+        self.kind, self.max_iter, self.c = kind, max_iter, c
 
     def fit(self, z: np.ndarray, t: np.ndarray, num_outputs: int, scale_from: np.ndarray | None = None) -> LinearProbe:
         z = np.asarray(z, dtype=np.float64)
@@ -59,7 +63,7 @@ class LinearProbe:
         if len(classes) == 1:  # one class seen: it wins everywhere
             intercept[classes[0]] = 0.0
             return coef, intercept
-        fitted = LogisticRegression(max_iter=self.max_iter).fit(z, t)
+        fitted = LogisticRegression(C=self.c, max_iter=self.max_iter).fit(z, t)
         if len(fitted.classes_) == 2:  # scikit-learn's binary form: one logit for class 1 against class 0
             coef[fitted.classes_[1]], intercept[fitted.classes_[1]] = fitted.coef_[0], fitted.intercept_[0]
         else:

@@ -48,7 +48,8 @@ class SelfTrain(Strategy):
     the whole pool, seeded with the labels, ``spread_alpha`` the share each iteration takes from the
     neighbours; for ``regress``, the distance-weighted mean of the nearest labeled rows);
     ``"probe"`` is the task's linear probe (``warmstart.probes``: logistic, or ridge for values) fitted on
-    the standardised features of the labeled rows; ``"teacher"`` is SimCLRv2's fine-tuned teacher
+    the standardised features of the labeled rows (``probe_c``: the logistic probe's C, None for 1;
+    ridge picks its own penalty); ``"teacher"`` is SimCLRv2's fine-tuned teacher
     (``"both"``: teacher+propagate). Tagging has no ``propagate`` (no graph of words) and no
     ``features_from`` (its features are per word).
     ``graph`` picks the features the graph and the probe see: ``"teacher"`` (after fine-tuning on the
@@ -99,13 +100,16 @@ class SelfTrain(Strategy):
         self, augment: str = "none", temperature: float = 1.0, epochs: int | None = None, batch: int = 256,
         layer_decay: float | None = None, targets: str | None = None, neighbors: int = 10, graph: str = "teacher",
         features_from: list[str] = (), labeled_batch: int = 0, student: str = "pretrained",
-        from_teacher: bool = False, spread_alpha: float = 0.2,
+        from_teacher: bool = False, spread_alpha: float = 0.2, probe_c: float | None = None,
     ) -> None:
         super().__init__(augment)
         if temperature <= 0 or (epochs is not None and epochs < 1) or batch < 1 or neighbors < 1 or labeled_batch < 0:
             raise ValueError("temperature must be > 0, epochs >= 1, batch >= 1, neighbors >= 1 and labeled_batch >= 0")
         if not 0 < spread_alpha < 1:
             raise ValueError(f"spread_alpha must be between 0 and 1 (exclusive), got {spread_alpha}")
+        if probe_c is not None and probe_c <= 0:
+            raise ValueError(f"probe_c (the logistic probe's C) must be > 0, got {probe_c}")
+        self.probe_c = probe_c
         self.targets_spec = targets
         chosen = parse_sources(targets) if targets is not None else ()
         if graph not in GRAPHS:
@@ -144,6 +148,10 @@ class SelfTrain(Strategy):
         if wrong:
             raise UserError(f"strategy '{name}': targets={wrong[0]} does not apply to the {task.name} task; use "
                             f"strategy_args.targets={' or '.join(task.pseudo_sources)}")
+        if self.probe_c is not None and ("probe" not in self.sources(task) or task.probe_kind != "logistic"):
+            raise UserError(f"strategy '{name}': probe_c does not apply here (it is the logistic probe's C; the "
+                            f"{task.name} task's targets {'+'.join(self.sources(task))} have no logistic probe); "
+                            "drop it or add probe to strategy_args.targets")
         if self.features_from and not task.row_features:
             raise UserError(f"strategy '{name}': features_from does not apply to the {task.name} task (its probe reads "
                             "per-word features of the student's own encoder); drop it")
@@ -169,7 +177,7 @@ class SelfTrain(Strategy):
         probe_model = ctx.model if graph_encoder is None or graph_encoder is ctx.model.encoder else teacher
         parts = [ctx.task.pseudo_targets(source, ctx.data, ctx.labeled, features=features, teacher=teacher,
                                          model=probe_model, temperature=self.temperature, neighbors=self.neighbors,
-                                         alpha=self.spread_alpha)
+                                         alpha=self.spread_alpha, probe_c=self.probe_c or 1.0)
                  for source in sources]
         self.targets = ctx.task.keep_labeled(sum(parts) / len(parts), ctx.data, ctx.labeled, ctx.model)
         if self.from_teacher:  # refine the teacher on the pool rather than distil it into a fresh copy

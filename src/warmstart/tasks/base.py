@@ -68,6 +68,8 @@ class Task:
     default_pseudo = "propagate"
     #: Probes and self-training graphs read one pooled feature vector per row (False: per word, ``tag``).
     row_features = True
+    #: The kind of ``warmstart.probes.LinearProbe`` the task fits (``probe_head`` and ``probe`` targets).
+    probe_kind = "logistic"
     #: The head can start as a linear probe (``probe_head``; LP-FT's ``head_init=probe``).
     linear_probe = True
     #: Why DP-SGD cannot train this task privately ("": it can; its loss is a mean of per-example terms).
@@ -187,11 +189,12 @@ class Task:
 
     def pseudo_targets(self, source: str, bundle: DataBundle, labeled: np.ndarray, *, features: np.ndarray | None,
                        teacher: nn.Module | None, model: nn.Module, temperature: float, neighbors: int,
-                       alpha: float) -> Any:
+                       alpha: float, probe_c: float) -> Any:
         """Soft targets for every training row from ``source`` (one of ``pseudo_sources``): from the
         fine-tuned ``teacher``, or from ``features`` ``(N, F)`` of the training split (tasks without
         ``row_features`` read ``model.encoder`` instead). ``model`` carries the head's size and scaling;
-        ``neighbors`` and ``alpha`` shape ``propagate``'s graph and spreading (tasks that spread labels)."""
+        ``neighbors`` and ``alpha`` shape ``propagate``'s graph and spreading (tasks that spread labels);
+        ``probe_c`` is the ``probe`` source's logistic C (tasks whose ``probe_kind`` is logistic)."""
         raise NotImplementedError
 
     def keep_labeled(self, soft: Any, bundle: DataBundle, labeled: np.ndarray, model: nn.Module) -> Any:

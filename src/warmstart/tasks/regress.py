@@ -49,6 +49,7 @@ class Regress(Task):
     # 0.215 against 0.450 / 0.309 / 0.358 with propagate's nearest-labeled-neighbour means; diabetes at 25
     # labels, 66.4 / 68.1 / 66.8 against 62.0 / 62.4 / 63.1 (353 rows: too few for the probe to beat the kNN).
     default_pseudo = "probe"
+    probe_kind = "ridge"  # its penalty is picked by leave-one-out over the labeled rows
 
     def check(self, bundle) -> None:
         for split in ("train", "test"):
@@ -138,9 +139,10 @@ class Regress(Task):
     def probe_head(self, model, bundle, labeled) -> None:
         z, y = self.probe_data(model.encoder, bundle, labeled)
         target = model.standardise(torch.as_tensor(y)).numpy()
-        LinearProbe("ridge").fit(z, target, model.head.out_features).to_head(model.head)
+        LinearProbe(self.probe_kind).fit(z, target, model.head.out_features).to_head(model.head)
 
-    def pseudo_targets(self, source, bundle, labeled, *, features, teacher, model, temperature, neighbors, alpha):
+    def pseudo_targets(self, source, bundle, labeled, *, features, teacher, model, temperature, neighbors, alpha,
+                       probe_c):
         """Standardised target values: the teacher's, a ridge probe's, or ``propagate``'s distance-weighted
         k-nearest-labeled-neighbour mean over L2-normalised features."""
         if source == "teacher":
@@ -156,7 +158,7 @@ class Regress(Task):
             knn = KNeighborsRegressor(n_neighbors=min(neighbors, len(labeled)), weights="distance")
             values = knn.fit(z[labeled], target).predict(z)
         else:
-            values = LinearProbe("ridge").fit(features[labeled], target, target.shape[1], scale_from=features)
+            values = LinearProbe(self.probe_kind).fit(features[labeled], target, target.shape[1], scale_from=features)
             values = values.scores(features)
         return torch.as_tensor(np.asarray(values).reshape(len(features), -1), dtype=torch.float32)
 

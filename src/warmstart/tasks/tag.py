@@ -239,7 +239,8 @@ class Tag(Task):
         z, t = self.probe_data(model.encoder, bundle, labeled)
         LinearProbe("logistic").fit(z, t, model.head.out_features).to_head(model.head)
 
-    def pseudo_targets(self, source, bundle, labeled, *, features, teacher, model, temperature, neighbors, alpha):
+    def pseudo_targets(self, source, bundle, labeled, *, features, teacher, model, temperature, neighbors, alpha,
+                       probe_c):
         """Per-word tag distributions ``(n_words, T)`` for every training sentence, from the fine-tuned
         ``teacher`` or a logistic probe on the pretrained encoder's word states."""
         n_tags = model.head.out_features
@@ -248,7 +249,7 @@ class Tag(Task):
             rows = word_outputs(teacher, bundle, bundle.x_train)
             scores = [torch.softmax(torch.as_tensor(s) / temperature, 1).numpy() for s, _ in rows]
         else:
-            probe = LinearProbe("logistic").fit(*self.probe_data(model.encoder, bundle, labeled), n_tags)
+            probe = LinearProbe("logistic", c=probe_c).fit(*self.probe_data(model.encoder, bundle, labeled), n_tags)
             rows = word_outputs(model.encoder.eval().hidden, bundle, bundle.x_train)
             scores = [probe.predict_proba(s) if len(s) else np.zeros((0, n_tags)) for s, _ in rows]
         out = []
